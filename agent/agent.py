@@ -1,0 +1,286 @@
+"""``Agent``: the public entry point. Holds a conversation, a backend and the tools.
+
+An agent is one conversation: ``run()`` twice continues it (``reset()`` starts anew). Each
+run streams typed events (:mod:`agent.events`), writes them to a JSONL transcript as they
+happen, and ends with exactly one :class:`agent.events.Finished` event. The work of a run is
+in :mod:`agent.loop`; this module wires the pieces and keeps the conversation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Literal
+
+from agent.approval import ApprovalCallback, ApprovalPolicy, ApprovalSetting
+from agent.events import Event, RunResult
+from agent.executor import ToolExecutor
+from agent.loop import Limits, RunState, run_loop
+from agent.transcript import TranscriptWriter, default_sessions_dir
+from models.base import Backend, Sampling, Usage
+from tools.base import ToolContext
+from tools.registry import ToolRegistry, ToolSpec
+
+Placement = Literal["interleaved", "template"]
+ToolChoice = Literal["auto", "required"]
+
+
+class Agent:
+    """A QwQ agent: a model, tools, and a conversation.
+
+    Args:
+        model: a catalog name (``"qwq-32b"``, ``"smollm2-135m"``), a path to a ``.gguf``, an
+            ``http(s)://`` endpoint, ``"scripted:FILE.yaml"``, or a :class:`models.base.Backend`.
+            A name is loaded on first use (or by :meth:`load`).
+        tools: built-in names, ``@tool`` objects or typed functions.
+        placement: ``"interleaved"`` (calls honoured inside the thinking too, results
+            inserted right there) or ``"template"`` (calls only after ``</think>``, results as
+            the official template renders them).
+        approval: the policy for dangerous tools (see :mod:`agent.approval`).
+        approval_callback: decides ``"ask"`` calls; without it the stream's
+            :class:`agent.events.Approval` event decides, and silence denies.
+        workspace: the only folder file tools may touch.
+        max_steps: model generations per run.
+        max_tokens: sampled tokens per run (``None``: no budget but the window).
+        timeout: wall-clock seconds per run (``None``: none).
+        temperature, seed: override the model's sampling defaults; ``sampling`` replaces them.
+        tool_choice: ``"required"`` makes the first step a tool call (grammar-constrained
+            where the backend supports grammars).
+        system: the system prompt (default: ``prompts/system.md.j2``).
+        max_repeated_calls: an identical call (same name and arguments) beyond this many
+            times ends the run with ``"repeated_call"``.
+        tool_output_chars: cap on each tool result placed in the context.
+        tool_settings: per-tool settings (limits) by tool name, seen by tools.
+        transcript: write a JSONL transcript (``True``), not (``False``), or to this file.
+        sessions_dir: where transcripts go (default: the user data folder).
+        backend_options: passed to the catalog when ``model`` is a name (``n_ctx`` …).
+    """
+
+    def __init__(
+        self,
+        model: str | Backend = "qwq-32b",
+        tools: Sequence[ToolSpec] = (),
+        *,
+        placement: Placement = "interleaved",
+        approval: ApprovalSetting = "ask",
+        approval_callback: ApprovalCallback | None = None,
+        workspace: str | Path = ".",
+        max_steps: int = 20,
+        max_tokens: int | None = None,
+        timeout: float | None = None,
+        temperature: float | None = None,
+        seed: int | None = None,
+        sampling: Sampling | None = None,
+        tool_choice: ToolChoice = "auto",
+        system: str | None = None,
+        max_repeated_calls: int = 3,
+        tool_output_chars: int = 20_000,
+        tool_settings: Mapping[str, Mapping[str, Any]] | None = None,
+        transcript: bool | str | Path = True,
+        sessions_dir: str | Path | None = None,
+        backend_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        if placement not in ("interleaved", "template"):
+            raise ValueError(f"placement must be 'interleaved' or 'template', got {placement!r}")
+        if tool_choice not in ("auto", "required"):
+            raise ValueError(f"tool_choice must be 'auto' or 'required', got {tool_choice!r}")
+        if max_steps < 1:
+            raise ValueError(f"max_steps must be at least 1, got {max_steps!r}")
+        self._model_spec = model
+        self._backend: Backend | None = model if isinstance(model, Backend) else None
+        self._backend_options = dict(backend_options or {})
+        self.registry = ToolRegistry(tools)
+        self.placement: Placement = placement
+        self.policy = ApprovalPolicy(approval)
+        self.approval_callback = approval_callback
+        self.workspace = Path(workspace).expanduser().resolve()
+        self.limits = Limits(
+            max_steps=max_steps,
+            max_tokens=max_tokens,
+            timeout=timeout,
+            max_repeated_calls=max_repeated_calls,
+        )
+        self._sampling_override = sampling
+        self._temperature = temperature
+        self._seed = seed
+        self.tool_choice: ToolChoice = tool_choice
+        self.system = system
+        self.tool_output_chars = tool_output_chars
+        self.tool_settings: dict[str, Mapping[str, Any]] = dict(tool_settings or {})
+        self.history: list[dict[str, Any]] = []
+        """The conversation so far, as OpenAI-style messages (reasoning included)."""
+        self._cancel = threading.Event()
+        self._transcript_setting = transcript
+        self._sessions_dir = Path(sessions_dir) if sessions_dir is not None else None
+        self._writer: TranscriptWriter | None = None
+        self.last_usage = Usage()
+        """The counters of the last run (also in its ``RunResult``)."""
+
+    # -- the model -----------------------------------------------------------------------
+
+    @property
+    def backend(self) -> Backend:
+        """The backend, loaded on first access."""
+        if self._backend is None:
+            self._backend = self.load()
+        return self._backend
+
+    def load(self) -> Backend:
+        """Load the model now (it is loaded on first use otherwise) and return its backend.
+
+        Raises:
+            models.base.BackendError: the model cannot be found or loaded; the message says why.
+        """
+        if self._backend is not None:
+            return self._backend
+        from models.catalog import open_backend
+
+        assert isinstance(self._model_spec, str)
+        self._backend = open_backend(self._model_spec, **self._backend_options)
+        return self._backend
+
+    @property
+    def sampling(self) -> Sampling:
+        """The sampler settings of the next run: the model's defaults with any overrides."""
+        base = self._sampling_override or self.backend.info.default_sampling
+        if self._temperature is not None:
+            base = replace(base, temperature=self._temperature)
+        if self._seed is not None:
+            base = replace(base, seed=self._seed)
+        return base
+
+    # -- running -------------------------------------------------------------------------
+
+    def stream(self, prompt: str) -> Iterator[Event]:
+        """Run ``prompt`` and yield its events as they happen; the last is ``Finished``."""
+        self._cancel.clear()
+        context = ToolContext(
+            workspace=self.workspace,
+            cancel_event=self._cancel,
+            settings=self.tool_settings,
+        )
+        executor = ToolExecutor(self.registry, context, output_chars=self.tool_output_chars)
+        writer = self._transcript_writer()
+        state = RunState(
+            backend=self.backend,
+            registry=self.registry,
+            executor=executor,
+            policy=self.policy,
+            approval_callback=self.approval_callback,
+            placement=self.placement,
+            limits=self.limits,
+            sampling=self.sampling,
+            tool_choice=self.tool_choice,
+            system=self.system,
+            workspace=self.workspace,
+            cancel=self._cancel,
+        )
+        if writer is not None:
+            writer.start_run(prompt, self._describe())
+        try:
+            for event in run_loop(state, self.history, prompt):
+                if writer is not None:
+                    writer.write(event)
+                yield event
+        finally:
+            executor.shutdown()
+            if writer is not None:
+                writer.close()  # reopened (append) by the next run of this conversation
+            self.history.extend(state.new_messages)
+            self.last_usage = state.usage
+
+    def run(self, prompt: str) -> RunResult:
+        """Run ``prompt`` to the end and return the result (approvals: callback or policy)."""
+        events = list(self.stream(prompt))
+        return RunResult.from_events(
+            events,
+            usage=self.last_usage,
+            transcript_path=str(self._writer.path) if self._writer is not None else None,
+        )
+
+    async def astream(self, prompt: str) -> AsyncIterator[Event]:
+        """Async twin of :meth:`stream`: the blocking work runs in a worker thread.
+
+        Each event is fetched only when the consumer asks for it, so answering an
+        ``Approval`` event works as it does with :meth:`stream`.
+        """
+        loop = asyncio.get_running_loop()
+        iterator = self.stream(prompt)
+        try:
+            while True:
+                event = await loop.run_in_executor(None, next, iterator, None)
+                if event is None:
+                    return
+                yield event
+        finally:
+            await loop.run_in_executor(None, _close, iterator)
+
+    async def arun(self, prompt: str) -> RunResult:
+        """Async twin of :meth:`run`."""
+        events = [event async for event in self.astream(prompt)]
+        return RunResult.from_events(
+            events,
+            usage=self.last_usage,
+            transcript_path=str(self._writer.path) if self._writer is not None else None,
+        )
+
+    def cancel(self) -> None:
+        """Ask the running generation or tool to stop; the run ends with ``"cancelled"``."""
+        self._cancel.set()
+
+    def reset(self) -> None:
+        """Forget the conversation and start a new transcript (the model stays loaded)."""
+        self.history.clear()
+        if self._writer is not None:
+            self._writer.close()
+        self._writer = None
+
+    def close(self) -> None:
+        """Free the model and the transcript file."""
+        if self._writer is not None:
+            self._writer.close()
+        if self._backend is not None:
+            self._backend.close()
+
+    def __enter__(self) -> Agent:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- transcripts ---------------------------------------------------------------------
+
+    @property
+    def transcript_path(self) -> Path | None:
+        """The transcript of the current conversation, once a run has started."""
+        return self._writer.path if self._writer is not None else None
+
+    def _transcript_writer(self) -> TranscriptWriter | None:
+        if self._transcript_setting is False:
+            return None
+        if self._writer is None:
+            if isinstance(self._transcript_setting, str | Path):
+                path = Path(self._transcript_setting)
+            else:
+                folder = self._sessions_dir or default_sessions_dir()
+                path = TranscriptWriter.new_path(folder)
+            self._writer = TranscriptWriter(path)
+        return self._writer
+
+    def _describe(self) -> dict[str, Any]:
+        return {
+            "model": self.backend.info.name,
+            "placement": self.placement,
+            "tools": self.registry.names(),
+            "workspace": str(self.workspace),
+        }
+
+
+def _close(iterator: Iterator[Event]) -> None:
+    close: Callable[[], None] | None = getattr(iterator, "close", None)
+    if close is not None:
+        close()
+

@@ -1,0 +1,443 @@
+"""The agent loop: generate, parse, run tools, feed observations back, until done.
+
+One run is a generator of events (:func:`run_loop`). The context is an append-only list of
+segments (see :mod:`models.base`); the loop never re-renders what the model already read, so
+a backend with a KV cache evaluates only what is new.
+
+Stopping rule (the design's): inside the thinking, with the "interleaved" placement,
+generation stops at the first ``</tool_call>``; the call runs and its result is inserted right
+there (``\\n<tool_response>\\n…\\n</tool_response>\\n``), and the model continues the same
+thought. After ``</think>`` (and for every call with the "template" placement), the model may
+emit several calls; generation stops at the end of its turn, they all run, concurrently, and
+the results go back as one user turn of ``<tool_response>`` blocks, as the chat template does.
+
+Every way a run can end yields one :class:`agent.events.Finished` with its reason; model
+mistakes (malformed calls, unknown tools, bad arguments) are observations, not endings.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Generator, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import prompts
+from agent.approval import ApprovalCallback, ApprovalPolicy
+from agent.events import (
+    Approval,
+    Error,
+    Event,
+    FinishReason,
+    Finished,
+    Text,
+    Thinking,
+    ToolCall,
+    ToolCallEvent,
+    ToolResult,
+    UsageEvent,
+)
+from agent.executor import PreparedCall, ToolExecutor
+from agent.parser import (
+    AnswerText,
+    CallError,
+    ParsedCall,
+    StreamParser,
+    ThinkingEnded,
+    ThinkingText,
+)
+from models import chat_template
+from models.base import (
+    Backend,
+    BackendError,
+    ContextOverflowError,
+    GenerateOptions,
+    Sampling,
+    Segment,
+    StopReason,
+    Usage,
+)
+from tools.registry import ToolRegistry
+
+_CALL_BLOCK = re.compile(r"<tool_call>.*?(?:</tool_call>|$)", re.DOTALL)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The numbers that bound one run; breaking one ends the run with its reason."""
+
+    max_steps: int = 20
+    max_tokens: int | None = None
+    timeout: float | None = None
+    max_repeated_calls: int = 3
+
+
+@dataclass
+class RunState:
+    """Everything one run needs, and what it leaves behind (``usage``, ``new_messages``)."""
+
+    backend: Backend
+    registry: ToolRegistry
+    executor: ToolExecutor
+    policy: ApprovalPolicy
+    approval_callback: ApprovalCallback | None
+    placement: str
+    limits: Limits
+    sampling: Sampling
+    tool_choice: str
+    system: str | None
+    workspace: Path | None
+    cancel: threading.Event
+    usage: Usage = field(default_factory=Usage)
+    new_messages: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class _Step:
+    """What one generation produced."""
+
+    text: str = ""
+    reason: StopReason | str = "end_of_turn"
+    items: list[ParsedCall | CallError] = field(default_factory=list)
+    thinking_call: ParsedCall | CallError | None = None
+    answer: list[str] = field(default_factory=list)
+    thought_ended: bool = False
+
+
+def build_messages(state: RunState, history: Sequence[dict[str, Any]], prompt: str) -> list[dict[str, Any]]:
+    """The OpenAI-style messages of a new run: system, the conversation so far, the prompt."""
+    system = state.system
+    if system is None:
+        system = prompts.render(
+            "system",
+            tools=len(state.registry) > 0,
+            placement=state.placement,
+            workspace=any(n in state.registry for n in ("read_file", "write_file", "list_dir")),
+        )
+    return [{"role": "system", "content": system}, *history, {"role": "user", "content": prompt}]
+
+
+def render_prompt(state: RunState, messages: list[dict[str, Any]]) -> str:
+    """The prompt text through the model's own chat template (QwQ's when it has none)."""
+    info = state.backend.info
+    template = info.chat_template or chat_template.qwq_template()
+    specs = state.registry.specs()
+    if specs and not info.template_supports_tools:
+        messages = [dict(messages[0])] + messages[1:]
+        messages[0]["content"] = chat_template.declare_tools(messages[0]["content"], specs)
+        specs = []
+    return chat_template.render(template, messages, tools=specs or None)
+
+
+def run_loop(state: RunState, history: Sequence[dict[str, Any]], prompt: str) -> Iterator[Event]:
+    """Run one task; yield its events; always end with exactly one ``Finished``."""
+    backend, limits = state.backend, state.limits
+    started = time.monotonic()
+    deadline = started + limits.timeout if limits.timeout is not None else None
+    usage_start = backend.usage.copy()
+    state.new_messages.append({"role": "user", "content": prompt})
+    try:
+        context = [Segment(render_prompt(state, build_messages(state, history, prompt)), "template")]
+    except chat_template.TemplateError as exc:
+        yield Error(f"the prompt could not be rendered: {exc}", "template", fatal=True)
+        yield Finished("error", "", detail=str(exc))
+        return
+
+    ids = iter(range(1, 1_000_000))
+    repeats: Counter[str] = Counter()
+    turn_raw: list[str] = []
+    new_turn = True
+    steps = 0
+    while True:
+        reason, detail = _limit_reached(state, steps, deadline)
+        if reason is not None:
+            yield from _finish(state, turn_raw, reason, "", detail)
+            return
+        steps += 1
+        in_thinking = backend.info.opens_thinking if new_turn else True
+        parser = StreamParser(
+            in_thinking=in_thinking, calls_in_thinking=state.placement == "interleaved"
+        )
+        options = _options(state, first=steps == 1, usage_start=usage_start)
+        step = _Step()
+        try:
+            yield from _generate(state, context, parser, options, deadline, step)
+        except ContextOverflowError as exc:
+            yield Error(str(exc), "context_overflow", fatal=True)
+            yield from _finish(state, turn_raw, "context_overflow", "", str(exc))
+            return
+        except BackendError as exc:
+            yield Error(str(exc), "backend", fatal=True)
+            yield from _finish(state, turn_raw, "error", "", str(exc))
+            return
+        context.append(Segment(step.text, "model"))
+        turn_raw.append(step.text)
+        state.usage = _run_usage(state, usage_start)
+        yield UsageEvent(state.usage.copy(), steps)
+
+        if step.thinking_call is not None:  # interleaved: result goes right here
+            results, stop = yield from _run_calls(state, [step.thinking_call], ids, repeats, deadline)
+            if stop is not None:
+                yield from _finish(state, turn_raw, *stop)
+                return
+            observation = [
+                Segment("\n<tool_response>\n", "template"),
+                Segment(results[0], "data"),
+                Segment("\n</tool_response>\n", "template"),
+            ]
+            context.extend(observation)
+            turn_raw.append("".join(s.text for s in observation))
+            new_turn = False
+            continue
+
+        if step.reason in ("cancelled", "timeout", "length", "context_full"):
+            ending: dict[str, tuple[FinishReason, str]] = {
+                "cancelled": ("cancelled", "the run was cancelled"),
+                "timeout": ("timeout", f"the run took longer than its {limits.timeout} s limit"),
+                "length": ("max_tokens", _budget_detail(state, step)),
+                "context_full": (
+                    "context_overflow",
+                    "the context window is full; start a new session or raise --ctx",
+                ),
+            }
+            why, text = ending[str(step.reason)]
+            yield from _finish(state, turn_raw, why, "".join(step.answer).strip(), text)
+            return
+
+        for item in parser.finish():
+            if isinstance(item, AnswerText):
+                step.answer.append(item.text)
+                yield Text(item.text)
+            elif isinstance(item, ThinkingText):
+                yield Thinking(item.text)
+            elif isinstance(item, ParsedCall | CallError):
+                step.items.append(item)
+
+        if not step.items:
+            answer = "".join(step.answer).strip()
+            detail = ""
+            if not answer and parser.in_thinking and backend.info.opens_thinking:
+                detail = "the model ended its turn without closing its thinking (no </think>), so it gave no separate answer"
+            elif not answer:
+                detail = "the model gave an empty answer"
+            state.new_messages.append({"role": "assistant", "content": "".join(turn_raw)})
+            yield Finished("completed", answer, detail=detail)
+            return
+
+        outputs, stop = yield from _run_calls(state, step.items, ids, repeats, deadline)
+        _record_tool_turn(state, "".join(turn_raw), step.items, outputs)
+        if stop is not None:
+            yield from _finish(state, [], *stop)
+            return
+        turn_text = chat_template.tool_results_turn(
+            ["\x00"] * len(outputs), opens_thinking=backend.info.opens_thinking
+        )
+        pieces = turn_text.split("\x00")
+        for i, output in enumerate(outputs):
+            context.append(Segment(pieces[i], "template"))
+            context.append(Segment(output, "data"))
+        context.append(Segment(pieces[-1], "template"))
+        turn_raw = []
+        new_turn = True
+
+
+def _options(state: RunState, *, first: bool, usage_start: Usage) -> GenerateOptions:
+    limits = state.limits
+    remaining = None
+    if limits.max_tokens is not None:
+        used = state.backend.usage.completion_tokens - usage_start.completion_tokens
+        remaining = max(0, limits.max_tokens - used)
+    grammar = None
+    info = state.backend.info
+    if first and state.tool_choice == "required" and info.supports_grammar and len(state.registry):
+        from models.grammar import tool_call_grammar
+
+        grammar = tool_call_grammar(state.registry.specs(), allow_thinking=info.opens_thinking)
+    return GenerateOptions(sampling=state.sampling, max_tokens=remaining, grammar=grammar)
+
+
+def _limit_reached(
+    state: RunState, steps: int, deadline: float | None
+) -> tuple[FinishReason | None, str]:
+    limits = state.limits
+    if state.cancel.is_set():
+        return "cancelled", "the run was cancelled"
+    if deadline is not None and time.monotonic() >= deadline:
+        return "timeout", f"the run took longer than its {limits.timeout} s limit"
+    if steps >= limits.max_steps:
+        return "max_steps", (
+            f"the model used all {limits.max_steps} steps without finishing its answer; "
+            "raise max_steps or simplify the task"
+        )
+    if limits.max_tokens is not None and state.usage.completion_tokens >= limits.max_tokens:
+        return "max_tokens", f"the run used its budget of {limits.max_tokens} generated tokens"
+    return None, ""
+
+
+def _budget_detail(state: RunState, step: _Step) -> str:
+    where = " (in the middle of a tool call, which was not run)" if _ends_in_open_call(step.text) else ""
+    return f"the run used its budget of {state.limits.max_tokens} generated tokens{where}"
+
+
+def _ends_in_open_call(text: str) -> bool:
+    return text.rfind("<tool_call>") > text.rfind("</tool_call>")
+
+
+def _generate(
+    state: RunState,
+    context: list[Segment],
+    parser: StreamParser,
+    options: GenerateOptions,
+    deadline: float | None,
+    step: _Step,
+) -> Generator[Event, None, None]:
+    """Stream one generation into ``step``, yielding thinking and answer events."""
+    gen = state.backend.generate(context, options)
+    fed: list[str] = []
+    try:
+        while True:
+            try:
+                chunk = next(gen)
+            except StopIteration as stop:
+                step.reason = stop.value
+                break
+            fed.append(chunk)
+            for item in parser.feed(chunk):
+                if isinstance(item, ThinkingText):
+                    yield Thinking(item.text)
+                elif isinstance(item, AnswerText):
+                    step.answer.append(item.text)
+                    yield Text(item.text)
+                elif isinstance(item, ThinkingEnded):
+                    step.thought_ended = True
+                elif item.placement == "thinking" and state.placement == "interleaved":
+                    step.thinking_call = item
+                    break
+                else:
+                    step.items.append(item)
+            if step.thinking_call is not None:
+                break
+            if state.cancel.is_set():
+                step.reason = "cancelled"
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                step.reason = "timeout"
+                break
+    finally:
+        gen.close()
+    text = "".join(fed)
+    if step.thinking_call is not None:
+        text = text[: step.thinking_call.end]
+    step.text = text
+
+
+def _run_calls(
+    state: RunState,
+    items: Sequence[ParsedCall | CallError],
+    ids: Iterator[int],
+    repeats: Counter[str],
+    deadline: float | None,
+) -> Generator[Event, None, tuple[list[str], tuple[FinishReason, str, str] | None]]:
+    """Judge and run the calls of one step; return their observations in call order, and
+    ``(reason, answer, detail)`` when the run must end."""
+    observations: dict[int, str] = {}
+    runnable: list[tuple[int, PreparedCall]] = []
+    executor = state.executor
+    for index, item in enumerate(items):
+        call_id = f"call_{next(ids)}"
+        if isinstance(item, CallError):
+            message = f"the tool call could not be parsed: {item.message}"
+            yield Error(message, "parse", call_id=call_id)
+            observations[index] = f"Error: {message}"
+            continue
+        call = ToolCall(call_id, item.name, item.arguments, item.placement, item.raw)
+        yield ToolCallEvent(call)
+        key = item.name + "\x00" + json.dumps(item.arguments, sort_keys=True, ensure_ascii=False)
+        repeats[key] += 1
+        if repeats[key] > state.limits.max_repeated_calls:
+            detail = (
+                f"the model called {item.name!r} with the same arguments "
+                f"{repeats[key]} times; the run was stopped to avoid a loop"
+            )
+            yield Error(detail, "repeated", fatal=True, call_id=call_id)
+            return [], ("repeated_call", "", detail)
+        prepared = executor.prepare(call)
+        if isinstance(prepared, ToolResult):
+            yield prepared
+            observations[index] = f"Error: {prepared.error}"
+            continue
+        approved = yield from _approve(state, prepared)
+        if not approved:
+            denied = executor.error(
+                call,
+                f"the user denied this call to {call.name!r}; do not repeat it, "
+                "continue without it or explain what you need",
+                "denied",
+            )
+            yield denied
+            observations[index] = f"Error: {denied.error}"
+            continue
+        runnable.append((index, prepared))
+    if runnable:
+        t0 = time.monotonic()
+        by_id = {p.call.id: i for i, p in runnable}
+        for result in executor.run([p for _, p in runnable], deadline):
+            yield result
+            observations[by_id[result.call_id]] = (
+                result.output if result.output is not None else f"Error: {result.error}"
+            )
+        state.usage.tool_seconds += time.monotonic() - t0
+    return [observations[i] for i in range(len(items))], None
+
+
+def _approve(state: RunState, prepared: PreparedCall) -> Generator[Event, None, bool]:
+    decision = state.policy.decide(prepared.call, prepared.tool)
+    if decision == "ask" and state.approval_callback is not None:
+        allowed = bool(state.approval_callback(prepared.call))
+        yield Approval(prepared.call, prepared.tool.risk, allowed, "callback")
+        return allowed
+    if decision == "ask":
+        event = Approval(prepared.call, prepared.tool.risk)
+        yield event  # the consumer may answer before asking for the next event
+        if event.decision is None:
+            event.decision, event.decided_by = False, "default"
+        return event.decision
+    if prepared.tool.risk == "dangerous":
+        yield Approval(prepared.call, prepared.tool.risk, decision == "allow", "policy")
+    return decision == "allow"
+
+
+def _record_tool_turn(
+    state: RunState, raw: str, items: Sequence[ParsedCall | CallError], outputs: Sequence[str]
+) -> None:
+    """Add the assistant turn with its calls, and the tool results, to the conversation."""
+    calls = [
+        {"type": "function", "function": {"name": i.name, "arguments": i.arguments}}
+        for i in items
+        if isinstance(i, ParsedCall)
+    ]
+    content = _CALL_BLOCK.sub("", raw).rstrip() if calls else raw
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if calls:
+        message["tool_calls"] = calls
+    state.new_messages.append(message)
+    state.new_messages.extend({"role": "tool", "content": o} for o in outputs)
+
+
+def _finish(
+    state: RunState, turn_raw: Sequence[str], reason: FinishReason, answer: str, detail: str
+) -> Iterator[Event]:
+    if turn_raw:
+        state.new_messages.append({"role": "assistant", "content": "".join(turn_raw)})
+    yield Finished(reason, answer, detail=detail)
+
+
+def _run_usage(state: RunState, usage_start: Usage) -> Usage:
+    usage = state.backend.usage.since(usage_start)
+    usage.tool_seconds = state.usage.tool_seconds
+    return usage

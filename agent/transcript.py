@@ -1,0 +1,125 @@
+"""JSONL transcripts: every event of every run, one JSON object per line, flushed per event.
+
+A session file holds the runs of one conversation. Each run starts with a ``run_started``
+record (the prompt and what the agent was), followed by that run's events (see
+:mod:`agent.events`). The writer flushes after every line, so a crash, Ctrl-C or SIGKILL loses
+at most the line being written; the reader ignores a torn last line instead of failing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from agent.events import Event, event_from_dict, event_to_json
+
+
+def default_sessions_dir() -> Path:
+    """``$QWQ_AGENT_SESSIONS`` if set, else the platform's user data folder + ``sessions``."""
+    override = os.environ.get("QWQ_AGENT_SESSIONS")
+    if override:
+        return Path(override).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("qwq-agent", appauthor=False)) / "sessions"
+
+
+class TranscriptWriter:
+    """Appends records to one session file; opened lazily, flushed per line."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._file: IO[str] | None = None
+
+    @staticmethod
+    def new_path(folder: str | Path) -> Path:
+        """A fresh, sortable file name in ``folder`` (``20261124-061500-ab12cd.jsonl``)."""
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        return Path(folder) / f"{stamp}-{secrets.token_hex(3)}.jsonl"
+
+    def _line(self, text: str) -> None:
+        if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = self.path.open("a", encoding="utf-8")
+        self._file.write(text + "\n")
+        self._file.flush()
+
+    def start_run(self, prompt: str, meta: dict[str, Any]) -> None:
+        """Record that a run of ``prompt`` begins (``meta``: model, placement, tools …)."""
+        record = {"kind": "run_started", "prompt": prompt, "time": time.time(), **meta}
+        self._line(json.dumps(record, ensure_ascii=False))
+
+    def write(self, event: Event) -> None:
+        """Append one event."""
+        self._line(event_to_json(event))
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+@dataclass
+class TranscriptRun:
+    """One run as read back: its prompt, what the agent was, and its events."""
+
+    prompt: str
+    meta: dict[str, Any]
+    events: list[Event] = field(default_factory=list)
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run reached its ``Finished`` event (a killed run did not)."""
+        return bool(self.events) and self.events[-1].kind == "finished"
+
+
+@dataclass
+class Transcript:
+    """A session file read back."""
+
+    path: Path
+    runs: list[TranscriptRun]
+    skipped_lines: int = 0
+    """Lines that could not be read (a torn last line after a crash, for instance)."""
+
+
+def load_transcript(path: str | Path) -> Transcript:
+    """Read a session file; unreadable lines are counted in ``skipped_lines``, not fatal.
+
+    Raises:
+        OSError: the file cannot be opened.
+    """
+    file = Path(path)
+    runs: list[TranscriptRun] = []
+    skipped = 0
+    with file.open("r", encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                if record.get("kind") == "run_started":
+                    meta = {k: v for k, v in record.items() if k not in ("kind", "prompt")}
+                    runs.append(TranscriptRun(str(record.get("prompt", "")), meta))
+                    continue
+                event = event_from_dict(record)
+            except (ValueError, TypeError, KeyError, AttributeError):
+                skipped += 1
+                continue
+            if not runs:
+                runs.append(TranscriptRun("", {}))
+            runs[-1].events.append(event)
+    return Transcript(file, runs, skipped)
+
+
+def list_sessions(folder: str | Path | None = None) -> list[Path]:
+    """Session files in ``folder`` (default: :func:`default_sessions_dir`), newest first."""
+    root = Path(folder) if folder is not None else default_sessions_dir()
+    if not root.is_dir():
+        return []
+    return sorted(root.glob("*.jsonl"), reverse=True)

@@ -1,0 +1,135 @@
+"""Render a model's chat template exactly as Hugging Face ``apply_chat_template`` does.
+
+The model saw its prompts in training through ``transformers``; a byte of difference (an
+HTML-escaped ``<`` in a tool description, a stray newline) is a prompt it never saw. So this
+module reproduces HF's environment: a sandboxed Jinja2 environment with ``trim_blocks`` and
+``lstrip_blocks``, ``tojson`` = ``json.dumps(x, ensure_ascii=False)`` (not Jinja's
+HTML-escaping filter), ``raise_exception`` and the loop controls extension.
+
+It also knows the few ChatML strings the loop appends by itself when it continues a turn
+(:func:`tool_results_turn`), and declares tools for templates that have no tool support.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import jinja2
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+QWQ_TEMPLATE_NAME = "qwq-32b.jinja"
+
+
+class TemplateError(Exception):
+    """The chat template is invalid or raised (``raise_exception``) while rendering."""
+
+
+def _tojson(
+    value: Any,
+    ensure_ascii: bool = False,
+    indent: int | None = None,
+    separators: tuple[str, str] | None = None,
+    sort_keys: bool = False,
+) -> str:
+    # HF's own tojson: plain json.dumps, no HTML escaping.
+    return json.dumps(
+        value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys
+    )
+
+
+def _raise_exception(message: str) -> None:
+    raise TemplateError(message)
+
+
+@lru_cache(maxsize=16)
+def _compile(template: str) -> jinja2.Template:
+    env = ImmutableSandboxedEnvironment(
+        trim_blocks=True,
+        lstrip_blocks=True,
+        extensions=["jinja2.ext.loopcontrols"],
+    )
+    env.filters["tojson"] = _tojson
+    env.globals["raise_exception"] = _raise_exception
+    try:
+        return env.from_string(template)
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(f"the chat template does not parse (line {exc.lineno}): {exc}") from exc
+
+
+def qwq_template() -> str:
+    """The official QwQ-32B chat template, shipped with the package."""
+    return resources.files("models.templates").joinpath(QWQ_TEMPLATE_NAME).read_text("utf-8")
+
+
+def render(
+    template: str,
+    messages: Sequence[Mapping[str, Any]],
+    tools: Sequence[Mapping[str, Any]] | None = None,
+    add_generation_prompt: bool = True,
+    **extra: Any,
+) -> str:
+    """Render ``messages`` (OpenAI-style dicts) and ``tools`` with a Jinja chat template.
+
+    The output equals Hugging Face's ``apply_chat_template(..., tokenize=False)`` for the same
+    template and inputs. Tool-call ``arguments`` should be objects (as HF expects), not
+    JSON strings. ``extra`` variables (``bos_token`` …) are passed to the template.
+
+    Raises:
+        TemplateError: the template does not parse or raises.
+    """
+    try:
+        return _compile(template).render(
+            messages=[dict(m) for m in messages],
+            tools=[dict(t) for t in tools] if tools else None,
+            add_generation_prompt=add_generation_prompt,
+            **extra,
+        )
+    except TemplateError:
+        raise
+    except jinja2.TemplateError as exc:
+        raise TemplateError(f"the chat template failed: {exc}") from exc
+
+
+def template_supports_tools(template: str) -> bool:
+    """Whether a template declares tools itself (it refers to the ``tools`` variable)."""
+    return "tools" in template
+
+
+def opens_thinking(template: str) -> bool:
+    """Whether the generation prompt of ``template`` ends inside an open ``<think>`` block."""
+    probe = render(template, [{"role": "user", "content": "x"}], add_generation_prompt=True)
+    return probe.rstrip().endswith("<think>")
+
+
+TOOLS_SYSTEM_PREAMBLE = (
+    "\n\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
+    "You are provided with function signatures within <tools></tools> XML tags:\n<tools>"
+)
+TOOLS_SYSTEM_FOOTER = (
+    "\n</tools>\n\nFor each function call, return a json object with function name and "
+    "arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n"
+    '{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>'
+)
+
+
+def declare_tools(system: str, tools: Sequence[Mapping[str, Any]]) -> str:
+    """The system text with tools declared as the QwQ template does, for templates without
+    tool support (e.g. SmolLM2): the model sees the same ``<tools>`` format either way."""
+    lines = "".join("\n" + _tojson(dict(t)) for t in tools)
+    return system + TOOLS_SYSTEM_PREAMBLE + lines + TOOLS_SYSTEM_FOOTER
+
+
+def tool_results_turn(outputs: Sequence[str], *, opens_thinking: bool) -> str:
+    """The ChatML text that follows an assistant turn whose calls were made after ``</think>``.
+
+    Equal to what the QwQ template renders for the end of that assistant message, the
+    following ``tool`` messages (one user turn of ``<tool_response>`` blocks) and the next
+    generation prompt. The outputs must already be neutralised.
+    """
+    body = "".join(f"\n<tool_response>\n{o}\n</tool_response>" for o in outputs)
+    head = "<|im_end|>\n<|im_start|>user" + body + "<|im_end|>\n<|im_start|>assistant\n"
+    return head + ("<think>\n" if opens_thinking else "")

@@ -1,0 +1,106 @@
+"""Resolve tool specifications (built-in names, ``Tool`` objects, plain functions) to tools.
+
+Built-ins are named here and imported lazily, so that naming ``calculator`` does not import
+httpx, and ``import tools`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from tools.base import Tool, make_tool
+
+BUILTINS: dict[str, str] = {
+    "calculator": "tools.calculator:calculator",
+    "python": "tools.python_tool:python",
+    "web_search": "tools.web_search:web_search",
+    "fetch_url": "tools.fetch:fetch_url",
+    "read_file": "tools.files:read_file",
+    "write_file": "tools.files:write_file",
+    "list_dir": "tools.files:list_dir",
+}
+"""Built-in tool names and where each lives (``module:attribute``, a :class:`Tool`)."""
+
+ToolSpec = str | Tool | Callable[..., Any]
+
+
+class UnknownToolError(LookupError):
+    """A name that is neither a built-in nor a registered tool."""
+
+
+def builtin(name: str) -> Tool:
+    """Load the built-in tool called ``name``.
+
+    Raises:
+        UnknownToolError: ``name`` is not a built-in; the message lists the built-ins.
+    """
+    try:
+        target = BUILTINS[name]
+    except KeyError:
+        raise UnknownToolError(
+            f"unknown tool {name!r}; built-in tools are: {', '.join(sorted(BUILTINS))}"
+        ) from None
+    module_name, attr = target.split(":")
+    loaded = getattr(importlib.import_module(module_name), attr)
+    if not isinstance(loaded, Tool):
+        raise TypeError(f"{target} is not a Tool")
+    return loaded
+
+
+class ToolRegistry:
+    """The tools of one agent, by name, in declaration order."""
+
+    def __init__(self, specs: Iterable[ToolSpec] = ()) -> None:
+        self._tools: dict[str, Tool] = {}
+        for spec in specs:
+            self.add(spec)
+
+    def add(self, spec: ToolSpec) -> Tool:
+        """Add a built-in name, a :class:`Tool`, or a typed function (wrapped with ``@tool``).
+
+        Raises:
+            UnknownToolError: an unknown built-in name.
+            ValueError: two tools with the same name.
+        """
+        if isinstance(spec, str):
+            item = builtin(spec)
+        elif isinstance(spec, Tool):
+            item = spec
+        elif callable(spec):
+            item = make_tool(spec)
+        else:
+            raise TypeError(f"a tool must be a name, a Tool or a function, got {spec!r}")
+        if item.name in self._tools and self._tools[item.name] is not item:
+            raise ValueError(f"two tools are named {item.name!r}; rename one")
+        self._tools[item.name] = item
+        return item
+
+    def get(self, name: str) -> Tool:
+        """The tool called ``name``.
+
+        Raises:
+            UnknownToolError: with the list of valid names, for the model to correct itself.
+        """
+        try:
+            return self._tools[name]
+        except KeyError:
+            valid = ", ".join(self._tools) or "(none: no tools are available in this run)"
+            raise UnknownToolError(f"unknown tool {name!r}; valid tools are: {valid}") from None
+
+    def names(self) -> list[str]:
+        return list(self._tools)
+
+    def specs(self) -> list[dict[str, Any]]:
+        """Declarations for the chat template, in order."""
+        return [t.spec() for t in self._tools.values()]
+
+    def __iter__(self) -> Iterator[Tool]:
+        return iter(self._tools.values())
+
+    def __len__(self) -> int:
+        return len(self._tools)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tools
