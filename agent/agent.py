@@ -283,4 +283,3 @@ def _close(iterator: Iterator[Event]) -> None:
     close: Callable[[], None] | None = getattr(iterator, "close", None)
     if close is not None:
         close()
-

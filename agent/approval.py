@@ -35,7 +35,9 @@ class ApprovalPolicy:
             for name, word in setting.items():
                 _check_word(word, f"approval for {name!r}")
         elif not callable(setting):
-            raise TypeError(f"approval must be 'allow', 'deny', 'ask', a mapping or a callable, got {setting!r}")
+            raise TypeError(
+                f"approval must be 'allow', 'deny', 'ask', a mapping or a callable, got {setting!r}"
+            )
         self._setting = setting
         self._always: set[str] = set()
 

@@ -68,6 +68,26 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--hide-thinking", action="store_true", help="do not print the thinking")
     _common(ask)
 
+    chat = sub.add_parser("chat", help="open the TUI (the default command)")
+    _common(chat)
+
+    run = sub.add_parser("run", help="run the tasks of a YAML file; results as JSONL")
+    run.add_argument("file", help="the task file (see examples/tasks/)")
+    run.add_argument(
+        "--out", default=None, help="results file (JSONL; default: FILE.results.jsonl)"
+    )
+    run.add_argument(
+        "--only",
+        action="append",
+        default=None,
+        metavar="ID",
+        help="run only this task id (repeatable)",
+    )
+    run.add_argument("--resume", action="store_true", help="skip tasks already in --out")
+    run.add_argument("--fail-fast", action="store_true", help="stop at the first failed task")
+    run.add_argument("--concurrency", type=int, default=1, help="tasks at once (server backends)")
+    _common(run)
+
     tools_cmd = sub.add_parser("tools", help="list the built-in tools with their risk")
     tools_cmd.add_argument("--json", action="store_true")
 
@@ -81,7 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    commands = {"ask", "chat", "run", "tools", "models"}
+    if not any(a in commands or a in ("-h", "--help", "--version") for a in arguments[:1]):
+        arguments.insert(0, "chat")  # `qwq-agent [options]` opens the TUI
+    args = parser.parse_args(arguments)
     if args.version:
         from agent import __version__
 
@@ -93,6 +117,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             from agent.cli_ask import run_ask
 
             return run_ask(args)
+        if command == "run":
+            from agent.cli_run import run_tasks
+
+            return run_tasks(args)
+        if command == "chat":
+            from tui.app import run_chat
+
+            return run_chat(args)
         if command == "tools":
             return _list_tools(args)
         if command == "models":
@@ -100,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_models(args)
         parser.print_help()
-        return EXIT_OK
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -12,10 +12,15 @@ import argparse
 import dataclasses
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, agent_from_args
 from agent.terminal import clean_for_terminal
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from agent.events import Event
 
 
 def _ask_person(call: Any) -> bool:
@@ -47,36 +52,14 @@ def run_ask(args: argparse.Namespace) -> int:
         err.print(Text(f"qwq-agent: {exc}", style="bold red"))
         return EXIT_BAD_INPUT
 
-    events = []
+    events: list[Event] = []
     in_thinking_line = False
     with agent:
         for event in agent.stream(args.prompt):
             events.append(event)
             if args.json:
                 continue
-            kind = event.kind
-            if kind == "thinking" and not args.hide_thinking:
-                out.print(Text(clean_for_terminal(event.text), style="dim"), end="")
-                in_thinking_line = True
-            elif kind == "text":
-                if in_thinking_line:
-                    out.print()
-                    in_thinking_line = False
-                out.print(Text(clean_for_terminal(event.text)), end="")
-            elif kind == "tool_call":
-                arguments = json.dumps(event.call.arguments, ensure_ascii=False)
-                out.print(Text(f"\n→ {event.call.name}({clean_for_terminal(arguments)})", style="cyan"))
-            elif kind == "tool_result":
-                body = event.output if event.error is None else f"error: {event.error}"
-                style = "green" if event.error is None else "red"
-                shown = clean_for_terminal(body or "")
-                if len(shown) > 2000:
-                    shown = shown[:2000] + f" … ({len(shown) - 2000} more characters)"
-                out.print(Text(f"← {shown}", style=style))
-            elif kind == "approval" and event.decision is False:
-                out.print(Text(f"✗ {event.call.name} denied (use --yes to allow)", style="yellow"))
-            elif kind == "error" and event.fatal:
-                err.print(Text(f"qwq-agent: {event.message}", style="bold red"))
+            in_thinking_line = _show(event, args, out, err, in_thinking_line)
         result = RunResult.from_events(
             events,
             usage=agent.last_usage,
@@ -99,3 +82,37 @@ def run_ask(args: argparse.Namespace) -> int:
         if not result.ok or result.detail:
             err.print(Text(f"[{result.finish_reason}] {result.detail}", style="yellow"))
     return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def _show(event: Event, args: argparse.Namespace, out: Console, err: Console, mid_thought: bool) -> bool:
+    """Print one event; return whether the cursor is now in the middle of dimmed thinking."""
+    from rich.text import Text
+
+    from agent.events import Approval, Error, Thinking, ToolCallEvent, ToolResult
+    from agent.events import Text as AnswerText
+
+    match event:
+        case Thinking(text=text) if not args.hide_thinking:
+            out.print(Text(clean_for_terminal(text), style="dim"), end="")
+            return True
+        case AnswerText(text=text):
+            if mid_thought:
+                out.print()
+            out.print(Text(clean_for_terminal(text)), end="")
+            return False
+        case ToolCallEvent(call=call):
+            arguments = clean_for_terminal(json.dumps(call.arguments, ensure_ascii=False))
+            out.print(Text(f"\n→ {call.name}({arguments})", style="cyan"))
+            return False
+        case ToolResult(output=output, error=error):
+            body = output if error is None else f"error: {error}"
+            shown = clean_for_terminal(body or "")
+            if len(shown) > 2000:
+                shown = shown[:2000] + f" … ({len(shown) - 2000} more characters)"
+            out.print(Text(f"← {shown}", style="green" if error is None else "red"))
+            return False
+        case Approval(decision=False, call=call):
+            out.print(Text(f"✗ {call.name} denied (use --yes to allow)", style="yellow"))
+        case Error(fatal=True, message=message):
+            err.print(Text(f"qwq-agent: {message}", style="bold red"))
+    return mid_thought

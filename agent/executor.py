@@ -90,7 +90,9 @@ class ToolExecutor:
             error_type=error_type,
         )
 
-    def run(self, calls: Sequence[PreparedCall], deadline: float | None = None) -> Iterator[ToolResult]:
+    def run(
+        self, calls: Sequence[PreparedCall], deadline: float | None = None
+    ) -> Iterator[ToolResult]:
         """Run ``calls`` concurrently; yield each result as it completes.
 
         ``deadline`` (a ``time.monotonic()`` value) bounds every call, on top of each tool's
@@ -98,7 +100,9 @@ class ToolExecutor:
         """
         started: dict[Future[Any], tuple[PreparedCall, float, float | None]] = {}
         for prepared in calls:
-            timeout = prepared.tool.timeout if prepared.tool.timeout is not None else self.default_timeout
+            timeout = (
+                prepared.tool.timeout if prepared.tool.timeout is not None else self.default_timeout
+            )
             t0 = time.monotonic()
             limit = t0 + timeout if timeout is not None else None
             if deadline is not None:
@@ -107,7 +111,7 @@ class ToolExecutor:
             started[future] = (prepared, t0, limit)
         pending = set(started)
         while pending:
-            limits = [started[f][2] for f in pending if started[f][2] is not None]
+            limits = [lim for f in pending if (lim := started[f][2]) is not None]
             nearest = min(limits) if limits else None
             wait_for = 0.05 if nearest is None else max(0.0, min(0.05, nearest - time.monotonic()))
             done, _ = wait(pending, timeout=wait_for, return_when=FIRST_COMPLETED)
@@ -120,7 +124,9 @@ class ToolExecutor:
                 if self.context.cancelled:
                     pending.discard(future)
                     future.cancel()
-                    yield self._timed_error(prepared.call, "the run was cancelled while the tool ran", "cancelled", t0)
+                    yield self._timed_error(
+                        prepared.call, "the run was cancelled while the tool ran", "cancelled", t0
+                    )
                 elif limit is not None and now >= limit:
                     pending.discard(future)
                     future.cancel()

@@ -33,8 +33,8 @@ from agent.events import (
     Approval,
     Error,
     Event,
-    FinishReason,
     Finished,
+    FinishReason,
     Text,
     Thinking,
     ToolCall,
@@ -109,7 +109,9 @@ class _Step:
     thought_ended: bool = False
 
 
-def build_messages(state: RunState, history: Sequence[dict[str, Any]], prompt: str) -> list[dict[str, Any]]:
+def build_messages(
+    state: RunState, history: Sequence[dict[str, Any]], prompt: str
+) -> list[dict[str, Any]]:
     """The OpenAI-style messages of a new run: system, the conversation so far, the prompt."""
     system = state.system
     if system is None:
@@ -128,7 +130,7 @@ def render_prompt(state: RunState, messages: list[dict[str, Any]]) -> str:
     template = info.chat_template or chat_template.qwq_template()
     specs = state.registry.specs()
     if specs and not info.template_supports_tools:
-        messages = [dict(messages[0])] + messages[1:]
+        messages = [dict(messages[0]), *messages[1:]]
         messages[0]["content"] = chat_template.declare_tools(messages[0]["content"], specs)
         specs = []
     return chat_template.render(template, messages, tools=specs or None)
@@ -142,7 +144,9 @@ def run_loop(state: RunState, history: Sequence[dict[str, Any]], prompt: str) ->
     usage_start = backend.usage.copy()
     state.new_messages.append({"role": "user", "content": prompt})
     try:
-        context = [Segment(render_prompt(state, build_messages(state, history, prompt)), "template")]
+        context = [
+            Segment(render_prompt(state, build_messages(state, history, prompt)), "template")
+        ]
     except chat_template.TemplateError as exc:
         yield Error(f"the prompt could not be rendered: {exc}", "template", fatal=True)
         yield Finished("error", "", detail=str(exc))
@@ -181,7 +185,9 @@ def run_loop(state: RunState, history: Sequence[dict[str, Any]], prompt: str) ->
         yield UsageEvent(state.usage.copy(), steps)
 
         if step.thinking_call is not None:  # interleaved: result goes right here
-            results, stop = yield from _run_calls(state, [step.thinking_call], ids, repeats, deadline)
+            results, stop = yield from _run_calls(
+                state, [step.thinking_call], ids, repeats, deadline
+            )
             if stop is not None:
                 yield from _finish(state, turn_raw, *stop)
                 return
@@ -280,7 +286,11 @@ def _limit_reached(
 
 
 def _budget_detail(state: RunState, step: _Step) -> str:
-    where = " (in the middle of a tool call, which was not run)" if _ends_in_open_call(step.text) else ""
+    where = (
+        " (in the middle of a tool call, which was not run)"
+        if _ends_in_open_call(step.text)
+        else ""
+    )
     return f"the run used its budget of {state.limits.max_tokens} generated tokens{where}"
 
 

@@ -111,7 +111,9 @@ class ScriptedBackend:
         allowed = {"chunk_size", "delay", "opens_thinking", "context_size"}
         unknown = sorted(set(data) - allowed - {"turns"})
         if unknown:
-            raise BackendError(f"unknown keys in {str(file)!r}: {unknown}; allowed: {sorted(allowed)}")
+            raise BackendError(
+                f"unknown keys in {str(file)!r}: {unknown}; allowed: {sorted(allowed)}"
+            )
         settings = {k: data[k] for k in allowed if k in data}
         settings.update(kwargs)
         return cls(turns, name=f"scripted:{file.name}", **settings)
@@ -159,7 +161,7 @@ class ScriptedBackend:
             total = self._usage.context_tokens + _approx_tokens(new)
         else:
             previous = "".join(s.text for s in self._seen)
-            common = len(os.path.commonprefix([previous, full]))
+            common = len(os.path.commonprefix([previous, full]))  # noqa: RUF071 (characters, not paths)
             new = full[common:]
             cached = _approx_tokens(full[:common])
             total = cached + _approx_tokens(new)

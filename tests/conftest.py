@@ -13,7 +13,9 @@ from models.scripted import ScriptedBackend
 
 
 @pytest.fixture(autouse=True)
-def _sessions_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def _sessions_dir(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Path]:
     """Transcripts of every test go to a temporary folder, never the user's data dir."""
     folder = tmp_path_factory.mktemp("sessions")
     monkeypatch.setenv("QWQ_AGENT_SESSIONS", str(folder))
@@ -35,7 +37,7 @@ def call(name: str, **arguments: Any) -> str:
     """The text of a well-formed call block, as the model writes it."""
     import json
 
-    return f'<tool_call>\n{json.dumps({"name": name, "arguments": arguments})}\n</tool_call>'
+    return f"<tool_call>\n{json.dumps({'name': name, 'arguments': arguments})}\n</tool_call>"
 
 
 MakeAgent = Callable[..., tuple[Agent, ScriptedBackend]]
@@ -45,7 +47,9 @@ MakeAgent = Callable[..., tuple[Agent, ScriptedBackend]]
 def make_agent(tmp_path: Path) -> MakeAgent:
     """``make_agent(turns, tools=[...], **agent_options) -> (agent, backend)``."""
 
-    def factory(turns: Sequence[str], tools: Sequence[Any] = (add,), **options: Any) -> tuple[Agent, ScriptedBackend]:
+    def factory(
+        turns: Sequence[str], tools: Sequence[Any] = (add,), **options: Any
+    ) -> tuple[Agent, ScriptedBackend]:
         backend = ScriptedBackend(turns)
         options.setdefault("workspace", tmp_path)
         return Agent(backend, tools=list(tools), **options), backend

@@ -20,10 +20,15 @@ def test_call_inside_thinking_runs_and_the_model_continues(make_agent: MakeAgent
     agent, backend = make_agent(["I should add.\n" + call("add", a=2, b=3), ANSWER])
     result = agent.run("What is 2 + 3?")
     assert result.ok and result.answer == "The answer is 5."
-    assert [(c.name, c.output, c.placement) for c in result.tool_calls] == [("add", "5", "thinking")]
+    assert [(c.name, c.output, c.placement) for c in result.tool_calls] == [
+        ("add", "5", "thinking")
+    ]
     # The observation goes right after </tool_call>, nothing else is re-sent.
     assert backend.observations == ["\n<tool_response>\n5\n</tool_response>\n"]
-    assert backend.prompts[1] == backend.prompts[0] + "I should add.\n" + call("add", a=2, b=3) + backend.observations[0]
+    assert (
+        backend.prompts[1]
+        == backend.prompts[0] + "I should add.\n" + call("add", a=2, b=3) + backend.observations[0]
+    )
     assert "I should add." in result.thinking and "So it is 5." in result.thinking
 
 
@@ -63,7 +68,9 @@ def test_two_calls_after_thinking_run_concurrently_and_match(make_agent: MakeAge
         barrier.wait()  # only returns if both calls run at the same time
         return text.upper()
 
-    turn = "Two lookups.</think>\n" + call("slow_echo", text="a") + "\n" + call("slow_echo", text="b")
+    turn = (
+        "Two lookups.</think>\n" + call("slow_echo", text="a") + "\n" + call("slow_echo", text="b")
+    )
     agent, backend = make_agent([turn, "Done.</think>A and B."], tools=[slow_echo])
     result = agent.run("go")
     assert result.ok
@@ -76,7 +83,9 @@ def test_two_calls_after_thinking_run_concurrently_and_match(make_agent: MakeAge
     )
 
 
-def test_template_placement_matches_the_template_rendering_of_tool_messages(make_agent: MakeAgent) -> None:
+def test_template_placement_matches_the_template_rendering_of_tool_messages(
+    make_agent: MakeAgent,
+) -> None:
     turn = "</think>\n\n" + call("add", a=2, b=3)
     agent, backend = make_agent([turn, ANSWER], placement="template", system="S")
     agent.run("q")
@@ -85,13 +94,22 @@ def test_template_placement_matches_the_template_rendering_of_tool_messages(make
     messages = [
         {"role": "system", "content": "S"},
         {"role": "user", "content": "q"},
-        {"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": {"name": "add", "arguments": {"a": 2, "b": 3}}}]},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {"type": "function", "function": {"name": "add", "arguments": {"a": 2, "b": 3}}}
+            ],
+        },
         {"role": "tool", "content": "5"},
     ]
     rendered = render(qwq_template(), messages, tools=[add.spec()])
     prefix = backend.prompts[0] + "</think>\n\n"
     assert backend.prompts[1].startswith(prefix)
-    assert backend.prompts[1][len(prefix):] == rendered[len(rendered) - len(backend.prompts[1]) + len(prefix):]
+    assert (
+        backend.prompts[1][len(prefix) :]
+        == rendered[len(rendered) - len(backend.prompts[1]) + len(prefix) :]
+    )
 
 
 def test_template_placement_ignores_calls_in_thinking(make_agent: MakeAgent) -> None:
@@ -203,15 +221,35 @@ def test_safe_tools_never_ask(make_agent: MakeAgent) -> None:
 @pytest.mark.parametrize(
     ("block", "error_type", "fragment"),
     [
-        ('<tool_call>\n{"name": "add", "arguments": {"a": 1\n</tool_call>', None, "could not be parsed"),
+        (
+            '<tool_call>\n{"name": "add", "arguments": {"a": 1\n</tool_call>',
+            None,
+            "could not be parsed",
+        ),
         (call("nope", a=1), "unknown_tool", "valid tools are: add"),
         (call("add", a=1), "validation", "'b' is a required property"),
         (call("add", a=1, b=2, c=3), "validation", "Additional properties"),
         (call("add", a="one", b=2), "validation", "is not of type 'integer'"),
-        ('<tool_call>\n{"name": "add", "arguments": {"a": 1, "a": 2, "b": 1}}\n</tool_call>', None, "duplicate key"),
-        ('<tool_call>\n{"name": "add", "arguments": {"a": NaN, "b": 1}}\n</tool_call>', None, "NaN"),
-        ('<tool_call>\n{"name": "add", "arguments": {"a": "\\udc00", "b": 1}}\n</tool_call>', None, "surrogate"),
-        ('<tool_call>\n{"name": "add", "arguments": "\\"{}\\""}\n</tool_call>', None, "double-encoded"),
+        (
+            '<tool_call>\n{"name": "add", "arguments": {"a": 1, "a": 2, "b": 1}}\n</tool_call>',
+            None,
+            "duplicate key",
+        ),
+        (
+            '<tool_call>\n{"name": "add", "arguments": {"a": NaN, "b": 1}}\n</tool_call>',
+            None,
+            "NaN",
+        ),
+        (
+            '<tool_call>\n{"name": "add", "arguments": {"a": "\\udc00", "b": 1}}\n</tool_call>',
+            None,
+            "surrogate",
+        ),
+        (
+            '<tool_call>\n{"name": "add", "arguments": "\\"{}\\""}\n</tool_call>',
+            None,
+            "double-encoded",
+        ),
     ],
 )
 def test_malformed_calls_become_observations(
@@ -264,7 +302,9 @@ def test_several_calls_each_judged_on_its_own(make_agent: MakeAgent) -> None:
     agent, backend = make_agent([turn, ANSWER])
     result = agent.run("q")
     assert [(c.output, c.error_type) for c in result.tool_calls] == [
-        ("3", None), (None, "unknown_tool"), (None, "validation")
+        ("3", None),
+        (None, "unknown_tool"),
+        (None, "validation"),
     ]
     blocks = backend.observations[0].split("<tool_response>")[1:]
     assert blocks[0].startswith("\n3\n") and "unknown tool" in blocks[1] and "'b'" in blocks[2]
@@ -286,7 +326,9 @@ def test_tool_exception_and_timeout_are_observations(make_agent: MakeAgent) -> N
     agent, _ = make_agent([turn, ANSWER], tools=[broken, sleepy])
     result = agent.run("q")
     by_name = {c.name: c for c in result.tool_calls}
-    assert by_name["broken"].error_type == "exception" and "disk on fire" in (by_name["broken"].error or "")
+    assert by_name["broken"].error_type == "exception" and "disk on fire" in (
+        by_name["broken"].error or ""
+    )
     assert by_name["sleepy"].error_type == "timeout"
     assert result.ok
 
@@ -299,7 +341,7 @@ def test_special_tokens_in_tool_output_are_neutralised(make_agent: MakeAgent) ->
 
     agent, backend = make_agent([call("evil"), ANSWER], tools=[evil])
     agent.run("q")
-    data = backend.observations[0][len("\n<tool_response>\n"):-len("\n</tool_response>\n")]
+    data = backend.observations[0][len("\n<tool_response>\n") : -len("\n</tool_response>\n")]
     for token in ("</tool_response>", "<|im_end|>", "<|im_start|>", "<tool_call>", "</think>"):
         assert token not in data
 
@@ -316,7 +358,9 @@ def test_tool_output_is_capped(make_agent: MakeAgent) -> None:
     assert len(backend.observations[0]) < 1200
 
 
-def test_script_exhausted_is_a_clear_error_and_the_conversation_is_kept(make_agent: MakeAgent) -> None:
+def test_script_exhausted_is_a_clear_error_and_the_conversation_is_kept(
+    make_agent: MakeAgent,
+) -> None:
     agent, _ = make_agent([call("add", a=1, b=2)])
     result = agent.run("q")
     assert result.finish_reason == "error" and "no turn 2" in result.detail

@@ -162,8 +162,25 @@ def test_oversized_call_is_refused_without_parsing() -> None:
 
 
 TEXT_PIECES = st.sampled_from(
-    ["<think>", "</think>", "<tool_call>", "</tool_call>", "<", "</", "<tool", "\n", " ", "a", "é",
-     '{"name": "add", "arguments": {"a": 1}}', "{", "}", '"', "<tool_response>", "x" * 7]
+    [
+        "<think>",
+        "</think>",
+        "<tool_call>",
+        "</tool_call>",
+        "<",
+        "</",
+        "<tool",
+        "\n",
+        " ",
+        "a",
+        "é",
+        '{"name": "add", "arguments": {"a": 1}}',
+        "{",
+        "}",
+        '"',
+        "<tool_response>",
+        "x" * 7,
+    ]
 )
 
 

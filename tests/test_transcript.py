@@ -1,0 +1,61 @@
+"""Transcripts: one JSON object per line, flushed per event, readable after a crash."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from agent import Agent, load_transcript
+from agent.events import Finished, ToolResult, event_from_dict, event_to_dict
+from agent.transcript import list_sessions
+from models.scripted import ScriptedBackend
+from tests.conftest import add, call
+
+
+def test_every_event_is_written_and_read_back(tmp_path: Path) -> None:
+    backend = ScriptedBackend([call("add", a=2, b=3), "ok</think>5"])
+    agent = Agent(backend, tools=[add], sessions_dir=tmp_path)
+    result = agent.run("2+3?")
+    assert result.transcript_path is not None
+    transcript = load_transcript(result.transcript_path)
+    assert len(transcript.runs) == 1 and transcript.skipped_lines == 0
+    run = transcript.runs[0]
+    assert run.prompt == "2+3?" and run.meta["tools"] == ["add"] and run.finished
+    assert [type(e) for e in run.events] == [type(e) for e in result.events]
+    assert run.events == [e for e in result.events]
+
+
+def test_runs_of_one_conversation_share_a_file(tmp_path: Path) -> None:
+    agent = Agent(ScriptedBackend(["</think>a", "</think>b"]), sessions_dir=tmp_path)
+    agent.run("one")
+    agent.run("two")
+    assert [r.prompt for r in load_transcript(agent.transcript_path or "").runs] == ["one", "two"]
+    agent.reset()
+    agent2 = Agent(ScriptedBackend(["</think>c"]), sessions_dir=tmp_path)
+    agent2.run("three")
+    assert len(list_sessions(tmp_path)) == 2
+
+
+def test_lines_are_on_disk_while_the_run_goes_on(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    agent = Agent(ScriptedBackend(["abc" * 10 + "</think>x"]), transcript=path)
+    stream = agent.stream("q")
+    next(stream)
+    next(stream)
+    lines = path.read_text().splitlines()
+    assert len(lines) >= 2  # run_started + the first event, already flushed
+    stream.close()
+
+
+def test_a_torn_last_line_is_skipped_not_fatal(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    Agent(ScriptedBackend(["</think>fine"]), transcript=path).run("q")
+    with path.open("a") as f:
+        f.write('{"kind": "text", "te')
+    transcript = load_transcript(path)
+    assert transcript.skipped_lines == 1
+    assert isinstance(transcript.runs[0].events[-1], Finished)
+
+
+def test_event_round_trip() -> None:
+    event = ToolResult("call_1", "add", "5", None, 0.1)
+    assert event_from_dict(event_to_dict(event)) == event
