@@ -87,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--fail-fast", action="store_true", help="stop at the first failed task")
     run.add_argument("--concurrency", type=int, default=1, help="tasks at once (server backends)")
     _common(run)
+    # In `run`, an option not given leaves the task file's value: None means "not given".
+    run.set_defaults(
+        model=None, tools=None, workspace=None, placement=None, max_steps=None, tool_choice=None
+    )
 
     tools_cmd = sub.add_parser("tools", help="list the built-in tools with their risk")
     tools_cmd.add_argument("--json", action="store_true")

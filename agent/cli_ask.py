@@ -96,8 +96,11 @@ def _show(event: Event, args: argparse.Namespace, out: Console, err: Console, mi
             out.print(Text(clean_for_terminal(text), style="dim"), end="")
             return True
         case AnswerText(text=text):
-            if mid_thought:
+            if mid_thought:  # the answer starts: one line break after the thinking, no blank run
+                text = text.lstrip("\n")
                 out.print()
+                if not text:
+                    return False
             out.print(Text(clean_for_terminal(text)), end="")
             return False
         case ToolCallEvent(call=call):

@@ -179,8 +179,9 @@ def run_loop(state: RunState, history: Sequence[dict[str, Any]], prompt: str) ->
             yield Error(str(exc), "backend", fatal=True)
             yield from _finish(state, turn_raw, "error", "", str(exc))
             return
-        context.append(Segment(step.text, "model"))
-        turn_raw.append(step.text)
+        if step.text:  # backends record no segment for an empty generation either
+            context.append(Segment(step.text, "model"))
+            turn_raw.append(step.text)
         state.usage = _run_usage(state, usage_start)
         yield UsageEvent(state.usage.copy(), steps)
 

@@ -196,7 +196,8 @@ class ScriptedBackend:
             self._usage.completion_tokens += n
             self._usage.context_tokens += n
             self._usage.decode_seconds += time.perf_counter() - started
-            self._seen.append(Segment(out, "model"))
+            if out:
+                self._seen.append(Segment(out, "model"))
         return reason
 
     @staticmethod

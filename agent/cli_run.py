@@ -1,0 +1,211 @@
+"""``qwq-agent run TASKS.yaml``: run a task file headless, write results, print a summary.
+
+Exit codes (as :mod:`agent.cli`): 0 every task ran (now or, with ``--resume``, before) and
+passed; 1 some task failed, errored or was not run because of ``--fail-fast``; 2 bad input,
+reported before any task runs (task file, options, ``--only`` ids, results file, the first
+model); 130 interrupted by SIGINT or SIGTERM: the running task ends cleanly, is recorded as
+interrupted, and ``--resume`` picks the batch up from there (a second signal stops at once).
+
+Options given on the command line override the task file, tasks included; options not given
+leave the file's values (the ``run`` parser's defaults are ``None`` for that reason).
+Progress goes to stderr (a bar on a terminal, plain lines otherwise), the summary to stdout,
+results to ``--out`` (default: ``TASKS.results.jsonl`` beside the task file) and transcripts
+to the folder beside it (``TASKS.results.transcripts/ID.jsonl``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from agent.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from agent.results import TaskResult
+    from agent.runner import BackendFactory, Runner
+    from agent.tasks import Settings, TaskPlan
+
+_OPTIONS = {
+    "model": "model",
+    "ctx": "ctx",
+    "n_gpu_layers": "n_gpu_layers",
+    "temperature": "temperature",
+    "seed": "seed",
+    "placement": "placement",
+    "tool_choice": "tool_choice",
+    "workspace": "workspace",
+    "max_steps": "max_steps",
+    "max_tokens": "max_tokens",
+    "timeout": "timeout_s",
+    "system": "system",
+}
+"""argparse destination -> task-file setting, for the options a task file also has."""
+
+
+class BadInput(Exception):
+    """Input that stops the batch before it starts; the message is for a person."""
+
+
+def run_tasks(
+    args: argparse.Namespace,
+    *,
+    stdout: Console | None = None,
+    stderr: Console | None = None,
+    factory: BackendFactory | None = None,
+) -> int:
+    """Run ``args.file``; return the exit code (see the module docstring).
+
+    ``stdout``, ``stderr`` and ``factory`` (how models are opened) exist for tests.
+    """
+    from rich.console import Console
+    from rich.text import Text
+
+    from agent.progress import make_reporter
+    from agent.results import ResultsFile
+    from agent.runner import Runner, open_model
+    from agent.tasks import TaskFileError, load_task_file
+    from models.base import BackendError
+
+    out = stdout or Console(highlight=False)
+    err = stderr or Console(stderr=True, highlight=False)
+    try:
+        spec = load_task_file(args.file)
+        plans = _select(spec.plan(_overrides(args)), args.only, spec.ids())
+        if args.concurrency < 1:
+            raise BadInput(f"--concurrency must be at least 1, got {args.concurrency}")
+        out_path = Path(args.out) if args.out else _default_out(Path(args.file))
+        results = ResultsFile(out_path, resume=args.resume)
+    except TaskFileError as exc:
+        for problem in exc.problems:
+            err.print(Text(f"qwq-agent: {problem}", style="bold red"))
+        return EXIT_BAD_INPUT
+    except (BadInput, OSError) as exc:
+        err.print(Text(f"qwq-agent: {exc}", style="bold red"))
+        return EXIT_BAD_INPUT
+
+    reporter = make_reporter(err)
+    done = results.done_ids()
+    todo = [p for p in plans if p.id not in done]
+    transcripts = None if args.no_transcript else out_path.with_name(out_path.stem + ".transcripts")
+    runner = Runner(
+        todo,
+        results=results,
+        reporter=reporter,
+        concurrency=args.concurrency,
+        fail_fast=args.fail_fast,
+        approve_all=args.yes,
+        transcripts_dir=transcripts,
+        factory=factory or open_model,
+    )
+    try:
+        if results.dropped_torn_line:
+            reporter.note(f"{out_path}: dropped a torn last line left by an interrupted run")
+        runner.preload()
+        with _signals(runner):
+            runner.run(already_done=len(plans) - len(todo))
+    except BackendError as exc:
+        err.print(Text(f"qwq-agent: {exc}", style="bold red"))
+        return EXIT_BAD_INPUT
+    finally:
+        results.close()
+    return _finish(out, err, plans, runner, results.earlier, out_path)
+
+
+def _finish(
+    out: Console,
+    err: Console,
+    plans: list[TaskPlan],
+    runner: Runner,
+    earlier: dict[str, TaskResult],
+    out_path: Path,
+) -> int:
+    from rich.text import Text
+
+    from agent.progress import print_summary
+
+    now = {r.id: r for r in runner.results}
+    merged = {p.id: now.get(p.id) or earlier.get(p.id) for p in plans}
+    results = {k: v for k, v in merged.items() if v is not None}
+    print_summary(out, [p.id for p in plans], results, earlier=set(earlier) - set(now))
+    out.print(Text(f"results: {out_path}"))
+    if runner.interrupted_by is not None:
+        err.print(
+            Text(
+                f"qwq-agent: interrupted by {runner.interrupted_by}; run again with --resume "
+                "to finish the batch",
+                style="yellow",
+            )
+        )
+        return EXIT_INTERRUPTED
+    if len(results) < len(plans) or not all(r.ok for r in results.values()):
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _default_out(task_file: Path) -> Path:
+    return task_file.with_name(task_file.stem + ".results.jsonl")
+
+
+def _overrides(args: argparse.Namespace) -> Settings:
+    """The task-file settings given on the command line (``None`` where not given)."""
+    from pydantic import ValidationError
+
+    from agent.tasks import Settings
+
+    values: dict[str, Any] = {
+        setting: getattr(args, dest, None) for dest, setting in _OPTIONS.items()
+    }
+    tools = getattr(args, "tools", None)
+    if tools is not None:
+        values["tools"] = [t.strip() for t in tools.split(",") if t.strip()]
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        options = {setting: dest for dest, setting in _OPTIONS.items()}
+        lines = []
+        for error in exc.errors():
+            name = str(error["loc"][0]) if error["loc"] else ""
+            option = "--" + options.get(name, name).replace("_", "-")
+            lines.append(f"{option}: {error['msg']} (got {error.get('input')!r})")
+        raise BadInput("; ".join(lines)) from None
+
+
+def _select(plans: list[TaskPlan], only: list[str] | None, ids: list[str]) -> list[TaskPlan]:
+    if not only:
+        return plans
+    unknown = [i for i in only if i not in ids]
+    if unknown:
+        raise BadInput(
+            f"--only: no task with the id {', '.join(map(repr, unknown))}; "
+            f"the ids in the file are: {', '.join(ids)}"
+        )
+    wanted = set(only)
+    return [p for p in plans if p.id in wanted]
+
+
+@contextmanager
+def _signals(runner: Runner) -> Iterator[None]:
+    """SIGINT and SIGTERM interrupt the runner (cleanly); a second one stops at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if runner.interrupted_by is not None:
+            raise KeyboardInterrupt
+        runner.interrupt(signal.Signals(signum).name)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

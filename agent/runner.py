@@ -1,0 +1,306 @@
+"""The batch runner of ``qwq-agent run``: plans in, one :class:`TaskResult` per task out.
+
+Contract:
+
+* Each task runs in a fresh :class:`agent.Agent` (a new conversation and transcript) on a
+  shared backend: a model is loaded once per distinct ``(model, ctx, n_gpu_layers)`` and
+  closed as soon as no remaining task needs it.
+* Tasks run in file order; with ``concurrency > 1`` up to that many run at once, but a backend
+  whose ``info.concurrent`` is false (the embedded llama.cpp one, the scripted one) serves one
+  task at a time.
+* Headless approval: the tools of ``approve`` (every tool of the task with ``approve_all``)
+  run; any other call to a dangerous tool is denied and the model is told so.
+* Each result is written to the results file the moment its task ends, then reported.
+* :meth:`Runner.interrupt` (the CLI calls it on SIGINT/SIGTERM; safe from a signal handler)
+  cancels the running tasks, which end cleanly and are recorded with ``interrupted: true``;
+  no new task starts. ``fail_fast`` stops starting tasks after the first failure.
+* A task never takes the batch down: a model that fails to load, or an unexpected exception,
+  becomes that task's ``error``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from agent.agent import Agent
+from agent.events import Event, RunResult, UsageEvent
+from agent.expect import check
+from agent.progress import Reporter
+from agent.results import ResultsFile, TaskResult
+from agent.tasks import TaskPlan
+from models.base import Backend, BackendError, Sampling, Usage
+
+BackendFactory = Callable[[str, Mapping[str, Any]], Backend]
+"""Opens a model: ``(spec, load options) -> Backend`` (default: the model catalog)."""
+
+
+def open_model(spec: str, options: Mapping[str, Any]) -> Backend:
+    """The default :data:`BackendFactory`: :func:`models.catalog.open_backend`."""
+    from models.catalog import open_backend
+
+    return open_backend(spec, **options)
+
+
+ModelKey = tuple[str, int | None, int | None]
+
+
+class BackendPool:
+    """Loaded models by key, with a use count so each is closed after its last task."""
+
+    def __init__(self, plans: list[TaskPlan], factory: BackendFactory) -> None:
+        self._factory = factory
+        self._uses: Counter[ModelKey] = Counter(p.model_key for p in plans)
+        self._backends: dict[ModelKey, Backend] = {}
+        self._failures: dict[ModelKey, str] = {}
+        self._turns: dict[ModelKey, threading.Lock] = {}
+        self._lock = threading.Lock()
+
+    def get(self, plan: TaskPlan) -> Backend:
+        """The backend of ``plan``, loaded on first use.
+
+        Raises:
+            BackendError: it could not be loaded (the failure is remembered, not retried).
+        """
+        key = plan.model_key
+        with self._lock:
+            if key in self._failures:
+                raise BackendError(self._failures[key])
+            if key not in self._backends:
+                try:
+                    self._backends[key] = self._factory(plan.model, plan.backend_options())
+                except (BackendError, OSError, ValueError) as exc:
+                    self._failures[key] = str(exc)
+                    raise BackendError(str(exc)) from exc
+                self._turns[key] = threading.Lock()
+            return self._backends[key]
+
+    @contextmanager
+    def turn(self, plan: TaskPlan, backend: Backend) -> Iterator[None]:
+        """Hold the backend for one task when it cannot serve several at once."""
+        if backend.info.concurrent:
+            yield
+            return
+        with self._turns[plan.model_key]:
+            yield
+
+    def release(self, plan: TaskPlan) -> None:
+        """One task of this model is over; close the model after its last one."""
+        key = plan.model_key
+        with self._lock:
+            self._uses[key] -= 1
+            if self._uses[key] <= 0 and key in self._backends:
+                self._backends.pop(key).close()
+
+    def close_all(self) -> None:
+        with self._lock:
+            for backend in self._backends.values():
+                backend.close()
+            self._backends.clear()
+
+
+class Runner:
+    """Runs plans and records their results; see the module docstring."""
+
+    def __init__(
+        self,
+        plans: list[TaskPlan],
+        *,
+        results: ResultsFile,
+        reporter: Reporter,
+        concurrency: int = 1,
+        fail_fast: bool = False,
+        approve_all: bool = False,
+        transcripts_dir: Path | None = None,
+        factory: BackendFactory = open_model,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency!r}")
+        self.plans = plans
+        self.results_file = results
+        self.reporter = reporter
+        self.concurrency = concurrency
+        self.fail_fast = fail_fast
+        self.approve_all = approve_all
+        self.transcripts_dir = transcripts_dir
+        self.pool = BackendPool(plans, factory)
+        self.results: list[TaskResult] = []
+        """The results of this run, in the order the tasks ended."""
+        self.interrupted_by: str | None = None
+        """The signal (or reason) that interrupted the batch, if any."""
+        self._failed = False
+        self._active: dict[str, Agent] = {}
+
+    @property
+    def stopping(self) -> bool:
+        """No new task may start (interrupted, or a failure with ``fail_fast``)."""
+        return self.interrupted_by is not None or (self.fail_fast and self._failed)
+
+    def preload(self) -> None:
+        """Load the first task's model now, so that a bad model is reported before any task.
+
+        Raises:
+            BackendError: it cannot be loaded.
+        """
+        if self.plans:
+            self.pool.get(self.plans[0])
+
+    def interrupt(self, reason: str) -> None:
+        """Cancel the running tasks and start no more. Safe to call from a signal handler
+        (it takes no lock)."""
+        if self.interrupted_by is None:
+            self.interrupted_by = reason
+        for agent in list(self._active.values()):
+            agent.cancel()
+
+    def run(self, already_done: int = 0) -> list[TaskResult]:
+        """Run every plan (until stopped); return this run's results."""
+        self.reporter.start(len(self.plans), already_done)
+        try:
+            if self.concurrency == 1:
+                for plan in self.plans:
+                    if self.stopping:
+                        break
+                    self._record(self._run_one(plan))
+            else:
+                self._run_concurrently()
+        finally:
+            self.pool.close_all()
+            self.reporter.stop()
+        return self.results
+
+    def _run_concurrently(self) -> None:
+        pending = iter(self.plans)
+        running: set[Future[TaskResult | None]] = set()
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="qwq-task") as executor:
+            while True:
+                while not self.stopping and len(running) < self.concurrency:
+                    plan = next(pending, None)
+                    if plan is None:
+                        break
+                    running.add(executor.submit(self._run_one, plan))
+                if not running:
+                    return
+                done, running = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
+                for future in done:
+                    self._record(future.result())
+
+    def _record(self, result: TaskResult | None) -> None:
+        if result is None:
+            return
+        self.results_file.write(result)
+        self.results.append(result)
+        if not result.ok and not result.interrupted:
+            self._failed = True
+        self.reporter.task_finished(result)
+
+    # -- one task ------------------------------------------------------------------------
+
+    def _run_one(self, plan: TaskPlan) -> TaskResult | None:
+        """Run ``plan``; ``None`` when the batch stopped before it could start."""
+        try:
+            try:
+                backend = self.pool.get(plan)
+            except BackendError as exc:
+                self.reporter.task_started(plan)
+                error = f"the model {plan.model!r} could not be loaded: {exc}"
+                return TaskResult(plan.id, False, "", "error", model=plan.model, error=error)
+            with self.pool.turn(plan, backend):
+                if self.stopping:
+                    return None
+                return self._execute(plan, backend)
+        finally:
+            self.pool.release(plan)
+
+    def _execute(self, plan: TaskPlan, backend: Backend) -> TaskResult:
+        self.reporter.task_started(plan)
+        started = time.monotonic()
+        events: list[Event] = []
+        error: str | None = None
+        agent: Agent | None = None
+        try:
+            agent = self._agent(plan, backend)
+            self._active[plan.id] = agent
+            for event in agent.stream(plan.prompt):
+                events.append(event)
+                if self.interrupted_by is not None:
+                    agent.cancel()  # a signal that came before the run began
+                if isinstance(event, UsageEvent):
+                    self.reporter.task_step(plan.id, event.step, event.usage)
+        except Exception as exc:  # a failing task must not end the batch: it is recorded
+            error = f"{type(exc).__name__}: {exc}"
+        finally:
+            self._active.pop(plan.id, None)
+        path = agent.transcript_path if agent is not None else None
+        run = RunResult.from_events(
+            events,
+            usage=agent.last_usage if agent is not None else Usage(),
+            transcript_path=str(path) if path is not None else None,
+        )
+        return self._result(plan, run, error, time.monotonic() - started)
+
+    def _agent(self, plan: TaskPlan, backend: Backend) -> Agent:
+        allowed = plan.tools if self.approve_all else plan.approve
+        approval = {"*": "deny", **{name: "allow" for name in allowed}}
+        sampling: Sampling = dataclasses.replace(backend.info.default_sampling, **plan.sampling)
+        transcript: bool | Path = False
+        if self.transcripts_dir is not None:
+            transcript = self._transcript_path(plan.id)
+        return Agent(
+            backend,
+            tools=list(plan.tools),
+            placement=plan.placement,
+            approval=approval,  # type: ignore[arg-type]
+            workspace=plan.workspace,
+            max_steps=plan.max_steps,
+            max_tokens=plan.max_tokens,
+            timeout=plan.timeout_s,
+            sampling=sampling,
+            tool_choice=plan.tool_choice,
+            system=plan.system,
+            transcript=transcript,
+        )
+
+    def _transcript_path(self, task_id: str) -> Path:
+        """``DIR/ID.jsonl``, or ``DIR/ID.N.jsonl`` when an earlier attempt left one."""
+        assert self.transcripts_dir is not None
+        path = self.transcripts_dir / f"{task_id}.jsonl"
+        attempt = 1
+        while path.exists():
+            attempt += 1
+            path = self.transcripts_dir / f"{task_id}.{attempt}.jsonl"
+        return path
+
+    def _result(
+        self, plan: TaskPlan, run: RunResult, error: str | None, duration: float
+    ) -> TaskResult:
+        expectations = check(plan.expect, run.answer, run.tool_calls) if plan.expect else []
+        interrupted = self.interrupted_by is not None and run.finish_reason == "cancelled"
+        if interrupted:
+            error = f"interrupted by {self.interrupted_by}"
+        elif error is None and run.finish_reason != "completed":
+            error = run.detail or "; ".join(run.errors) or run.finish_reason
+        ok = error is None and run.finish_reason == "completed"
+        return TaskResult(
+            id=plan.id,
+            ok=ok and all(e.ok for e in expectations),
+            answer=run.answer,
+            finish_reason=run.finish_reason,
+            model=plan.model,
+            detail=run.detail,
+            error=error,
+            interrupted=interrupted,
+            expectations=[e.to_dict() for e in expectations],
+            tool_calls=[dataclasses.asdict(c) for c in run.tool_calls],
+            usage=dataclasses.asdict(run.usage),
+            steps=run.steps,
+            duration=round(duration, 3),
+            transcript_path=run.transcript_path,
+        )
