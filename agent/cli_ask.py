@@ -84,7 +84,9 @@ def run_ask(args: argparse.Namespace) -> int:
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
-def _show(event: Event, args: argparse.Namespace, out: Console, err: Console, mid_thought: bool) -> bool:
+def _show(
+    event: Event, args: argparse.Namespace, out: Console, err: Console, mid_thought: bool
+) -> bool:
     """Print one event; return whether the cursor is now in the middle of dimmed thinking."""
     from rich.text import Text
 

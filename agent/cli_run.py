@@ -85,10 +85,10 @@ def run_tasks(
         results = ResultsFile(out_path, resume=args.resume)
     except TaskFileError as exc:
         for problem in exc.problems:
-            err.print(Text(f"qwq-agent: {problem}", style="bold red"))
+            err.print(Text(f"qwq-agent: {problem}", style="bold red"), soft_wrap=True)
         return EXIT_BAD_INPUT
     except (BadInput, OSError) as exc:
-        err.print(Text(f"qwq-agent: {exc}", style="bold red"))
+        err.print(Text(f"qwq-agent: {exc}", style="bold red"), soft_wrap=True)
         return EXIT_BAD_INPUT
 
     reporter = make_reporter(err)
@@ -112,7 +112,7 @@ def run_tasks(
         with _signals(runner):
             runner.run(already_done=len(plans) - len(todo))
     except BackendError as exc:
-        err.print(Text(f"qwq-agent: {exc}", style="bold red"))
+        err.print(Text(f"qwq-agent: {exc}", style="bold red"), soft_wrap=True)
         return EXIT_BAD_INPUT
     finally:
         results.close()
@@ -135,14 +135,15 @@ def _finish(
     merged = {p.id: now.get(p.id) or earlier.get(p.id) for p in plans}
     results = {k: v for k, v in merged.items() if v is not None}
     print_summary(out, [p.id for p in plans], results, earlier=set(earlier) - set(now))
-    out.print(Text(f"results: {out_path}"))
+    out.print(Text(f"results: {out_path}"), soft_wrap=True)
     if runner.interrupted_by is not None:
         err.print(
             Text(
                 f"qwq-agent: interrupted by {runner.interrupted_by}; run again with --resume "
                 "to finish the batch",
                 style="yellow",
-            )
+            ),
+            soft_wrap=True,
         )
         return EXIT_INTERRUPTED
     if len(results) < len(plans) or not all(r.ok for r in results.values()):

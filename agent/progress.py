@@ -52,7 +52,8 @@ def _verdict(result: TaskResult) -> str:
 
 def _numbers(result: TaskResult) -> str:
     tokens = result.usage.get("completion_tokens", 0)
-    return f"{result.duration:.1f} s, {result.steps} steps, {tokens} tokens"
+    steps = f"{result.steps} step{'' if result.steps == 1 else 's'}"
+    return f"{result.duration:.1f} s, {steps}, {tokens} tokens"
 
 
 def _rate(usage: Usage) -> str:
@@ -138,7 +139,7 @@ class RichReporter:
         self.progress.start()
 
     def task_started(self, plan: TaskPlan) -> None:
-        self._rows[plan.id] = self.progress.add_task(f"{plan.id}: loading", total=None)
+        self._rows[plan.id] = self.progress.add_task(f"{plan.id}: starting", total=None)
 
     def task_step(self, task_id: str, step: int, usage: Usage) -> None:
         row = self._rows.get(task_id)

@@ -147,3 +147,9 @@ class ResultsFile:
     def close(self) -> None:
         with self._lock:
             self._file.close()
+
+    def __enter__(self) -> ResultsFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

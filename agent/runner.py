@@ -137,6 +137,7 @@ class Runner:
         """The signal (or reason) that interrupted the batch, if any."""
         self._failed = False
         self._active: dict[str, Agent] = {}
+        self._noted: set[ModelKey] = set()
 
     @property
     def stopping(self) -> bool:
@@ -212,12 +213,22 @@ class Runner:
                 self.reporter.task_started(plan)
                 error = f"the model {plan.model!r} could not be loaded: {exc}"
                 return TaskResult(plan.id, False, "", "error", model=plan.model, error=error)
+            if self.concurrency > 1 and not backend.info.concurrent:
+                self._note_serial(plan)
             with self.pool.turn(plan, backend):
                 if self.stopping:
                     return None
                 return self._execute(plan, backend)
         finally:
             self.pool.release(plan)
+
+    def _note_serial(self, plan: TaskPlan) -> None:
+        if plan.model_key not in self._noted:
+            self._noted.add(plan.model_key)
+            self.reporter.note(
+                f"{plan.model} serves one task at a time (an embedded model); --concurrency "
+                "runs tasks at once only on server backends"
+            )
 
     def _execute(self, plan: TaskPlan, backend: Backend) -> TaskResult:
         self.reporter.task_started(plan)

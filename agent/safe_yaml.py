@@ -176,8 +176,9 @@ def load_yaml(path: str | Path) -> tuple[Any, SourceMap]:
     except OSError as exc:
         raise YamlLoadError(file, f"cannot read the file: {exc.strerror or exc}") from None
     text = decode(file, raw)
-    loader = _Loader(text)
+    loader: _Loader | None = None
     try:
+        loader = _Loader(text)  # checks every character first
         node = loader.get_single_node()
         if node is None:
             raise YamlLoadError(file, "the file is empty (nothing but comments or blank lines)")
@@ -200,7 +201,8 @@ def load_yaml(path: str | Path) -> tuple[Any, SourceMap]:
     except RecursionError:
         raise YamlLoadError(file, f"nested more than {MAX_DEPTH} levels deep") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _explain(exc: yaml.MarkedYAMLError) -> str:

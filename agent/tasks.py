@@ -101,15 +101,6 @@ class TaskFile(Settings):
 
     tasks: list[Task] = Field(min_length=1)
 
-    @model_validator(mode="after")
-    def _unique_ids(self) -> TaskFile:
-        seen: set[str] = set()
-        for task in self.tasks:
-            if task.id in seen:
-                raise ValueError(f"two tasks have the id {task.id!r}; ids must be unique")
-            seen.add(task.id)
-        return self
-
 
 class TaskFileError(ValueError):
     """A task file (or the options given with it) that cannot run; one line per problem."""
@@ -173,6 +164,19 @@ def load_task_file(path: str | Path) -> TaskFileSpec:
         model = TaskFile.model_validate(data)
     except ValidationError as exc:
         raise TaskFileError(_problems(file, exc, data, source)) from None
+    first: dict[str, int] = {}
+    duplicates: list[YamlLoadError] = []
+    for index, task in enumerate(model.tasks):
+        if task.id in first:
+            path = ("tasks", index, "id")
+            message = (
+                f"{dotted(path)}: the id {task.id!r} is also the id of tasks[{first[task.id]}]; "
+                "ids must be unique"
+            )
+            duplicates.append(YamlLoadError(file, message, source.locate(path)))
+        first.setdefault(task.id, index)
+    if duplicates:
+        raise TaskFileError(duplicates)
     return TaskFileSpec(file, model, source)
 
 
@@ -234,6 +238,8 @@ def _message(error: ErrorDetails, path: DocPath, source: SourceMap) -> str:
         return _unknown_key(path)
     message = str(error["msg"]).removeprefix("Value error, ")
     written, read_as = source.plain.get(path), _read_as(value)
+    if kind == "invalid-json-value" and written is not None and read_as:
+        return f'YAML read {written} as {read_as}, which is not JSON; put it in quotes: "{written}"'
     if kind in _EXPECTED and written is not None and read_as:
         text = f"expected {_EXPECTED[kind]}, but YAML read {written} as {read_as}"
         if kind in ("string_type", "string_pattern_mismatch", "literal_error"):

@@ -51,7 +51,9 @@ def machine() -> dict[str, Any]:
 
         gpu = subprocess.run(
             ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=10,
+            capture_output=True,
+            text=True,
+            timeout=10,
         )
         if gpu.returncode == 0:
             info["gpu"] = gpu.stdout.strip()
@@ -73,8 +75,12 @@ def run(model: str | None, quick: bool, n_ctx: int) -> dict[str, Any]:
         backend = open_backend(model, n_ctx=n_ctx, warm_start=False)
         assert isinstance(backend, LlamaCppBackend), "benchmarks need a llama.cpp model"
         results["model_info"] = {"name": backend.info.name, "n_ctx": backend.info.context_size}
-        results["decode"] = llama.decode_overhead(backend, tokens=16 if quick else 128, rounds=1 if quick else 3)
-        results["episodes"] = [llama.tool_episode(backend, k) for k in ((1, 2) if quick else (1, 4, 16))]
+        results["decode"] = llama.decode_overhead(
+            backend, tokens=16 if quick else 128, rounds=1 if quick else 3
+        )
+        results["episodes"] = [
+            llama.tool_episode(backend, k) for k in ((1, 2) if quick else (1, 4, 16))
+        ]
         sizes = (256, 512) if quick else (1024, 2048, 4096, 7168, 16384)
         results["resume"] = llama.resume_latency(backend, sizes)
         backend.close()
@@ -85,24 +91,78 @@ def run(model: str | None, quick: bool, n_ctx: int) -> dict[str, Any]:
 def table(results: dict[str, Any]) -> str:
     rows: list[tuple[str, str, str]] = []
     p = results["parser"]
-    rows.append(("parser throughput (token-sized chunks)", f"{p['mb_per_s']} MB/s", f"{p['x_faster_than_100_tok_s_model']}x a 100 tok/s model"))
+    rows.append(
+        (
+            "parser throughput (token-sized chunks)",
+            f"{p['mb_per_s']} MB/s",
+            f"{p['x_faster_than_100_tok_s_model']}x a 100 tok/s model",
+        )
+    )
     t = results["parallel_tools"]
-    rows.append((f"{t['calls']} parallel calls of {t['sleep_s']} s", f"{t['wall_s']} s", f"speed-up {t['speedup']}x (ideal {t['calls']})"))
+    rows.append(
+        (
+            f"{t['calls']} parallel calls of {t['sleep_s']} s",
+            f"{t['wall_s']} s",
+            f"speed-up {t['speedup']}x (ideal {t['calls']})",
+        )
+    )
     s = results["startup"]
-    rows.append(("`qwq-agent --help`", f"{s['qwq_agent_help']['wall_s_median']} s", f"{s['qwq_agent_help']['peak_rss_mb']} MB peak; python floor {s['python_floor']['wall_s_median']} s"))
-    rows.append(("`import agent`", f"{s['import_agent']['wall_s_median']} s", f"{s['import_agent']['peak_rss_mb']} MB peak; heavy modules: {s['heavy_modules_imported']}"))
+    rows.append(
+        (
+            "`qwq-agent --help`",
+            f"{s['qwq_agent_help']['wall_s_median']} s",
+            f"{s['qwq_agent_help']['peak_rss_mb']} MB peak; python floor {s['python_floor']['wall_s_median']} s",
+        )
+    )
+    rows.append(
+        (
+            "`import agent`",
+            f"{s['import_agent']['wall_s_median']} s",
+            f"{s['import_agent']['peak_rss_mb']} MB peak; heavy modules: {s['heavy_modules_imported']}",
+        )
+    )
     if "decode" in results:
         d = results["decode"]
-        rows.append(("decode through Agent.stream ÷ raw llama-cpp-python", f"{d['ratio']}", f"{d['agent_tok_s']} vs {d['raw_tok_s']} tok/s (target ≥ 0.97)"))
+        rows.append(
+            (
+                "decode through Agent.stream ÷ raw llama-cpp-python",
+                f"{d['ratio']}",
+                f"{d['agent_tok_s']} vs {d['raw_tok_s']} tok/s (target ≥ 0.97)",
+            )
+        )
         for e in results["episodes"]:
-            rows.append((f"K={e['k']}: evaluated ÷ (prompt + observations)", f"{e['ratio']}", f"{e['evaluated']} / {e['prompt_plus_observations']} tokens (target ≤ 1.02)"))
-            rows.append((f"K={e['k']}: usual way ÷ this runtime", f"{e['usual_way_ratio']}", f"no-cache server ÷ this runtime: {e['no_cache_ratio']}"))
+            rows.append(
+                (
+                    f"K={e['k']}: evaluated ÷ (prompt + observations)",
+                    f"{e['ratio']}",
+                    f"{e['evaluated']} / {e['prompt_plus_observations']} tokens (target ≤ 1.02)",
+                )
+            )
+            rows.append(
+                (
+                    f"K={e['k']}: usual way ÷ this runtime",
+                    f"{e['usual_way_ratio']}",
+                    f"no-cache server ÷ this runtime: {e['no_cache_ratio']}",
+                )
+            )
         wasted = sum(e["wasted_tokens"] for e in results["episodes"])
         rows.append(("tokens generated after </tool_call>", f"{wasted}", "target 0"))
         r = results["resume"]
-        rows.append(("resume latency, largest ÷ smallest context", f"{r['ratio_largest_to_smallest']}", ", ".join(f"{k}: {v * 1000:.0f} ms" for k, v in r["seconds_by_context"].items())))
+        rows.append(
+            (
+                "resume latency, largest ÷ smallest context",
+                f"{r['ratio_largest_to_smallest']}",
+                ", ".join(f"{k}: {v * 1000:.0f} ms" for k, v in r["seconds_by_context"].items()),
+            )
+        )
         w = results["warm_start"]
-        rows.append(("time to first token, warm ÷ cold (new process)", f"{w['ratio']}", f"{w['warm_ttft_s']} s vs {w['cold_ttft_s']} s; {w['prefix_tokens_loaded']} tokens loaded"))
+        rows.append(
+            (
+                "time to first token, warm ÷ cold (new process)",
+                f"{w['ratio']}",
+                f"{w['warm_ttft_s']} s vs {w['cold_ttft_s']} s; {w['prefix_tokens_loaded']} tokens loaded",
+            )
+        )
     width = max(len(r[0]) for r in rows)
     lines = [f"| {'measure':<{width}} | value | detail |", f"|{'-' * (width + 2)}|---|---|"]
     lines += [f"| {a:<{width}} | {b} | {c} |" for a, b, c in rows]
@@ -121,24 +181,47 @@ def charts(results: dict[str, Any], folder: Path) -> list[Path]:
                 "tool calls (K)",
                 "tokens evaluated",
                 {
-                    "qwq-agent (interleaved, KV cache kept)": list(zip(ks, [e["evaluated"] for e in results["episodes"]], strict=True)),
-                    "re-rendered template + prefix reuse": list(zip(ks, [e["usual_way_evaluated"] for e in results["episodes"]], strict=True)),
-                    "server without prefix cache": list(zip(ks, [e["no_cache_server_evaluated"] for e in results["episodes"]], strict=True)),
+                    "qwq-agent (interleaved, KV cache kept)": list(
+                        zip(ks, [e["evaluated"] for e in results["episodes"]], strict=True)
+                    ),
+                    "re-rendered template + prefix reuse": list(
+                        zip(
+                            ks, [e["usual_way_evaluated"] for e in results["episodes"]], strict=True
+                        )
+                    ),
+                    "server without prefix cache": list(
+                        zip(
+                            ks,
+                            [e["no_cache_server_evaluated"] for e in results["episodes"]],
+                            strict=True,
+                        )
+                    ),
                 },
             )
         )
         written.append(path)
     if "resume" in results:
-        points = [(int(k), v * 1000) for k, v in results["resume"]["seconds_by_context"].items()]
+        points: list[tuple[float, float]] = [(float(k), v * 1000) for k, v in results["resume"]["seconds_by_context"].items()]
         path = folder / "resume_latency.svg"
-        path.write_text(line_chart("Resume latency after a tool result", "context tokens", "ms to next token", {"qwq-agent": points}))
+        path.write_text(
+            line_chart(
+                "Resume latency after a tool result",
+                "context tokens",
+                "ms to next token",
+                {"qwq-agent": points},
+            )
+        )
         written.append(path)
     return written
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("--model", default="smollm2-135m", help="a llama.cpp model spec; 'none' for runtime-only figures")
+    parser.add_argument(
+        "--model",
+        default="smollm2-135m",
+        help="a llama.cpp model spec; 'none' for runtime-only figures",
+    )
     parser.add_argument("--ctx", type=int, default=8192)
     parser.add_argument("--quick", action="store_true", help="a tiny configuration (for tests)")
     parser.add_argument("--json", default=None, help="write the figures here as JSON")
@@ -147,7 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     model = None if args.model == "none" else args.model
     results = run(model, args.quick, args.ctx)
     m = results["machine"]
-    print(f"qwq-agent benchmarks — {m['date']} — {m['cpu']}, {m['cores']} cores, model {model or 'none'}")
+    print(
+        f"qwq-agent benchmarks — {m['date']} — {m['cpu']}, {m['cores']} cores, model {model or 'none'}"
+    )
     print(table(results))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))

@@ -8,8 +8,12 @@ COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
 
 
 def line_chart(
-    title: str, x_label: str, y_label: str, series: dict[str, list[tuple[float, float]]],
-    width: int = 640, height: int = 400,
+    title: str,
+    x_label: str,
+    y_label: str,
+    series: dict[str, list[tuple[float, float]]],
+    width: int = 640,
+    height: int = 400,
 ) -> str:
     """An SVG document plotting each series as a line with markers (linear axes from 0)."""
     left, right, top, bottom = 70, 20, 40, 90
@@ -36,14 +40,19 @@ def line_chart(
     for i in range(5):
         y = y_max * i / 4
         out.append(f'<text x="{left - 6}" y="{py(y) + 4}" text-anchor="end">{y:,.0f}</text>')
-        out.append(f'<line x1="{left}" y1="{py(y)}" x2="{left + plot_w}" y2="{py(y)}" stroke="#ddd"/>')
+        out.append(
+            f'<line x1="{left}" y1="{py(y)}" x2="{left + plot_w}" y2="{py(y)}" stroke="#ddd"/>'
+        )
     for x in sorted(set(xs)):
         out.append(f'<text x="{px(x)}" y="{top + plot_h + 16}" text-anchor="middle">{x:g}</text>')
     for n, (name, points) in enumerate(series.items()):
         colour = COLOURS[n % len(COLOURS)]
         path = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in sorted(points))
         out.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{path}"/>')
-        out += [f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="3.5" fill="{colour}"/>' for x, y in points]
+        out += [
+            f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="3.5" fill="{colour}"/>'
+            for x, y in points
+        ]
         ly = height - bottom + 50 + 14 * n
         out.append(f'<rect x="{left}" y="{ly - 9}" width="12" height="4" fill="{colour}"/>')
         out.append(f'<text x="{left + 18}" y="{ly - 4}">{escape(name)}</text>')

@@ -33,7 +33,9 @@ OBSERVATION_WORDS = (
 
 def gbnf_literal(text: str) -> str:
     """A grammar whose only sentence is ``text``."""
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
+    escaped = (
+        text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
+    )
     return f'root ::= "{escaped}"'
 
 
@@ -120,7 +122,9 @@ def tool_episode(backend: LlamaCppBackend, k: int, observation_tokens: int = 200
     ] + ["I have all the facts.\n</think>\n\nDone."]
     backend._reset()  # a cold context: the episode starts from nothing
     forced = ForcedBackend(backend, turns)
-    agent = Agent(forced, tools=[lookup], transcript=False, max_steps=k + 2, system="You are terse.")
+    agent = Agent(
+        forced, tools=[lookup], transcript=False, max_steps=k + 2, system="You are terse."
+    )
     result = agent.run("Collect the facts.")
     assert result.ok, (result.finish_reason, result.detail)
     usage = result.usage
@@ -142,7 +146,9 @@ def tool_episode(backend: LlamaCppBackend, k: int, observation_tokens: int = 200
     }
 
 
-def usual_way_prefill(backend: LlamaCppBackend, turns: Sequence[str], payload: str) -> dict[str, int]:
+def usual_way_prefill(
+    backend: LlamaCppBackend, turns: Sequence[str], payload: str
+) -> dict[str, int]:
     """The same episode the usual way: at each step the conversation is re-rendered through
     the official QwQ template (earlier reasoning stripped, results as ``tool`` messages) and
     handed to llama-cpp-python, which reuses the longest common token prefix of its cache
@@ -183,7 +189,12 @@ def usual_way_prefill(backend: LlamaCppBackend, turns: Sequence[str], payload: s
                 {
                     "role": "assistant",
                     "content": thought + "</think>",
-                    "tool_calls": [{"type": "function", "function": {"name": "lookup", "arguments": {"query": f"fact {i}"}}}],
+                    "tool_calls": [
+                        {
+                            "type": "function",
+                            "function": {"name": "lookup", "arguments": {"query": f"fact {i}"}},
+                        }
+                    ],
                 }
             )
             messages.append({"role": "tool", "content": payload})
@@ -202,7 +213,9 @@ def decode_overhead(backend: LlamaCppBackend, tokens: int = 128, rounds: int = 3
         def usage(self) -> Any:
             return backend.usage
 
-        def generate(self, context: Sequence[Segment], options: GenerateOptions) -> Generator[str, None, StopReason]:
+        def generate(
+            self, context: Sequence[Segment], options: GenerateOptions
+        ) -> Generator[str, None, StopReason]:
             captured.append("".join(s.text for s in context))
             return backend.generate(context, options)
 
@@ -275,7 +288,11 @@ def resume_latency(backend: LlamaCppBackend, sizes: Sequence[int]) -> dict[str, 
         Segment(_observation(50, backend), "data"),
         Segment("\n</tool_response>\n", "template"),
     ]
-    "".join(backend.generate([Segment("warm up", "template")], GenerateOptions(sampling=GREEDY, max_tokens=1)))
+    "".join(
+        backend.generate(
+            [Segment("warm up", "template")], GenerateOptions(sampling=GREEDY, max_tokens=1)
+        )
+    )
     for size in sizes:
         if size + 100 > backend.info.context_size:
             continue
@@ -283,7 +300,9 @@ def resume_latency(backend: LlamaCppBackend, sizes: Sequence[int]) -> dict[str, 
         text = filler
         while len(backend.tokenize(Segment(text, "template"))) < size:
             text += " " + filler
-        context = [Segment("<|im_start|>user\n" + text + "<|im_end|>\n<|im_start|>assistant\n", "template")]
+        context = [
+            Segment("<|im_start|>user\n" + text + "<|im_end|>\n<|im_start|>assistant\n", "template")
+        ]
         options = GenerateOptions(sampling=GREEDY, max_tokens=1)
         first = "".join(backend.generate(context, options))
         context.append(Segment(first, "model"))
@@ -299,7 +318,9 @@ def resume_latency(backend: LlamaCppBackend, sizes: Sequence[int]) -> dict[str, 
     keys = list(latencies)
     return {
         "seconds_by_context": latencies,
-        "ratio_largest_to_smallest": round(latencies[keys[-1]] / latencies[keys[0]], 2) if keys else None,
+        "ratio_largest_to_smallest": round(latencies[keys[-1]] / latencies[keys[0]], 2)
+        if keys
+        else None,
     }
 
 

@@ -91,11 +91,19 @@ def _measure_command(argv: list[str], repeat: int) -> dict[str, float]:
     for _ in range(repeat):
         before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         started = time.perf_counter()
-        subprocess.run(argv, check=True, capture_output=True, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+        subprocess.run(
+            argv,
+            check=True,
+            capture_output=True,
+            env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+        )
         walls.append(time.perf_counter() - started)
         peak_kb = max(peak_kb, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before)
     walls.sort()
-    return {"wall_s_median": round(walls[len(walls) // 2], 3), "peak_rss_mb": round(peak_kb / 1024, 1)}
+    return {
+        "wall_s_median": round(walls[len(walls) // 2], 3),
+        "peak_rss_mb": round(peak_kb / 1024, 1),
+    }
 
 
 def startup(repeat: int = 5) -> dict[str, Any]:

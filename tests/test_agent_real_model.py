@@ -27,7 +27,9 @@ class Recording:
     def usage(self):  # type: ignore[no-untyped-def]
         return self.inner.usage
 
-    def generate(self, context: Sequence[Segment], options: GenerateOptions) -> Generator[str, None, StopReason]:
+    def generate(
+        self, context: Sequence[Segment], options: GenerateOptions
+    ) -> Generator[str, None, StopReason]:
         self.contexts.append(list(context))
         return self.inner.generate(context, options)
 
@@ -57,7 +59,12 @@ def add(a: int, b: int) -> int:
 def test_required_tool_call_runs_and_nothing_is_evaluated_twice(backend: LlamaCppBackend) -> None:
     recording = Recording(backend)
     agent = Agent(
-        recording, tools=[add], tool_choice="required", temperature=0, max_steps=3, transcript=False  # type: ignore[arg-type]
+        recording,
+        tools=[add],
+        tool_choice="required",
+        temperature=0,
+        max_steps=3,
+        transcript=False,  # type: ignore[arg-type]
     )
     result = agent.run("What is 2 + 3? Use the add tool.")
     assert result.tool_calls, result.events
@@ -77,7 +84,10 @@ def test_required_tool_call_runs_and_nothing_is_evaluated_twice(backend: LlamaCp
 
     # Across the run, evaluated + generated ≈ the context (within 2%): nothing twice.
     u = result.usage
-    assert abs(u.prompt_tokens_evaluated + u.completion_tokens - u.context_tokens) <= 0.02 * u.context_tokens
+    assert (
+        abs(u.prompt_tokens_evaluated + u.completion_tokens - u.context_tokens)
+        <= 0.02 * u.context_tokens
+    )
     assert u.prompt_tokens_cached == 0
 
 

@@ -38,7 +38,22 @@ def test_gbnf_literal_escapes() -> None:
 def test_model_figures_on_the_tiny_model(tmp_path: Path) -> None:
     out = tmp_path / "figures.json"
     charts = tmp_path / "charts"
-    assert bench.main(["--model", "smollm2-135m", "--quick", "--ctx", "2048", "--json", str(out), "--charts", str(charts)]) == 0
+    assert (
+        bench.main(
+            [
+                "--model",
+                "smollm2-135m",
+                "--quick",
+                "--ctx",
+                "2048",
+                "--json",
+                str(out),
+                "--charts",
+                str(charts),
+            ]
+        )
+        == 0
+    )
     figures = json.loads(out.read_text())
     for episode in figures["episodes"]:
         assert episode["ratio"] <= 1.02  # nothing is evaluated twice

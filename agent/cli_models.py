@@ -1,0 +1,46 @@
+"""``qwq-agent models [list | pull NAME | info NAME]``: the model catalog.
+
+``list`` never touches the network; ``pull`` downloads once into the Hugging Face cache (with
+a progress bar, resuming an interrupted transfer); ``info`` says what a spec resolves to and,
+for a local or cached file, what the runtime would choose on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from agent.cli import EXIT_BAD_INPUT, EXIT_OK
+
+
+def run_models(args: argparse.Namespace) -> int:
+    from models.base import BackendError
+    from models.catalog import describe_spec, list_models, pull
+
+    try:
+        if args.action == "list":
+            for row in list_models():
+                where = str(row.local_path) if row.local_path else "not downloaded"
+                size = f"{row.size_gb:.1f} GB" if row.size_gb else "?"
+                print(f"{row.name:<14} {size:>8}  {row.description}")
+                print(f"{'':<14} {'':>8}  source: {row.source}; here: {where}")
+                if row.quants:
+                    print(f"{'':<14} {'':>8}  quantizations: {', '.join(row.quants)} (NAME:QUANT)")
+            return EXIT_OK
+        if not args.name:
+            print(f"qwq-agent: `models {args.action}` needs a model name", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        if args.action == "pull":
+            path = pull(args.name)
+            print(f"{args.name}: {path}")
+            return EXIT_OK
+        info = describe_spec(args.name)
+        from models.catalog import machine_fit
+
+        info.update(machine_fit(args.name))
+        print(json.dumps(info, indent=2, default=str))
+        return EXIT_OK
+    except BackendError as exc:
+        print(f"qwq-agent: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT

@@ -1,0 +1,328 @@
+"""The user's config file: defaults for ``qwq-agent`` and the TUI, overridden by flags.
+
+The file is TOML, at :func:`config_path` (``$QWQ_AGENT_CONFIG``, else the platform's user
+config folder: ``~/.config/qwq-agent/config.toml`` on Linux). Every key is optional; unknown
+keys are errors (a typo must not be silently ignored). An example::
+
+    model = "local"                  # a catalog name, a .gguf path, a URL, or an endpoint name
+    tools = ["calculator", "python"]
+    placement = "interleaved"
+    temperature = 0.6
+
+    [approvals]                      # per tool: "allow" | "deny" | "ask"; "*" is the default
+    python = "allow"
+
+    [limits]
+    max_steps = 30
+    max_tokens = 16384
+
+    [tool_settings.python]           # seen by the tool through its ToolContext
+    cpu_seconds = 10
+
+    [endpoints.local]                # an OpenAI-compatible server, by name
+    base_url = "http://127.0.0.1:8080/v1"
+    model_name = "qwq-32b"
+    api_key_env = "LOCAL_LLM_KEY"    # the NAME of the variable; keys never go in this file
+    headers = { "X-Team" = "${TEAM_ID}" }   # ${VAR} is read from the environment when used
+
+    [[mcp]]                          # MCP servers whose tools the agent gets
+    command = ["uvx", "mcp-server-time"]
+    safe = ["get_current_time"]      # these tools need no approval; true: all of them
+
+    [[mcp]]
+    url = "http://127.0.0.1:9000/mcp"
+
+:func:`load_config` returns a :class:`Config` (pydantic, frozen) or raises
+:class:`ConfigError`, whose message names the file, the key and what is wrong.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+
+from tools.mcp import McpServerSpec
+
+ENV_VAR = "QWQ_AGENT_CONFIG"
+"""An environment variable that points at another config file."""
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class ConfigError(ValueError):
+    """The config file cannot be read or is invalid; the message names the file and key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LimitsConfig(_Section):
+    """``[limits]``: the numbers that bound a run."""
+
+    max_steps: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    timeout: float | None = Field(default=None, gt=0)
+    """Wall-clock seconds per run."""
+    max_repeated_calls: int | None = Field(default=None, ge=1)
+    tool_output_chars: int | None = Field(default=None, ge=100)
+
+
+class EndpointConfig(_Section):
+    """``[endpoints.NAME]``: an OpenAI-compatible server (see :mod:`models.openai`)."""
+
+    base_url: str = Field(pattern=r"^https?://")
+    model_name: str | None = None
+    mode: Literal["completions", "chat"] = "completions"
+    api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    headers: dict[str, str] = Field(default_factory=dict)
+    opens_thinking: bool | None = None
+    context_size: int | None = Field(default=None, ge=1)
+    connect_timeout: float = Field(default=10.0, gt=0)
+    read_timeout: float = Field(default=300.0, gt=0)
+    max_retries: int = Field(default=3, ge=0, le=10)
+    trust_env: bool = True
+
+    def resolved_headers(self) -> dict[str, str]:
+        """The headers with ``${VAR}`` replaced from the environment.
+
+        Raises:
+            ConfigError: a referenced variable is not set.
+        """
+        return {name: _expand(value, f"headers.{name}") for name, value in self.headers.items()}
+
+    def backend_options(self) -> dict[str, Any]:
+        """Keyword arguments for :class:`models.openai.OpenAIBackend` (with ``base_url``)."""
+        from models.openai import RetryPolicy
+
+        options: dict[str, Any] = {
+            "base_url": self.base_url,
+            "model_name": self.model_name,
+            "mode": self.mode,
+            "api_key_env": self.api_key_env,
+            "headers": self.resolved_headers(),
+            "opens_thinking": self.opens_thinking,
+            "context_size": self.context_size,
+            "connect_timeout": self.connect_timeout,
+            "read_timeout": self.read_timeout,
+            "retry": RetryPolicy(max_retries=self.max_retries),
+            "trust_env": self.trust_env,
+        }
+        return options
+
+
+class McpConfig(_Section):
+    """``[[mcp]]``: one MCP server (see :mod:`tools.mcp`)."""
+
+    command: list[str] | str | None = None
+    """The program and its arguments (a string is split as a shell would)."""
+    url: str | None = Field(default=None, pattern=r"^https?://")
+    name: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    """Extra environment of a stdio server; ``${VAR}`` is read from the environment."""
+    cwd: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    safe: bool | list[str] = False
+    timeout: float = Field(default=60.0, gt=0)
+    connect_timeout: float = Field(default=30.0, gt=0)
+    prefix: str = ""
+
+    def to_spec(self) -> McpServerSpec:
+        """The spec :class:`tools.mcp.McpServer` connects with.
+
+        Raises:
+            ConfigError: neither or both of ``command`` and ``url``, or an unset ``${VAR}``.
+        """
+        if (self.command is None) == (self.url is None):
+            raise ConfigError("an [[mcp]] entry needs exactly one of 'command' and 'url'")
+        command = shlex.split(self.command) if isinstance(self.command, str) else self.command
+        return McpServerSpec(
+            command=tuple(command or ()),
+            url=self.url,
+            name=self.name,
+            env={k: _expand(v, f"env.{k}") for k, v in self.env.items()},
+            cwd=str(Path(self.cwd).expanduser()) if self.cwd else None,
+            headers={k: _expand(v, f"headers.{k}") for k, v in self.headers.items()},
+            safe=self.safe if isinstance(self.safe, bool) else frozenset(self.safe),
+            timeout=self.timeout,
+            connect_timeout=self.connect_timeout,
+            prefix=self.prefix,
+        )
+
+
+class Config(_Section):
+    """The whole file. Every field is optional: ``None`` means "the built-in default"."""
+
+    model: str | None = None
+    """A catalog name, a .gguf path, an http(s) URL, ``scripted:FILE``, or an endpoint name."""
+    tools: list[str] | None = None
+    placement: Literal["interleaved", "template"] | None = None
+    tool_choice: Literal["auto", "required"] | None = None
+    temperature: float | None = Field(default=None, ge=0)
+    seed: int | None = None
+    workspace: str | None = None
+    system: str | None = None
+    ctx: int | None = Field(default=None, ge=256)
+    n_gpu_layers: int | None = Field(default=None, ge=-1)
+    approvals: dict[str, Literal["allow", "deny", "ask"]] = Field(default_factory=dict)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    tool_settings: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    endpoints: dict[str, EndpointConfig] = Field(default_factory=dict)
+    mcp: list[McpConfig] = Field(default_factory=list)
+    _path: Path | None = PrivateAttr(default=None)
+
+    @property
+    def path(self) -> Path | None:
+        """The file this came from (``None``: no file, the defaults)."""
+        return self._path
+
+    def endpoint(self, model: str) -> EndpointConfig | None:
+        """The endpoint ``model`` names (by endpoint name, or by its ``base_url``)."""
+        if model in self.endpoints:
+            return self.endpoints[model]
+        wanted = model.rstrip("/")
+        return next((e for e in self.endpoints.values() if e.base_url.rstrip("/") == wanted), None)
+
+    def mcp_specs(self) -> list[McpServerSpec]:
+        """The ``[[mcp]]`` servers as specs for :func:`tools.mcp.connect_mcp`.
+
+        Raises:
+            ConfigError: an entry is incomplete; the message names its position.
+        """
+        specs = []
+        for index, entry in enumerate(self.mcp):
+            try:
+                specs.append(entry.to_spec())
+            except ConfigError as exc:
+                raise ConfigError(f"{self._where()}mcp[{index}]: {exc}") from None
+        return specs
+
+    def agent_options(self) -> dict[str, Any]:
+        """:class:`agent.Agent` keyword arguments for what the file sets (nothing else), so
+        that ``Agent(model, **{**config.agent_options(), **flags})`` lets flags win."""
+        options: dict[str, Any] = {}
+        for key in (
+            "tools",
+            "placement",
+            "tool_choice",
+            "temperature",
+            "seed",
+            "workspace",
+            "system",
+        ):
+            value = getattr(self, key)
+            if value is not None:
+                options[key] = value
+        if self.approvals:
+            options["approval"] = dict(self.approvals)
+        limits = self.limits.model_dump(exclude_none=True)
+        options.update(limits)
+        if self.tool_settings:
+            options["tool_settings"] = {k: dict(v) for k, v in self.tool_settings.items()}
+        backend: dict[str, Any] = {}
+        if self.ctx is not None:
+            backend["n_ctx"] = self.ctx
+        if self.n_gpu_layers is not None:
+            backend["n_gpu_layers"] = self.n_gpu_layers
+        if backend:
+            options["backend_options"] = backend
+        return options
+
+    def _where(self) -> str:
+        return f"{self.path}: " if self.path is not None else ""
+
+
+def config_path() -> Path:
+    """Where the config file is: ``$QWQ_AGENT_CONFIG``, else the user config folder."""
+    override = os.environ.get(ENV_VAR)
+    if override:
+        return Path(override).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("qwq-agent")) / "config.toml"
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Read and check the config file.
+
+    Args:
+        path: the file; ``None``: :func:`config_path`, where a missing file means "no
+            settings" (an explicit path, or ``$QWQ_AGENT_CONFIG``, must exist).
+
+    Raises:
+        ConfigError: the file cannot be read, is not TOML, or has an invalid or unknown key.
+    """
+    explicit = path is not None or bool(os.environ.get(ENV_VAR))
+    file = Path(path).expanduser() if path is not None else config_path()
+    try:
+        data = tomllib.loads(file.read_bytes().decode("utf-8"))
+    except FileNotFoundError:
+        if explicit:
+            raise ConfigError(
+                f"no config file at {str(file)!r}; create it, or fix the path"
+            ) from None
+        return Config()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the config file {str(file)!r}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{file}: the config file is not UTF-8 (byte {exc.start}); save it as UTF-8"
+        ) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML: {exc}") from exc
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_explain(file, exc)) from None
+    config._path = file
+    return config
+
+
+def _explain(file: Path, exc: ValidationError) -> str:
+    """One line per problem: ``FILE: KEY: what is wrong`` (never the value: it may be secret)."""
+    lines = []
+    for error in exc.errors()[:10]:
+        loc = [str(part) for part in error["loc"]]
+        key = ".".join(loc) or "(top level)"
+        if error["type"] == "extra_forbidden":
+            message = f"unknown key{_allowed(loc[:-1])}"
+            if loc[-1] == "api_key":
+                message = (
+                    "keys do not belong in the config file: put the key in an environment "
+                    "variable and give its name as api_key_env"
+                )
+        else:
+            message = error["msg"]
+        lines.append(f"{file}: {key}: {message}")
+    more = len(exc.errors()) - 10
+    return "\n".join(lines) + (f"\n(and {more} more)" if more > 0 else "")
+
+
+def _allowed(parent: list[str]) -> str:
+    """``" (allowed: a, b)"`` for the section at ``parent``, when it is a known section."""
+    sections: dict[tuple[str, ...], type[BaseModel]] = {(): Config, ("limits",): LimitsConfig}
+    if len(parent) == 2 and parent[0] == "endpoints":
+        model: type[BaseModel] | None = EndpointConfig
+    elif len(parent) == 2 and parent[0] == "mcp":
+        model = McpConfig
+    else:
+        model = sections.get(tuple(parent))
+    if model is None:
+        return ""
+    names = sorted(model.model_fields)
+    return f" (allowed: {', '.join(names)})"
+
+
+def _expand(value: str, where: str) -> str:
+    def variable(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in os.environ:
+            raise ConfigError(f"{where} refers to ${{{name}}}, which is not set in the environment")
+        return os.environ[name]
+
+    return _ENV_REFERENCE.sub(variable, value)
