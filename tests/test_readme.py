@@ -1,0 +1,31 @@
+"""The README's embedding example runs as written (on the tiny real model)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.real_model import requires_tiny_model
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.DOTALL)
+
+
+def test_readme_has_an_embedding_example() -> None:
+    blocks = python_blocks()
+    assert blocks and "from agent import Agent, tool" in blocks[0]
+
+
+@pytest.mark.real_model
+@requires_tiny_model
+def test_embedding_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    source = python_blocks()[0].replace('"smollm2-135m"', '"smollm2-135m", max_tokens=48')
+    exec(compile(source, "README.md", "exec"), {"__name__": "readme"})
+    out = capsys.readouterr().out
+    assert "completed" in out or "max_tokens" in out
