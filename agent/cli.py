@@ -19,14 +19,19 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_TOOLS = "calculator"
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    """Options shared by every subcommand that runs the agent."""
+def _common(parser: argparse.ArgumentParser, *, file_defaults: bool = False) -> None:
+    """Options shared by every subcommand that runs the agent.
+
+    With ``file_defaults`` (``qwq-agent run``), options default to ``None`` so that only what
+    the user typed overrides the task file, and the help says so.
+    """
+    default_note = "(default: from the task file)" if file_defaults else "(default: %(default)s)"
     g = parser.add_argument_group("model")
     g.add_argument(
         "--model",
         default="qwq-32b",
         help="catalog name (qwq-32b, smollm2-135m), a .gguf path, an http(s):// endpoint, "
-        "or scripted:FILE.yaml (default: %(default)s)",
+        "or scripted:FILE.yaml " + default_note,
     )
     g.add_argument("--ctx", type=int, default=None, help="context size in tokens")
     g.add_argument("--n-gpu-layers", type=int, default=None, help="layers to offload (-1: all)")
@@ -36,8 +41,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     a.add_argument(
         "--tools",
         default=DEFAULT_TOOLS,
-        help="comma-separated tool names ('' for none; see `qwq-agent tools`) "
-        "(default: %(default)s)",
+        help="comma-separated tool names ('' for none; see `qwq-agent tools`) " + default_note,
     )
     a.add_argument("--workspace", default=".", help="the only folder file tools may touch")
     a.add_argument("--placement", choices=("interleaved", "template"), default="interleaved")
@@ -86,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true", help="skip tasks already in --out")
     run.add_argument("--fail-fast", action="store_true", help="stop at the first failed task")
     run.add_argument("--concurrency", type=int, default=1, help="tasks at once (server backends)")
-    _common(run)
+    _common(run, file_defaults=True)
     # In `run`, an option not given leaves the task file's value: None means "not given".
     run.set_defaults(
         model=None, tools=None, workspace=None, placement=None, max_steps=None, tool_choice=None

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.agent import Agent
+from agent.approval import Decision
 from agent.events import Event, RunResult, UsageEvent
 from agent.expect import check
 from agent.progress import Reporter
@@ -259,7 +260,8 @@ class Runner:
 
     def _agent(self, plan: TaskPlan, backend: Backend) -> Agent:
         allowed = plan.tools if self.approve_all else plan.approve
-        approval = {"*": "deny", **{name: "allow" for name in allowed}}
+        approval: dict[str, Decision] = {"*": "deny"}
+        approval.update(dict.fromkeys(allowed, "allow"))
         sampling: Sampling = dataclasses.replace(backend.info.default_sampling, **plan.sampling)
         transcript: bool | Path = False
         if self.transcripts_dir is not None:
@@ -268,7 +270,7 @@ class Runner:
             backend,
             tools=list(plan.tools),
             placement=plan.placement,
-            approval=approval,  # type: ignore[arg-type]
+            approval=approval,
             workspace=plan.workspace,
             max_steps=plan.max_steps,
             max_tokens=plan.max_tokens,

@@ -168,12 +168,12 @@ def load_task_file(path: str | Path) -> TaskFileSpec:
     duplicates: list[YamlLoadError] = []
     for index, task in enumerate(model.tasks):
         if task.id in first:
-            path = ("tasks", index, "id")
+            at: DocPath = ("tasks", index, "id")
             message = (
-                f"{dotted(path)}: the id {task.id!r} is also the id of tasks[{first[task.id]}]; "
+                f"{dotted(at)}: the id {task.id!r} is also the id of tasks[{first[task.id]}]; "
                 "ids must be unique"
             )
-            duplicates.append(YamlLoadError(file, message, source.locate(path)))
+            duplicates.append(YamlLoadError(file, message, source.locate(at)))
         first.setdefault(task.id, index)
     if duplicates:
         raise TaskFileError(duplicates)

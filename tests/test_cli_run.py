@@ -24,6 +24,7 @@ from agent.results import TaskResult, read_results
 from agent.transcript import load_transcript
 from models.base import Usage
 from tests.conftest import call
+from tests.real_model import requires_tiny_model
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "examples" / "tasks" / "scripted-demo.yaml"
@@ -296,6 +297,17 @@ def test_summary_table_lists_every_task() -> None:
     assert "passed (earlier)" in shown and "interrupted by SIGINT" in shown
     assert "not run" in shown
     assert "1 passed, 1 failed, 1 interrupted, 1 not run" in shown
+
+
+@pytest.mark.real_model
+@requires_tiny_model
+def test_the_demo_runs_on_the_tiny_real_model(tmp_path: Path) -> None:
+    demo = REPO / "examples" / "tasks" / "demo.yaml"
+    out = tmp_path / "demo.jsonl"
+    assert main(["run", str(demo), "--model", "smollm2-135m", "--out", str(out)]) == 0
+    results = read_results(out)[0]
+    assert [r.id for r in results] == ["arithmetic", "greeting", "boxed"]
+    assert all(r.finish_reason == "completed" and r.answer for r in results)
 
 
 # -- crash safety, with real processes -------------------------------------------------------------

@@ -36,7 +36,11 @@ def test_regex_searches_anywhere() -> None:
 
 
 def test_json_schema_whole_answer_or_fenced_block() -> None:
-    schema = {"type": "object", "required": ["n"], "properties": {"n": {"type": "integer"}}}
+    schema: dict[str, Any] = {
+        "type": "object",
+        "required": ["n"],
+        "properties": {"n": {"type": "integer"}},
+    }
     assert run_check('{"n": 3}', json_schema=schema) == [("json_schema", True)]
     assert run_check('Here:\n```json\n{"n": 3}\n```\nDone.', json_schema=schema) == [
         ("json_schema", True)
