@@ -4,7 +4,8 @@ The model saw its prompts in training through ``transformers``; a byte of differ
 HTML-escaped ``<`` in a tool description, a stray newline) is a prompt it never saw. So this
 module reproduces HF's environment: a sandboxed Jinja2 environment with ``trim_blocks`` and
 ``lstrip_blocks``, ``tojson`` = ``json.dumps(x, ensure_ascii=False)`` (not Jinja's
-HTML-escaping filter), ``raise_exception`` and the loop controls extension.
+HTML-escaping filter), ``raise_exception``, ``strftime_now``, the ``{% generation %}`` tag and
+the loop controls extension.
 
 It also knows the few ChatML strings the loop appends by itself when it continues a turn
 (:func:`tool_results_turn`), and declares tools for templates that have no tool support.
@@ -14,11 +15,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from functools import lru_cache
 from importlib import resources
 from typing import Any
 
 import jinja2
+import jinja2.nodes
+import jinja2.parser
+from jinja2.ext import Extension
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 QWQ_TEMPLATE_NAME = "qwq-32b.jinja"
@@ -45,15 +50,34 @@ def _raise_exception(message: str) -> None:
     raise TemplateError(message)
 
 
+def _strftime_now(format: str) -> str:
+    return datetime.now().strftime(format)
+
+
+class _GenerationTag(Extension):
+    """HF's ``{% generation %}…{% endgeneration %}`` (marks assistant text for training
+    masks); rendering keeps its body unchanged."""
+
+    tags = {"generation"}  # noqa: RUF012 (typed by jinja2.ext.Extension)
+
+    def parse(self, parser: jinja2.parser.Parser) -> list[jinja2.nodes.Node]:
+        next(parser.stream)
+        body: list[jinja2.nodes.Node] = parser.parse_statements(
+            ("name:endgeneration",), drop_needle=True
+        )
+        return body
+
+
 @lru_cache(maxsize=16)
 def _compile(template: str) -> jinja2.Template:
     env = ImmutableSandboxedEnvironment(
         trim_blocks=True,
         lstrip_blocks=True,
-        extensions=["jinja2.ext.loopcontrols"],
+        extensions=[_GenerationTag, "jinja2.ext.loopcontrols"],
     )
     env.filters["tojson"] = _tojson
     env.globals["raise_exception"] = _raise_exception
+    env.globals["strftime_now"] = _strftime_now
     try:
         return env.from_string(template)
     except jinja2.TemplateSyntaxError as exc:
@@ -84,7 +108,7 @@ def render(
     try:
         return _compile(template).render(
             messages=[dict(m) for m in messages],
-            tools=[dict(t) for t in tools] if tools else None,
+            tools=[dict(t) for t in tools] if tools is not None else None,
             add_generation_prompt=add_generation_prompt,
             **extra,
         )

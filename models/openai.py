@@ -1,0 +1,404 @@
+"""The server backend: any OpenAI-compatible endpoint, streamed over httpx.
+
+llama.cpp's ``llama-server``, llama-cpp-python's server, vLLM, SGLang and hosted APIs speak
+the same protocol; one server (a GPU box, or a cluster behind one URL) serves many agents, so
+:attr:`~models.base.BackendInfo.concurrent` is true and :meth:`OpenAIBackend.generate` may be
+called from several threads at once. Two modes:
+
+* ``"completions"`` (the default; llama.cpp's servers, vLLM): ``POST /completions`` with the
+  prompt this runtime rendered, i.e. the concatenation of the context's segments, so both
+  placements and interleaved calls inside the thinking work exactly as in process. The
+  server's prefix cache does the reuse (``cache_prompt: true`` for llama.cpp; vLLM and SGLang
+  cache prefixes on their own). Every sampler is sent; ``GenerateOptions.grammar`` goes as
+  ``grammar`` (llama.cpp's GBNF). A stream cut in the middle is resumed: the text received so
+  far is appended to the prompt and generation goes on (bounded; not with a grammar, whose
+  state cannot be resumed).
+* ``"chat"`` (servers that only offer chat, e.g. hosted QwQ): ``POST /chat/completions`` with
+  the messages and tools read back out of the ChatML context (see
+  :mod:`models._openai_chat`). ``reasoning_content`` deltas become the thinking, closed by
+  ``</think>``; tool calls the server parsed are written back as ``<tool_call>`` blocks, so
+  the loop's parser handles both kinds of server. The "template" placement only: a context
+  that continues inside a turn raises :class:`~models.base.BackendError`.
+
+Contract details (see :mod:`models.base` for the general one):
+
+* The HTTP request is made on the first ``next()``, not by ``generate()``; closing the
+  generator closes the response, which tells the server to stop generating.
+* End-of-turn strings (``stop``) are sent to the server and never yielded;
+  ``GenerateOptions.stop`` strings are matched here, on the text as it streams, and are
+  yielded (reason ``"stopped"``), as the other backends do.
+* ``finish_reason`` ``"stop"`` is ``"end_of_turn"``; ``"length"`` is ``"length"`` when the
+  call had a ``max_tokens``, else ``"context_full"``.
+* Errors are :class:`~models.base.BackendError` (after the retries of
+  :class:`~models.openai.RetryPolicy`) or :class:`~models.base.ContextOverflowError` when the
+  server says the prompt does not fit. The backend stays usable after either.
+
+Counters: from the server's ``usage`` (``prompt_tokens``, ``completion_tokens``,
+``prompt_tokens_details.cached_tokens``) and llama.cpp's ``timings`` (``prompt_n``,
+``cache_n``, ``predicted_n``, ``prompt_ms``, ``predicted_ms``) or ``tokens_cached`` when
+present; otherwise estimated (one token per 4 characters of prompt, one per streamed chunk).
+As in the embedded backend, ``prompt_tokens_cached`` counts reuse only when a call does not
+continue a context this backend just produced (those tokens were counted when evaluated).
+
+The API key is read from the environment variable named by ``api_key_env`` when the backend
+is created; it is never stored anywhere but the HTTP client's headers, and ``repr`` omits it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Generator, Mapping, Sequence
+from typing import Any, Literal
+
+from models import chat_template as templates
+from models._openai_chat import ChatFormatError, ChatStreamAssembler, chatml_to_chat
+from models._openai_http import HttpSession, RetryPolicy, StreamCut, StreamState
+from models._openai_support import (
+    StopWatch,
+    cut_detail,
+    first_choice,
+    n_ctx,
+    opens_thinking_of,
+    short_model,
+    usable_template,
+)
+from models._openai_usage import Attempt, UsageMeter
+from models.base import (
+    BackendError,
+    BackendInfo,
+    GenerateOptions,
+    Sampling,
+    Segment,
+    StopReason,
+    Usage,
+)
+
+__all__ = ["DEFAULT_STOP", "Mode", "OpenAIBackend", "RetryPolicy"]
+
+Mode = Literal["completions", "chat"]
+DEFAULT_STOP = ("<|im_end|>", "<|endoftext|>")
+"""End-of-turn strings of ChatML models (QwQ, Qwen, SmolLM2)."""
+
+
+class OpenAIBackend:
+    """A :class:`~models.base.Backend` over an OpenAI-compatible server (module docstring).
+
+    Args:
+        base_url: the API root, e.g. ``http://127.0.0.1:8080/v1`` (a bare ``http://host:port``
+            gets ``/v1``).
+        model_name: the ``model`` sent with each request (default: the first model the
+            server lists at ``GET /models``).
+        mode: ``"completions"`` or ``"chat"``.
+        api_key_env: the name of the environment variable holding the API key (sent as a
+            bearer token); ``None``: no key.
+        headers: extra headers for every request.
+        chat_template: the model's Jinja chat template, for rendering prompts in completions
+            mode (default: the server's ``/props`` ``chat_template`` when it has one, else
+            the built-in QwQ template). In chat mode the server renders; this only tells
+            whether its generation prompt opens a thinking block.
+        opens_thinking: overrides what the template says about an open ``<think>``.
+        context_size: the window in tokens (default: ``/props`` ``n_ctx``, else 0: unknown).
+        supports_grammar: whether to send ``GenerateOptions.grammar`` (default: in
+            completions mode yes, in chat mode no).
+        default_sampling: the model's recommended sampling (default: QwQ's).
+        extended_sampling: send the samplers beyond OpenAI's (``top_k``, ``min_p``,
+            ``repeat_penalty``, ``cache_prompt``); turn off for servers that reject them.
+        stop: end-of-turn strings (sent to the server, never yielded).
+        connect_timeout: seconds to open a connection.
+        read_timeout: seconds without a byte from the server (first byte included) before
+            giving up.
+        retry: the retry policy (retries, backoff, the longest ``Retry-After`` honoured).
+        trust_env: honour proxy environment variables (httpx's ``trust_env``).
+        discover: ask the server for its models and ``/props`` now (else only on use).
+        name: a display name (default: ``MODEL @ URL``).
+
+    Raises:
+        BackendError: an invalid mode or URL, an API key variable that is not set, or a
+            server that cannot be reached when the model must be discovered.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        model_name: str | None = None,
+        mode: Mode = "completions",
+        api_key_env: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        chat_template: str | None = None,
+        opens_thinking: bool | None = None,
+        context_size: int | None = None,
+        supports_grammar: bool | None = None,
+        default_sampling: Sampling | None = None,
+        extended_sampling: bool = True,
+        stop: Sequence[str] = DEFAULT_STOP,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 300.0,
+        retry: RetryPolicy | None = None,
+        trust_env: bool = True,
+        discover: bool = True,
+        name: str | None = None,
+    ) -> None:
+        if mode not in ("completions", "chat"):
+            raise BackendError(f"unknown server mode {mode!r}; use 'completions' or 'chat'")
+        url = base_url.strip().rstrip("/")
+        if not url.startswith(("http://", "https://")):
+            raise BackendError(f"the server URL {base_url!r} must start with http:// or https://")
+        if url.count("/") == 2:  # no path at all
+            url += "/v1"
+        api_key = None
+        if api_key_env:
+            api_key = os.environ.get(api_key_env)
+            if not api_key:
+                raise BackendError(
+                    f"the environment variable {api_key_env!r} that should hold the API key is "
+                    "not set (or empty); export it, or drop --api-key-env for a server without keys"
+                )
+        self.base_url = url
+        self.mode: Mode = mode
+        self.extended_sampling = extended_sampling
+        self.stop = tuple(stop)
+        self._http = HttpSession(
+            url,
+            headers=dict(headers or {}),
+            api_key=api_key,
+            api_key_env=api_key_env,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            retry=retry or RetryPolicy(),
+            trust_env=trust_env,
+        )
+        self._meter = UsageMeter()
+        self._closed = False
+        try:
+            props = self._props() if discover else {}
+            self.model_name = model_name or (self.server_models()[0] if discover else "")
+        except BaseException:
+            self._http.close()
+            raise
+        server_template = usable_template(props.get("chat_template"))
+        template = chat_template or server_template
+        probe = template or templates.qwq_template()
+        if opens_thinking is None:
+            opens_thinking = opens_thinking_of(probe)
+        self._info = BackendInfo(
+            name=name or f"{short_model(self.model_name)} @ {url}",
+            chat_template=template if mode == "completions" else None,
+            opens_thinking=opens_thinking,
+            context_size=context_size or n_ctx(props),
+            supports_grammar=(mode == "completions")
+            if supports_grammar is None
+            else supports_grammar,
+            template_supports_tools=(
+                templates.template_supports_tools(probe) if mode == "completions" else True
+            ),
+            concurrent=True,
+            default_sampling=default_sampling or Sampling(),
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"OpenAIBackend({self.base_url!r}, model_name={self.model_name!r}, mode={self.mode!r})"
+        )
+
+    # -- the Backend protocol -------------------------------------------------------------
+
+    @property
+    def info(self) -> BackendInfo:
+        return self._info
+
+    @property
+    def usage(self) -> Usage:
+        """A snapshot of the cumulative counters (all callers of this backend together)."""
+        return self._meter.snapshot()
+
+    def generate(
+        self, context: Sequence[Segment], options: GenerateOptions
+    ) -> Generator[str, None, StopReason]:
+        """Continue ``context``; see the module docstring and :mod:`models.base`.
+
+        Raises (at call time): ``ValueError`` for an empty context; BackendError when the
+        backend is closed, or (chat mode) when the context cannot be expressed as messages.
+        """
+        if self._closed:
+            raise BackendError("the server backend is closed; create a new one")
+        if not context:
+            raise ValueError("generate() needs a non-empty context")
+        text = "".join(segment.text for segment in context)
+        if self.mode == "completions":
+            return self._completions(text, options)
+        try:
+            request = chatml_to_chat(text)
+        except ChatFormatError as exc:
+            raise BackendError(str(exc)) from exc
+        body: dict[str, Any] = {"messages": request.messages}
+        if request.tools:
+            body["tools"] = request.tools
+        return self._chat(text, body, options)
+
+    def close(self) -> None:
+        """Close the connections. Idempotent."""
+        if not self._closed:
+            self._closed = True
+            self._http.close()
+
+    # -- discovery ------------------------------------------------------------------------
+
+    def server_models(self) -> list[str]:
+        """The model ids the server lists (``GET /models``).
+
+        Raises:
+            BackendError: the server cannot be reached or lists no model.
+        """
+        listing = self._http.get_json(f"{self.base_url}/models")
+        data = listing.get("data") if isinstance(listing, dict) else None
+        ids = [m["id"] for m in data or () if isinstance(m, dict) and isinstance(m.get("id"), str)]
+        if not ids:
+            raise BackendError(
+                f"the server at {self.base_url} lists no model at /models; pass the model name "
+                "(--model-name)"
+            )
+        return ids
+
+    def _props(self) -> dict[str, Any]:
+        """llama.cpp's ``/props`` (server root), or ``{}`` when the server has none."""
+        root = self.base_url.removesuffix("/v1")
+        try:
+            props = self._http.get_json(f"{root}/props", retries=False, timeout=5.0)
+        except BackendError:
+            return {}
+        return props if isinstance(props, dict) else {}
+
+    # -- requests -------------------------------------------------------------------------
+
+    def _body(self, options: GenerateOptions, max_tokens: int | None) -> dict[str, Any]:
+        s = options.sampling
+        body: dict[str, Any] = {
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "max_tokens": max_tokens,
+            "temperature": s.temperature,
+            "top_p": s.top_p,
+            "presence_penalty": s.presence_penalty,
+            "frequency_penalty": s.frequency_penalty,
+            "stop": list(self.stop),
+        }
+        if self.model_name:
+            body["model"] = self.model_name
+        if s.seed is not None:
+            body["seed"] = s.seed
+        if self.extended_sampling:
+            body.update(
+                top_k=s.top_k,
+                min_p=s.min_p,
+                repeat_penalty=s.repeat_penalty,
+                repetition_penalty=s.repeat_penalty,  # vLLM's name for it
+                cache_prompt=True,
+            )
+        if options.grammar is not None and self._info.supports_grammar:
+            body["grammar"] = options.grammar
+        return body
+
+    def _stream(
+        self, path: str, body: Mapping[str, Any], state: StreamState
+    ) -> Generator[dict[str, Any], None, None]:
+        response = self._http.send("POST", f"{self.base_url}{path}", body)
+        try:
+            yield from self._http.events(response, state)
+        finally:
+            response.close()
+
+    def _completions(
+        self, prompt: str, options: GenerateOptions
+    ) -> Generator[str, None, StopReason]:
+        produced: list[str] = []
+        watch = StopWatch(options.stop)
+        cuts = 0
+        while True:
+            sent = prompt + "".join(produced)
+            budget = None if options.max_tokens is None else options.max_tokens - len(produced)
+            if budget is not None and budget <= 0:
+                return "length"
+            attempt = Attempt(sent)
+            state = StreamState()
+            events = self._stream(
+                "/completions", {**self._body(options, budget), "prompt": sent}, state
+            )
+            try:
+                for event in events:
+                    attempt.read(event)
+                    choice = first_choice(event)
+                    text = choice.get("text")
+                    if isinstance(text, str) and text:
+                        attempt.add_text(text)
+                        produced.append(text)
+                        yield text
+                        if watch.hit(text):
+                            return "stopped"
+                    if isinstance(choice.get("finish_reason"), str):
+                        attempt.finish = choice["finish_reason"]
+                if attempt.finish is not None:
+                    return self._reason(attempt.finish, options)
+                raise StreamCut(cut_detail(state, attempt))
+            except StreamCut as cut:
+                cuts += 1
+                if cuts > self._http.retry.max_retries or (options.grammar and produced):
+                    raise BackendError(
+                        f"the server at {self.base_url} cut the stream {cuts} times ({cut}); "
+                        "the conversation is kept: try again, and check the server"
+                    ) from cut
+                time.sleep(self._http.retry.delay(cuts - 1, None))
+            finally:
+                events.close()
+                self._meter.record(attempt)
+
+    def _chat(
+        self, prompt: str, body: dict[str, Any], options: GenerateOptions
+    ) -> Generator[str, None, StopReason]:
+        watch = StopWatch(options.stop)
+        cuts = 0
+        while True:
+            assembler = ChatStreamAssembler(opens_thinking=self._info.opens_thinking)
+            attempt = Attempt(prompt)
+            state = StreamState()
+            events = self._stream(
+                "/chat/completions", {**self._body(options, options.max_tokens), **body}, state
+            )
+            try:
+                for event in events:
+                    attempt.read(event)
+                    choice = first_choice(event)
+                    pieces = assembler.delta(choice.get("delta") or choice.get("message") or {})
+                    if isinstance(choice.get("finish_reason"), str):
+                        attempt.finish = choice["finish_reason"]
+                        pieces += assembler.finish()
+                    for piece in pieces:
+                        attempt.add_text(piece)
+                        yield piece
+                        if watch.hit(piece):
+                            return "stopped"
+                if attempt.finish is not None:
+                    return self._reason(attempt.finish, options)
+                raise StreamCut(cut_detail(state, attempt))
+            except StreamCut as cut:
+                cuts += 1
+                if assembler.produced or cuts > self._http.retry.max_retries:
+                    raise BackendError(
+                        f"the server at {self.base_url} cut the stream ({cut}) after "
+                        f"{attempt.characters} characters of the answer; the "
+                        "conversation is kept: ask again, and check the server"
+                    ) from cut
+                time.sleep(self._http.retry.delay(cuts - 1, None))
+            finally:
+                events.close()
+                self._meter.record(attempt)
+
+    def _reason(self, finish: str, options: GenerateOptions) -> StopReason:
+        if finish == "length":
+            return "length" if options.max_tokens is not None else "context_full"
+        if finish == "content_filter":
+            raise BackendError(
+                f"the server at {self.base_url} stopped the answer with its content filter"
+            )
+        return "end_of_turn"
