@@ -57,6 +57,10 @@ class Agent:
         transcript: write a JSONL transcript (``True``), not (``False``), or to this file.
         sessions_dir: where transcripts go (default: the user data folder).
         backend_options: passed to the catalog when ``model`` is a name (``n_ctx`` …).
+        mcp_servers: Model Context Protocol servers whose tools join ``tools``: commands
+            (``"npx server-x --flag"``), ``http(s)://`` URLs, or ``tools.mcp.McpServerSpec``.
+            They are started here and stopped by :meth:`close`; their tools are dangerous
+            unless the spec marks them safe.
     """
 
     def __init__(
@@ -82,6 +86,7 @@ class Agent:
         transcript: bool | str | Path = True,
         sessions_dir: str | Path | None = None,
         backend_options: Mapping[str, Any] | None = None,
+        mcp_servers: Sequence[Any] = (),
     ) -> None:
         if placement not in ("interleaved", "template"):
             raise ValueError(f"placement must be 'interleaved' or 'template', got {placement!r}")
@@ -92,7 +97,14 @@ class Agent:
         self._model_spec = model
         self._backend: Backend | None = model if isinstance(model, Backend) else None
         self._backend_options = dict(backend_options or {})
-        self.registry = ToolRegistry(tools)
+        self._mcp: list[Any] = []
+        mcp_tools: list[ToolSpec] = []
+        if mcp_servers:
+            from tools.mcp import connect_mcp
+
+            self._mcp, found = connect_mcp(mcp_servers)
+            mcp_tools = list(found)
+        self.registry = ToolRegistry([*tools, *mcp_tools])
         self.placement: Placement = placement
         self.policy = ApprovalPolicy(approval)
         self.approval_callback = approval_callback
@@ -143,6 +155,14 @@ class Agent:
         return self._backend
 
     @property
+    def effective_placement(self) -> Placement:
+        """The placement runs use: "template" when the backend cannot continue a turn after
+        inserted text (chat-only APIs), else the one asked for."""
+        if self.placement == "interleaved" and not self.backend.info.continues_in_turn:
+            return "template"
+        return self.placement
+
+    @property
     def sampling(self) -> Sampling:
         """The sampler settings of the next run: the model's defaults with any overrides."""
         base = self._sampling_override or self.backend.info.default_sampling
@@ -170,7 +190,7 @@ class Agent:
             executor=executor,
             policy=self.policy,
             approval_callback=self.approval_callback,
-            placement=self.placement,
+            placement=self.effective_placement,
             limits=self.limits,
             sampling=self.sampling,
             tool_choice=self.tool_choice,
@@ -239,11 +259,16 @@ class Agent:
         self._writer = None
 
     def close(self) -> None:
-        """Free the model and the transcript file."""
+        """Free the model, the transcript file and the MCP server processes."""
         if self._writer is not None:
             self._writer.close()
         if self._backend is not None:
             self._backend.close()
+        if self._mcp:
+            from tools.mcp import close_all
+
+            close_all(self._mcp)
+            self._mcp = []
 
     def __enter__(self) -> Agent:
         return self
@@ -273,7 +298,7 @@ class Agent:
     def _describe(self) -> dict[str, Any]:
         return {
             "model": self.backend.info.name,
-            "placement": self.placement,
+            "placement": self.effective_placement,
             "tools": self.registry.names(),
             "workspace": str(self.workspace),
         }

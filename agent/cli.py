@@ -19,43 +19,78 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_TOOLS = "calculator"
 
 
+DEFAULTS: dict[str, Any] = {
+    "model": "qwq-32b",
+    "tools": DEFAULT_TOOLS,
+    "workspace": ".",
+    "placement": "interleaved",
+    "max_steps": 20,
+    "tool_choice": "auto",
+}
+"""Built-in values of options left unset on the command line and in the config file."""
+
+
 def _common(parser: argparse.ArgumentParser, *, file_defaults: bool = False) -> None:
     """Options shared by every subcommand that runs the agent.
 
-    With ``file_defaults`` (``qwq-agent run``), options default to ``None`` so that only what
-    the user typed overrides the task file, and the help says so.
+    Options that have a default default to ``None`` here, so that what the user typed can be
+    told from what was not: a flag beats the task file (``run``) or the config file, which
+    beat :data:`DEFAULTS`.
     """
-    default_note = "(default: from the task file)" if file_defaults else "(default: %(default)s)"
+
+    def note(key: str) -> str:
+        if file_defaults:
+            return " (default: from the task file)"
+        return f" (default: {DEFAULTS[key]})"
+
     g = parser.add_argument_group("model")
     g.add_argument(
         "--model",
-        default="qwq-32b",
-        help="catalog name (qwq-32b, smollm2-135m), a .gguf path, an http(s):// endpoint, "
-        "or scripted:FILE.yaml " + default_note,
+        help="catalog name (qwq-32b, qwq-32b:Q5_K_M, smollm2-135m), a .gguf path, an "
+        "http(s)://HOST/v1 endpoint or a config endpoint name, or scripted:FILE.yaml"
+        + note("model"),
     )
-    g.add_argument("--ctx", type=int, default=None, help="context size in tokens")
-    g.add_argument("--n-gpu-layers", type=int, default=None, help="layers to offload (-1: all)")
-    g.add_argument("--temperature", type=float, default=None, help="override the model's default")
-    g.add_argument("--seed", type=int, default=None, help="sampling seed")
+    g.add_argument("--ctx", type=int, help="context size in tokens")
+    g.add_argument("--n-gpu-layers", type=int, help="layers to offload (-1: all)")
+    g.add_argument("--temperature", type=float, help="override the model's default")
+    g.add_argument("--seed", type=int, help="sampling seed")
+    g.add_argument("--model-name", help="the model a server should use (default: its first)")
+    g.add_argument(
+        "--api-mode",
+        choices=("completions", "chat"),
+        default="completions",
+        help="server API: completions (exact prompts, interleaved calls) or chat",
+    )
+    g.add_argument("--api-key-env", help="environment variable holding the server's API key")
+    g.add_argument(
+        "--header", action="append", default=[], metavar="NAME:VALUE", help="extra HTTP header"
+    )
     a = parser.add_argument_group("agent")
     a.add_argument(
         "--tools",
-        default=DEFAULT_TOOLS,
-        help="comma-separated tool names ('' for none; see `qwq-agent tools`) " + default_note,
+        help="comma-separated tool names ('' for none; see `qwq-agent tools`)" + note("tools"),
     )
-    a.add_argument("--workspace", default=".", help="the only folder file tools may touch")
-    a.add_argument("--placement", choices=("interleaved", "template"), default="interleaved")
-    a.add_argument("--max-steps", type=int, default=20)
-    a.add_argument("--max-tokens", type=int, default=None, help="generation budget per task")
-    a.add_argument("--timeout", type=float, default=None, help="seconds per task")
-    a.add_argument("--tool-choice", choices=("auto", "required"), default="auto")
-    a.add_argument("--system", default=None, help="system prompt (default: the built-in one)")
+    a.add_argument(
+        "--mcp",
+        action="append",
+        default=[],
+        metavar="COMMAND|URL",
+        help="an MCP server whose tools to add (a command line, or an http(s) URL); repeatable",
+    )
+    a.add_argument("--workspace", help="the only folder file tools may touch" + note("workspace"))
+    a.add_argument("--placement", choices=("interleaved", "template"), help=note("placement"))
+    a.add_argument("--max-steps", type=int, help="model generations per task" + note("max_steps"))
+    a.add_argument("--max-tokens", type=int, help="generation budget per task")
+    a.add_argument("--timeout", type=float, help="seconds per task")
+    a.add_argument("--tool-choice", choices=("auto", "required"), help=note("tool_choice"))
+    a.add_argument("--system", help="system prompt (default: the built-in one)")
     a.add_argument(
         "--yes",
         action="store_true",
         help="approve every call to the tools given with --tools (dangerous ones included)",
     )
     a.add_argument("--no-transcript", action="store_true", help="do not write a transcript")
+    a.add_argument("--config", help="the config file (default: see `qwq-agent config path`)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,13 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--fail-fast", action="store_true", help="stop at the first failed task")
     run.add_argument("--concurrency", type=int, default=1, help="tasks at once (server backends)")
     _common(run, file_defaults=True)
-    # In `run`, an option not given leaves the task file's value: None means "not given".
-    run.set_defaults(
-        model=None, tools=None, workspace=None, placement=None, max_steps=None, tool_choice=None
-    )
 
     tools_cmd = sub.add_parser("tools", help="list the built-in tools with their risk")
     tools_cmd.add_argument("--json", action="store_true")
+
+    config = sub.add_parser("config", help="the config file: `config path` or `config show`")
+    config.add_argument("action", choices=("path", "show"))
+    config.add_argument("--config", help="a config file other than the default")
 
     models = sub.add_parser("models", help="the model catalog; `models pull NAME` downloads")
     models.add_argument("action", nargs="?", choices=("list", "pull", "info"), default="list")
@@ -110,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     parser = build_parser()
     arguments = list(sys.argv[1:] if argv is None else argv)
-    commands = {"ask", "chat", "run", "tools", "models"}
+    commands = {"ask", "chat", "run", "tools", "models", "config"}
     if not any(a in commands or a in ("-h", "--help", "--version") for a in arguments[:1]):
         arguments.insert(0, "chat")  # `qwq-agent [options]` opens the TUI
     args = parser.parse_args(arguments)
@@ -133,6 +168,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from tui.app import run_chat
 
             return run_chat(args)
+        if command == "config":
+            from agent.cli_agent import run_config
+
+            return run_config(args)
         if command == "tools":
             return _list_tools(args)
         if command == "models":
@@ -147,32 +186,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def agent_from_args(args: argparse.Namespace, **overrides: Any) -> Any:
-    """Build an :class:`agent.Agent` from the common options (shared by ask, run, chat)."""
-    from agent import Agent
+    """Build an :class:`agent.Agent` from the common options (ask, chat); see
+    :func:`agent.cli_agent.agent_from_args`."""
+    from agent.cli_agent import agent_from_args as build
 
-    tools = [t.strip() for t in args.tools.split(",") if t.strip()]
-    backend_options: dict[str, Any] = {}
-    if args.ctx is not None:
-        backend_options["n_ctx"] = args.ctx
-    if args.n_gpu_layers is not None:
-        backend_options["n_gpu_layers"] = args.n_gpu_layers
-    settings: dict[str, Any] = {
-        "tools": tools,
-        "placement": args.placement,
-        "approval": {name: "allow" for name in tools} if args.yes else "ask",
-        "workspace": args.workspace,
-        "max_steps": args.max_steps,
-        "max_tokens": args.max_tokens,
-        "timeout": args.timeout,
-        "temperature": args.temperature,
-        "seed": args.seed,
-        "tool_choice": args.tool_choice,
-        "system": args.system,
-        "transcript": not args.no_transcript,
-        "backend_options": backend_options,
-    }
-    settings.update(overrides)
-    return Agent(args.model, **settings)
+    return build(args, **overrides)
 
 
 def _list_tools(args: argparse.Namespace) -> int:

@@ -43,7 +43,7 @@ def run_ask(args: argparse.Namespace) -> int:
     from tools.registry import UnknownToolError
 
     out = Console(highlight=False, soft_wrap=True)
-    err = Console(stderr=True, highlight=False)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
     callback = _ask_person if sys.stdin.isatty() and not args.yes else None
     try:
         agent: Agent = agent_from_args(args, approval_callback=callback)

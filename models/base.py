@@ -162,6 +162,9 @@ class BackendInfo:
     """Whether several agents may share this backend at once (servers: yes; embedded: no)."""
     default_sampling: Sampling = Sampling()
     """The model's recommended sampler settings (from the catalog); runs may override them."""
+    continues_in_turn: bool = True
+    """Whether the backend can continue the model's turn after text the loop inserted (the
+    "interleaved" placement). Chat-only APIs cannot: the agent then uses "template"."""
 
 
 class ContextOverflowError(Exception):

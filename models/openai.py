@@ -195,6 +195,7 @@ class OpenAIBackend:
             ),
             concurrent=True,
             default_sampling=default_sampling or Sampling(),
+            continues_in_turn=mode == "completions",
         )
 
     def __repr__(self) -> str:

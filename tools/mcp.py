@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
+from tools._loop_thread import LoopThread, wait_result
 from tools.base import Tool, ToolContext, ToolError
 
 REQUEST_TIMEOUT = -32001
@@ -143,7 +144,7 @@ class McpServer:
         self._errlog: TextIO = tempfile.TemporaryFile(  # noqa: SIM115
             "w+", encoding="utf-8", errors="replace"
         )
-        self._runner = _LoopRunner(f"mcp-{self.name}")
+        self._runner = LoopThread(f"mcp-{self.name}")
         self._finalizer = weakref.finalize(self, _shutdown, self._runner, self._errlog)
         self._client: Any = None
         self._stop: asyncio.Event | None = None
@@ -191,7 +192,7 @@ class McpServer:
             "try smaller input, or raise the server's timeout"
         )
         try:
-            result = _wait(future, timeout + 1.0, cancel)
+            result = wait_result(future, timeout + 1.0, cancel)
         except concurrent.futures.TimeoutError:
             future.cancel()
             raise too_slow from None
@@ -211,9 +212,12 @@ class McpServer:
 
     def close(self) -> None:
         """End the session and stop the server process. Idempotent."""
-        if self._stop is not None and self._runner.alive:
-            self._runner.loop.call_soon_threadsafe(self._stop.set)
-            with contextlib.suppress(Exception):
+        if self._runner.alive and not self._owner.done():
+            if self._client is not None and self._stop is not None:
+                self._runner.loop.call_soon_threadsafe(self._stop.set)  # a clean goodbye
+            else:
+                self._owner.cancel()  # still connecting: give up on it
+            with contextlib.suppress(Exception, concurrent.futures.CancelledError):
                 self._owner.result(timeout=10.0)
         self._client = None
         self._finalizer()
@@ -386,59 +390,9 @@ def result_text(result: Any) -> str:
     return "\n".join(parts)
 
 
-class _LoopRunner:
-    """A daemon thread running an asyncio event loop until stopped."""
-
-    def __init__(self, name: str) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive() and not self.loop.is_closed()
-
-    def submit(self, coroutine: Any) -> concurrent.futures.Future[Any]:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        try:
-            self.loop.run_forever()
-        finally:
-            pending = asyncio.all_tasks(self.loop)
-            for task in pending:
-                task.cancel()
-            if pending:
-                self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
-            self.loop.close()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        if self.alive:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-        if threading.current_thread() is not self._thread:
-            self._thread.join(timeout)
-
-
-def _shutdown(runner: _LoopRunner, errlog: TextIO) -> None:
+def _shutdown(runner: LoopThread, errlog: TextIO) -> None:
     runner.stop()
     errlog.close()
-
-
-def _wait(future: concurrent.futures.Future[Any], timeout: float, cancel: threading.Event) -> Any:
-    """``future.result(timeout)``, giving up early (and cancelling) when ``cancel`` is set."""
-    waited = 0.0
-    while waited < timeout:
-        step = min(0.1, timeout - waited)
-        try:
-            return future.result(timeout=step)
-        except concurrent.futures.TimeoutError:
-            waited += step
-            if cancel.is_set():
-                future.cancel()
-                raise concurrent.futures.CancelledError() from None
-    raise concurrent.futures.TimeoutError()
 
 
 _LAUNCHERS = frozenset({"python", "node", "npx", "uvx", "bunx"})

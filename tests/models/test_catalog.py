@@ -159,9 +159,13 @@ class TestSpecs:
         assert default_sampling("smollm2-135m") == SMOLLM2_SAMPLING
         assert default_sampling("/models/QwQ-32B-Q6_K.gguf") == QWQ_SAMPLING
 
-    def test_server_is_not_available_yet(self) -> None:
-        with pytest.raises(BackendError, match="not available yet"):
-            open_backend("http://localhost:8080/v1")
+    def test_server_specs_open_the_openai_backend(self) -> None:
+        backend = open_backend("http://127.0.0.1:1/v1", model_name="m", api_mode="chat")
+        try:
+            assert type(backend).__name__ == "OpenAIBackend"
+            assert backend.info.concurrent and not backend.info.continues_in_turn
+        finally:
+            backend.close()
 
     def test_scripted_delegates_to_the_scripted_backend(self, tmp_path: Path) -> None:
         script = tmp_path / "s.yaml"

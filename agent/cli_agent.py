@@ -1,0 +1,127 @@
+"""From command-line options and the config file to an :class:`agent.Agent`.
+
+Precedence, highest first: a flag the user typed, the config file (``qwq-agent config
+path``), the built-in :data:`agent.cli.DEFAULTS`. A model named like one of the config's
+``[endpoints]`` opens that endpoint with its settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from agent.cli import DEFAULTS, EXIT_BAD_INPUT, EXIT_OK
+
+
+class OptionError(ValueError):
+    """A command-line option or the config file is wrong; the message says which and how."""
+
+
+def _headers(values: list[str]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for value in values:
+        name, sep, content = value.partition(":")
+        if not sep or not name.strip():
+            raise OptionError(f"--header must look like NAME:VALUE, got {value!r}")
+        headers[name.strip()] = content.strip()
+    return headers
+
+
+def agent_from_args(args: argparse.Namespace, **overrides: Any) -> Any:
+    """The agent the options describe (its model is loaded on first use).
+
+    Raises:
+        OptionError: a bad ``--header``, config file or MCP server.
+        tools.registry.UnknownToolError: a tool name that does not exist.
+        models.base.BackendError: an endpoint that cannot be set up.
+    """
+    from agent import Agent
+    from agent.config import ConfigError, load_config
+
+    try:
+        config = load_config(getattr(args, "config", None))
+        settings: dict[str, Any] = config.agent_options()
+        mcp: list[Any] = [*config.mcp_specs(), *getattr(args, "mcp", [])]
+    except ConfigError as exc:
+        raise OptionError(str(exc)) from exc
+
+    def pick(key: str) -> Any:
+        value = getattr(args, key, None)
+        if value is not None:
+            return value
+        return settings.get(key, config.model if key == "model" else DEFAULTS.get(key))
+
+    tools_value = pick("tools")
+    tools = (
+        [t.strip() for t in tools_value.split(",") if t.strip()]
+        if isinstance(tools_value, str)
+        else list(tools_value)
+    )
+    backend_options: dict[str, Any] = dict(settings.get("backend_options", {}))
+    if args.ctx is not None:
+        backend_options["n_ctx"] = args.ctx
+    if args.n_gpu_layers is not None:
+        backend_options["n_gpu_layers"] = args.n_gpu_layers
+    model_spec = str(pick("model"))
+    model: Any = model_spec
+    endpoint = config.endpoint(model_spec)
+    if endpoint is not None:
+        from models.openai import OpenAIBackend
+
+        model = OpenAIBackend(**endpoint.backend_options())
+    elif model_spec.startswith(("http://", "https://")):
+        backend_options.update(
+            model_name=args.model_name,
+            api_mode=args.api_mode,
+            api_key_env=args.api_key_env,
+            headers=_headers(args.header) or None,
+        )
+    approval: Any = settings.get("approval", "ask")
+    if args.yes:  # every tool of this agent was listed by the user (--tools, --mcp, config)
+        approval = "allow"
+    options: dict[str, Any] = {
+        "tools": tools,
+        "placement": pick("placement"),
+        "approval": approval,
+        "workspace": pick("workspace"),
+        "max_steps": pick("max_steps"),
+        "max_tokens": pick("max_tokens"),
+        "timeout": pick("timeout"),
+        "temperature": pick("temperature"),
+        "seed": pick("seed"),
+        "tool_choice": pick("tool_choice"),
+        "system": pick("system"),
+        "transcript": not args.no_transcript,
+        "backend_options": backend_options,
+        "mcp_servers": mcp,
+    }
+    if "tool_settings" in settings:
+        options["tool_settings"] = settings["tool_settings"]
+    options.update(overrides)
+    if not mcp:
+        return Agent(model, **options)
+    from tools.mcp import McpError
+
+    try:
+        return Agent(model, **options)
+    except McpError as exc:
+        raise OptionError(f"an MCP server could not be used: {exc}") from exc
+
+
+def run_config(args: argparse.Namespace) -> int:
+    """``qwq-agent config path|show``."""
+    from agent.config import ConfigError, config_path, load_config
+
+    if args.action == "path":
+        print(args.config or config_path())
+        return EXIT_OK
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"qwq-agent: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    where = config.path or f"{config_path()} (not present: built-in defaults)"
+    print(f"# {where}")
+    print(config.model_dump_json(indent=2, exclude_defaults=True))
+    return EXIT_OK
