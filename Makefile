@@ -10,7 +10,7 @@ PROMPT ?= What is 17 * 23? Use the calculator.
 $(BIN)/qwq-agent: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,demo]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,demo,server]"
 	@touch $@
 
 setup: $(BIN)/qwq-agent  ## create .venv and install the project with its dev and demo extras

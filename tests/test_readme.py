@@ -23,9 +23,36 @@ def test_readme_has_an_embedding_example() -> None:
 
 @pytest.mark.real_model
 @requires_tiny_model
-def test_embedding_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_embedding_example_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.chdir(tmp_path)
     source = python_blocks()[0].replace('"smollm2-135m"', '"smollm2-135m", max_tokens=48')
     exec(compile(source, "README.md", "exec"), {"__name__": "readme"})
     out = capsys.readouterr().out
     assert "completed" in out or "max_tokens" in out
+
+
+def test_readme_config_example_is_valid(tmp_path: Path) -> None:
+    from agent.config import load_config
+
+    block = re.search(r"```toml\n(.*?)```", README.read_text(encoding="utf-8"), re.DOTALL)
+    assert block is not None
+    path = tmp_path / "config.toml"
+    path.write_text(block.group(1), encoding="utf-8")
+    config = load_config(path)
+    assert config.endpoint("gpu") is not None and config.mcp_specs()
+
+
+def test_readme_task_file_example_is_valid(tmp_path: Path) -> None:
+    from agent.tasks import load_task_file
+
+    block = re.search(
+        r"```yaml\n(# File-level defaults.*?)```", README.read_text(encoding="utf-8"), re.DOTALL
+    )
+    assert block is not None
+    (tmp_path / "ws").mkdir()
+    path = tmp_path / "tasks.yaml"
+    path.write_text(block.group(1), encoding="utf-8")
+    spec = load_task_file(path)
+    assert spec.ids() == ["add"]
