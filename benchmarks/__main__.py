@@ -201,7 +201,9 @@ def charts(results: dict[str, Any], folder: Path) -> list[Path]:
         )
         written.append(path)
     if "resume" in results:
-        points: list[tuple[float, float]] = [(float(k), v * 1000) for k, v in results["resume"]["seconds_by_context"].items()]
+        points: list[tuple[float, float]] = [
+            (float(k), v * 1000) for k, v in results["resume"]["seconds_by_context"].items()
+        ]
         path = folder / "resume_latency.svg"
         path.write_text(
             line_chart(
