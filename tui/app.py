@@ -1,0 +1,383 @@
+"""The chat app: a conversation with the agent, its thinking, tool calls and approvals.
+
+Build it with :func:`make_app` from an :class:`agent.Agent` (or a factory of agents, which
+``/model`` needs to load another model); ``qwq-agent chat`` calls :func:`run_chat`. Tests
+inject an agent on a :class:`models.scripted.ScriptedBackend`.
+
+Threads (the contract that keeps the UI responsive):
+
+* The model runs in a thread worker (``@work(thread=True)``): it iterates
+  ``agent.stream(prompt)`` and puts each event on a queue, nothing else. The UI drains the
+  queue :data:`DRAIN_HZ` times a second, merges text deltas and applies them in order, so
+  the cost of drawing does not grow with the number of tokens and never slows the model.
+* A dangerous call makes the agent call its approval callback on the worker thread:
+  :class:`tui.approvals.ApprovalBridge` shows the approval modal and the thread waits for
+  the person's answer (a cancel or quit answers "deny").
+* Esc calls ``agent.cancel()``: the generation or tool stops and the run ends with
+  ``"cancelled"``; the transcript keeps what happened. Ctrl+C cancels a run and, pressed
+  again within :data:`QUIT_WINDOW` seconds, quits.
+
+``deterministic=True`` makes every frame a function of the events alone (no clocks, no
+durations, no speed, no spinner motion, no cursor blink, no animations): for snapshot tests
+and screenshots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import queue
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import suppress
+from functools import partial
+from pathlib import Path
+from typing import ClassVar
+
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.timer import Timer
+from textual.widgets import Footer
+
+from agent.agent import Agent
+from agent.events import Error, Event, Finished, UsageEvent
+from models.base import BackendError, BackendInfo
+from tui import command_handlers, commands
+from tui.approvals import ApprovalBridge
+from tui.widgets.conversation import Conversation
+from tui.widgets.prompt import PromptInput
+from tui.widgets.status import StatusBar
+from tui.widgets.thinking import ThinkingBlock
+from tui.widgets.turn import AssistantTurn, Note, UserMessage, coalesce
+
+AgentFactory = Callable[[str | None], Agent]
+"""Builds an agent; the argument is a model to use instead of the default (``/model``)."""
+
+DRAIN_HZ = 20
+QUIT_WINDOW = 2.0
+WELCOME = (
+    "Type a task and press Enter. /help lists commands and keys; "
+    "Esc cancels a run; Ctrl+C twice quits."
+)
+
+
+class ChatApp(App[int]):
+    """The qwq-agent chat. Build it with :func:`make_app`."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "qwq-agent"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel_run", "Cancel run"),
+        Binding("ctrl+t", "toggle_thinking", "Fold thinking"),
+        Binding("ctrl+c", "interrupt", "Quit (twice)", priority=True),
+    ]
+
+    def __init__(
+        self,
+        agent: Agent,
+        factory: AgentFactory | None = None,
+        *,
+        model_label: str | None = None,
+        deterministic: bool = False,
+        sessions_dir: Path | None = None,
+    ) -> None:
+        super().__init__()
+        self.agent = agent
+        self.factory = factory
+        self.deterministic = deterministic
+        self.show_timings = not deterministic
+        self.sessions_dir = sessions_dir
+        self.model_label = model_label or "model"
+        if deterministic:
+            self.animation_level = "none"
+        self.running = False
+        self.loading = False
+        self.turn: AssistantTurn | None = None
+        self.run_done = threading.Event()
+        self.run_done.set()
+        self._events: queue.SimpleQueue[Event | None] = queue.SimpleQueue()
+        """Events from the run's worker thread; ``None`` when the run has ended."""
+        self._drain_timer: Timer | None = None
+        self._pending_prompt: str | None = None
+        self.approvals = ApprovalBridge(self)
+        self._last_interrupt = 0.0
+        agent.approval_callback = self.approvals.ask
+
+    # -- layout ----------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Conversation(id="conversation")
+        yield PromptInput(id="prompt", placeholder="Ask the agent…  (/help for commands)")
+        yield StatusBar(show_timings=self.show_timings, id="status")
+        yield Footer()
+
+    @property
+    def conversation(self) -> Conversation:
+        return self.query_one("#conversation", Conversation)
+
+    @property
+    def prompt_input(self) -> PromptInput:
+        return self.query_one("#prompt", PromptInput)
+
+    @property
+    def status(self) -> StatusBar:
+        return self.query_one("#status", StatusBar)
+
+    async def on_mount(self) -> None:
+        if self.deterministic:
+            self.prompt_input.cursor_blink = False
+        self._drain_timer = self.set_interval(1 / DRAIN_HZ, self.drain, pause=True)
+        self.status.set_placement(self.agent.placement)
+        await self.note(WELCOME)
+        self.prompt_input.focus()
+        self._start_loading()
+
+    async def note(self, text: str, kind: str = "info") -> Note:
+        """Show a line from the app in the conversation."""
+        widget = Note(text, kind)
+        await self.conversation.add(widget)
+        return widget
+
+    # -- the model -------------------------------------------------------------------------
+
+    def _start_loading(self) -> None:
+        self.loading = True
+        self.status.set_model(self.model_label, 0)
+        self.status.show_loading(f"loading {self.model_label}")
+        threading.Thread(
+            target=self._load, args=(self.agent,), name="qwq-agent-load", daemon=True
+        ).start()
+
+    def _load(self, agent: Agent) -> None:
+        """Load the model (a daemon thread, not a worker: quitting must not wait for a
+        download or a multi-gigabyte load to finish)."""
+        try:
+            info: BackendInfo | None = agent.load().info
+            error = ""
+        except Exception as exc:  # any failure is shown; the app stays usable
+            info, error = None, f"{type(exc).__name__}: {exc}"
+        with suppress(RuntimeError):  # the app has exited meanwhile
+            self.wait_on_ui(partial(self._loaded, agent, info, error))
+
+    async def _loaded(self, agent: Agent, info: BackendInfo | None, error: str) -> None:
+        if agent is not self.agent:
+            agent.close()  # a newer /model replaced it while it loaded
+            return
+        self.loading = False
+        self.status.show_loading(None)
+        if info is None:
+            self._pending_prompt = None
+            await self.note(f"The model could not be loaded: {error}", "error")
+            self.status.set_model(f"{self.model_label} (not loaded)", 0)
+            return
+        self.model_label = info.name
+        self.status.set_model(info.name, info.context_size)
+        if self._pending_prompt is not None:
+            prompt, self._pending_prompt = self._pending_prompt, None
+            await self.start_run(prompt, shown=True)
+
+    # -- runs ------------------------------------------------------------------------------
+
+    async def on_prompt_input_submitted(self, message: PromptInput.Submitted) -> None:
+        try:
+            invocation = commands.parse(message.text)
+        except commands.UnknownCommandError as exc:
+            await self.note(str(exc), "error")
+            return
+        if invocation is not None:
+            await self.run_command(invocation)
+        elif self.running or self._pending_prompt is not None:
+            await self.note(
+                "A run is in progress: wait for it, or press Esc to cancel it.", "warning"
+            )
+        elif self.loading:
+            self._pending_prompt = commands.message_text(message.text)
+            await self.conversation.add(UserMessage(self._pending_prompt))
+            await self.note("The model is loading; the task starts when it is ready.")
+        else:
+            await self.start_run(commands.message_text(message.text))
+
+    async def start_run(self, prompt: str, *, shown: bool = False) -> None:
+        """Show ``prompt`` (unless ``shown``) and run it in a worker thread."""
+        if not shown:
+            await self.conversation.add(UserMessage(prompt))
+        self.turn = AssistantTurn(show_timings=self.show_timings)
+        await self.conversation.add(self.turn)
+        self.running = True
+        self.run_done.clear()
+        self.status.start_run()
+        assert self._drain_timer is not None
+        self._drain_timer.resume()
+        self._run_worker(prompt)
+
+    @work(thread=True, exclusive=True, group="run", exit_on_error=False)
+    def _run_worker(self, prompt: str) -> None:
+        try:
+            for event in self.agent.stream(prompt):
+                self._events.put(event)
+        except Exception as exc:  # a crash of the run is shown, not raised into the UI
+            message = f"the run failed: {type(exc).__name__}: {exc}"
+            self._events.put(Error(message, "internal", fatal=True))
+            self._events.put(Finished("error", "", detail=message))
+        finally:
+            self._events.put(None)
+            self.run_done.set()
+
+    async def drain(self) -> None:
+        """Apply the events the worker has queued since the last drain."""
+        items: list[Event | None] = []
+        while True:
+            try:
+                items.append(self._events.get_nowait())
+            except queue.Empty:
+                break
+        if not items:
+            return
+        turn = self.turn
+        for event in coalesce(item for item in items if item is not None):
+            if isinstance(event, UsageEvent):
+                self.status.update_usage(event.usage, event.step)
+            if turn is not None:
+                await turn.apply(event)
+        self.call_after_refresh(self.conversation.follow)
+        if None in items:
+            self._run_ended()
+
+    def _run_ended(self) -> None:
+        self.running = False
+        outcome = "idle"
+        if self.turn is not None and self.turn.finished is not None:
+            reason = self.turn.finished.reason
+            outcome = "done" if reason == "completed" else reason.replace("_", " ")
+        self.status.end_run(outcome)
+        if self._drain_timer is not None:
+            self._drain_timer.pause()
+
+    def wait_on_ui(self, callback: Callable[[], Awaitable[None]]) -> None:
+        """From a worker thread: run ``callback`` on the UI's loop and wait for it.
+
+        Raises:
+            RuntimeError: the app is not running (any more).
+        """
+        # Textual's signature infers ``Never`` for coroutine functions; the call is fine.
+        self.call_from_thread(callback)  # type: ignore[arg-type]
+
+    # -- keys ------------------------------------------------------------------------------
+
+    def cancel_run(self) -> None:
+        """Stop the running generation or tool; a pending approval is denied."""
+        if not self.running:
+            return
+        self.agent.cancel()
+        self.status.set_activity("cancelling")
+        self.approvals.deny_pending()
+
+    def action_cancel_run(self) -> None:
+        """Esc: stop the running generation or tool."""
+        self.cancel_run()
+
+    def action_toggle_thinking(self) -> None:
+        """Ctrl+T: fold or unfold the latest thinking block."""
+        blocks = self.conversation.query(ThinkingBlock)
+        if blocks:
+            block = blocks.last()
+            block.collapsed = not block.collapsed
+
+    async def action_interrupt(self) -> None:
+        """Ctrl+C: cancel the run; a second press within :data:`QUIT_WINDOW` s quits."""
+        now = time.monotonic()
+        if now - self._last_interrupt < QUIT_WINDOW:
+            self.quit_app()
+            return
+        self._last_interrupt = now
+        if self.running:
+            self.cancel_run()
+            self.notify("Run cancelled. Press Ctrl+C again to quit.")
+        else:
+            self.notify("Press Ctrl+C again to quit.")
+
+    def quit_app(self) -> None:
+        """Cancel what runs and exit."""
+        self.approvals.closing = True
+        self.cancel_run()
+        self.exit(return_code=0)
+
+    def on_unmount(self) -> None:
+        self.approvals.closing = True
+        self.agent.cancel()
+
+    # -- commands --------------------------------------------------------------------------
+
+    async def run_command(self, invocation: commands.Invocation) -> None:
+        command = invocation.command
+        if self.running and not command.while_running:
+            await self.note(
+                f"/{command.name} must wait for the run to end (Esc cancels it).", "warning"
+            )
+            return
+        await command_handlers.run(self, command.name, invocation.argument)
+
+    def replace_agent(self, agent: Agent, label: str) -> None:
+        """Use ``agent`` from now on (``/model``) and load its model."""
+        old, self.agent = self.agent, agent
+        agent.approval_callback = self.approvals.ask
+        old.close()
+        self.model_label = label
+        self.status.set_placement(agent.placement)
+        self._start_loading()
+
+
+def make_app(
+    agent: Agent | AgentFactory,
+    *,
+    model_label: str | None = None,
+    deterministic: bool = False,
+    sessions_dir: Path | None = None,
+) -> ChatApp:
+    """Build the chat app around ``agent`` (or ``agent(None)`` when given a factory).
+
+    Args:
+        agent: the agent, or a factory of agents (``/model NAME`` calls it with ``NAME``).
+        model_label: what the status bar calls the model until it has loaded.
+        deterministic: frames depend on events only (snapshot tests, screenshots).
+        sessions_dir: where ``/sessions`` looks (default: the agent's sessions folder).
+    """
+    if isinstance(agent, Agent):
+        return ChatApp(
+            agent,
+            None,
+            model_label=model_label,
+            deterministic=deterministic,
+            sessions_dir=sessions_dir,
+        )
+    return ChatApp(
+        agent(None),
+        agent,
+        model_label=model_label,
+        deterministic=deterministic,
+        sessions_dir=sessions_dir,
+    )
+
+
+def run_chat(args: argparse.Namespace) -> int:
+    """``qwq-agent chat``: build the agent from the command line options and run the app."""
+    from agent.cli import EXIT_BAD_INPUT, agent_from_args
+
+    def factory(model: str | None) -> Agent:
+        options = argparse.Namespace(**vars(args))
+        if model:
+            options.model = model
+        built: Agent = agent_from_args(options)
+        return built
+
+    try:
+        app = make_app(factory, model_label=getattr(args, "model", None))
+    except (ValueError, LookupError, TypeError, BackendError) as exc:
+        print(f"qwq-agent chat: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    code = app.run()
+    app.run_done.wait(timeout=10)  # let a cancelled run end before the model is freed
+    app.agent.close()
+    return code or 0

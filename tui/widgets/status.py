@@ -1,0 +1,133 @@
+"""``StatusBar``: what the agent is, and what the current run costs.
+
+Shows the model, the placement, the activity (idle, loading, running, with a spinner),
+decode speed in tokens/s, context used / context size, prompt tokens reused from the
+cache, the step count and the elapsed time of the run. While a model loads, an
+indeterminate progress bar runs beside it.
+
+Contract: the bar only displays what it is told (:meth:`StatusBar.set_model`,
+:meth:`StatusBar.start_run`, :meth:`StatusBar.update_usage` …); with ``show_timings`` off
+it shows neither speed nor elapsed time, so a screenshot of it is deterministic.
+"""
+
+from __future__ import annotations
+
+import time
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.content import Content
+from textual.timer import Timer
+from textual.widgets import ProgressBar, Static
+
+from models.base import Usage
+from tui import render
+from tui.widgets.tool_card import SPINNER
+
+
+class StatusBar(Horizontal):
+    """One line of status at the bottom of the chat.
+
+    Args:
+        show_timings: show tokens/s and elapsed time.
+    """
+
+    def __init__(self, *, show_timings: bool = True, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.show_timings = show_timings
+        self.model = "no model"
+        self.placement = ""
+        self.context_size = 0
+        self.usage: Usage | None = None
+        self.step = 0
+        self.activity = "idle"
+        self._started: float | None = None
+        self._elapsed = 0.0
+        self._frame = 0
+        self._ticker: Timer | None = None
+        self._text = Static("", markup=False, id="status-text")
+        self._progress = ProgressBar(total=None, show_eta=False, show_percentage=False)
+        self._progress.display = False
+
+    def compose(self) -> ComposeResult:
+        yield self._text
+        yield self._progress
+
+    def on_mount(self) -> None:
+        self.refresh_status()
+
+    def set_model(self, name: str, context_size: int) -> None:
+        self.model, self.context_size = name, context_size
+        self.refresh_status()
+
+    def set_placement(self, placement: str) -> None:
+        self.placement = placement
+        self.refresh_status()
+
+    def show_loading(self, label: str | None) -> None:
+        """Show ``label`` with a progress bar while a model loads; ``None`` when done."""
+        self._progress.display = label is not None
+        self._set_activity(label or "idle", running=label is not None)
+
+    def start_run(self) -> None:
+        self.usage, self.step = None, 0
+        self._started, self._elapsed = time.monotonic(), 0.0
+        self._set_activity("running", running=True)
+
+    def end_run(self, outcome: str = "idle") -> None:
+        if self._started is not None:
+            self._elapsed = time.monotonic() - self._started
+        self._started = None
+        self._set_activity(outcome, running=False)
+
+    def update_usage(self, usage: Usage, step: int) -> None:
+        self.usage, self.step = usage, step
+        self.refresh_status()
+
+    def set_activity(self, label: str) -> None:
+        """Change what the bar says the agent is doing (``cancelling`` …)."""
+        self.activity = label
+        self.refresh_status()
+
+    def _set_activity(self, activity: str, *, running: bool) -> None:
+        self.activity = activity
+        if running and self._ticker is None and self.is_mounted:
+            self._ticker = self.set_interval(0.25, self._tick)
+        elif not running and self._ticker is not None:
+            self._ticker.stop()
+            self._ticker = None
+        self.refresh_status()
+
+    def _tick(self) -> None:
+        if self.app.animation_level != "none":
+            self._frame = (self._frame + 1) % len(SPINNER)
+        self.refresh_status()
+
+    def refresh_status(self) -> None:
+        busy = self._ticker is not None
+        usage = self.usage
+        parts: list[str | tuple[str, str]] = [
+            (f" {render.safe(self.model)} ", "bold"),
+            ("│ ", "$text-muted"),
+            (self.placement, ""),
+            (" │ ", "$text-muted"),
+            (f"{SPINNER[self._frame]} " if busy else "", "$accent"),
+            (self.activity, "bold $accent" if busy else "$text-muted"),
+        ]
+        if self.show_timings and usage is not None:
+            parts += [(" │ ", "$text-muted"), (f"{usage.decode_tokens_per_second:.1f} tok/s", "")]
+        context = usage.context_tokens if usage is not None else 0
+        size = f"{self.context_size:,}" if self.context_size else "?"
+        cached = usage.prompt_tokens_cached if usage is not None else 0
+        parts += [
+            (" │ ", "$text-muted"),
+            (f"ctx {context:,}/{size}", ""),
+            (" │ ", "$text-muted"),
+            (f"cached {cached:,}", ""),
+            (" │ ", "$text-muted"),
+            (f"step {self.step}", ""),
+        ]
+        if self.show_timings and (self._started is not None or self._elapsed):
+            elapsed = time.monotonic() - self._started if self._started else self._elapsed
+            parts += [(" │ ", "$text-muted"), (render.duration(elapsed), "")]
+        self._text.update(Content.assemble(*parts))
