@@ -85,7 +85,20 @@ def run(model: str | None, quick: bool, n_ctx: int) -> dict[str, Any]:
         results["resume"] = llama.resume_latency(backend, sizes)
         backend.close()
         results["warm_start"] = llama.warm_start(model)
+        if not quick and _has_server_extra():
+            from benchmarks.concurrency import batch_speedup
+            from models.catalog import model_path, parse_spec
+
+            spec = parse_spec(model)
+            gguf = model_path(model) if spec.kind == "catalog" else Path(spec.value)
+            results["concurrency"] = batch_speedup(gguf)
     return results
+
+
+def _has_server_extra() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("llama_cpp.server") is not None
 
 
 def table(results: dict[str, Any]) -> str:
@@ -161,6 +174,15 @@ def table(results: dict[str, Any]) -> str:
                 "time to first token, warm ÷ cold (new process)",
                 f"{w['ratio']}",
                 f"{w['warm_ttft_s']} s vs {w['cold_ttft_s']} s; {w['prefix_tokens_loaded']} tokens loaded",
+            )
+        )
+    if "concurrency" in results:
+        c = results["concurrency"]
+        rows.append(
+            (
+                f"{c['tasks']} server tasks, 1 at a time ÷ 4 at a time",
+                f"{c['speedup']}",
+                f"{c['serial_s']} s vs {c['concurrency_4_s']} s (llama-cpp-python server, {c['tool_s']} s tool call each)",
             )
         )
     width = max(len(r[0]) for r in rows)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -85,25 +84,42 @@ def parallel_tools(calls: int = 4, sleep_s: float = 1.0) -> dict[str, Any]:
     }
 
 
-def _measure_command(argv: list[str], repeat: int) -> dict[str, float]:
+_PEAK = (
+    "\nimport sys\nfor _l in open('/proc/self/status'):\n"
+    "    if _l.startswith('VmHWM:'): sys.stderr.write('PEAK ' + _l.split()[1] + '\\n')"
+)
+
+
+def _measure_python(code: str, repeat: int) -> dict[str, float]:
+    """Median wall time of ``python -c code`` over ``repeat`` runs, and its peak RSS (the
+    process's own high-water mark, ``VmHWM``, read as it exits)."""
     walls = []
     peak_kb = 0
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     for _ in range(repeat):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         started = time.perf_counter()
-        subprocess.run(
-            argv,
-            check=True,
-            capture_output=True,
-            env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+        out = subprocess.run(
+            [sys.executable, "-c", code + _PEAK], capture_output=True, text=True, env=env
         )
         walls.append(time.perf_counter() - started)
-        peak_kb = max(peak_kb, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before)
+        if out.returncode != 0:
+            raise RuntimeError(f"{code!r} failed: {out.stderr[-2000:]}")
+        peaks = [
+            int(line.split()[1]) for line in out.stderr.splitlines() if line.startswith("PEAK ")
+        ]
+        peak_kb = max(peak_kb, *peaks)
     walls.sort()
     return {
         "wall_s_median": round(walls[len(walls) // 2], 3),
         "peak_rss_mb": round(peak_kb / 1024, 1),
     }
+
+
+_HELP = (
+    "import contextlib, io, sys\nfrom agent.cli import main\n"
+    "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+    "    main(['--help'])"
+)
 
 
 def startup(repeat: int = 5) -> dict[str, Any]:
@@ -117,8 +133,8 @@ def startup(repeat: int = 5) -> dict[str, Any]:
         [sys.executable, "-c", probe], check=True, capture_output=True, text=True
     ).stdout.strip()
     return {
-        "python_floor": _measure_command([sys.executable, "-c", "pass"], repeat),
-        "import_agent": _measure_command([sys.executable, "-c", "import agent"], repeat),
-        "qwq_agent_help": _measure_command([sys.executable, "-m", "agent.cli", "--help"], repeat),
+        "python_floor": _measure_python("pass", repeat),
+        "import_agent": _measure_python("import agent", repeat),
+        "qwq_agent_help": _measure_python(_HELP, repeat),
         "heavy_modules_imported": heavy or "none",
     }
