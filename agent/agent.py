@@ -208,6 +208,7 @@ class Agent:
         finally:
             executor.shutdown()
             if writer is not None:
+                writer.end_run(state.new_messages)
                 writer.close()  # reopened (append) by the next run of this conversation
             self.history.extend(state.new_messages)
             self.last_usage = state.usage
@@ -246,6 +247,21 @@ class Agent:
             usage=self.last_usage,
             transcript_path=str(self._writer.path) if self._writer is not None else None,
         )
+
+    def resume(self, transcript: str | Path) -> None:
+        """Continue the conversation saved in ``transcript``: its messages become the history
+        and the next runs append to the same file.
+
+        Raises:
+            OSError: the file cannot be read.
+        """
+        from agent.transcript import load_transcript
+
+        saved = load_transcript(transcript)
+        self.reset()
+        self.history.extend(saved.history())
+        if self._transcript_setting is not False:
+            self._writer = TranscriptWriter(saved.path)
 
     def cancel(self) -> None:
         """Ask the running generation or tool to stop; the run ends with ``"cancelled"``."""

@@ -58,6 +58,10 @@ class TranscriptWriter:
         """Append one event."""
         self._line(event_to_json(event))
 
+    def end_run(self, messages: list[dict[str, Any]]) -> None:
+        """Record the conversation messages the run added (what :meth:`Agent.resume` reads)."""
+        self._line(json.dumps({"kind": "messages", "messages": messages}, ensure_ascii=False))
+
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
@@ -71,6 +75,8 @@ class TranscriptRun:
     prompt: str
     meta: dict[str, Any]
     events: list[Event] = field(default_factory=list)
+    messages: list[dict[str, Any]] | None = None
+    """The conversation messages the run added, once it ended (``None``: it never did)."""
 
     @property
     def finished(self) -> bool:
@@ -86,6 +92,20 @@ class Transcript:
     runs: list[TranscriptRun]
     skipped_lines: int = 0
     """Lines that could not be read (a torn last line after a crash, for instance)."""
+
+    def history(self) -> list[dict[str, Any]]:
+        """The conversation as messages, to continue it. A run that never ended (a crash)
+        contributes its prompt and whatever answer text it had produced."""
+        messages: list[dict[str, Any]] = []
+        for run in self.runs:
+            if run.messages is not None:
+                messages.extend(run.messages)
+                continue
+            messages.append({"role": "user", "content": run.prompt})
+            text = "".join(e.text for e in run.events if e.kind == "text")
+            if text.strip():
+                messages.append({"role": "assistant", "content": text.strip()})
+        return messages
 
 
 def load_transcript(path: str | Path) -> Transcript:
@@ -106,6 +126,12 @@ def load_transcript(path: str | Path) -> Transcript:
                 if record.get("kind") == "run_started":
                     meta = {k: v for k, v in record.items() if k not in ("kind", "prompt")}
                     runs.append(TranscriptRun(str(record.get("prompt", "")), meta))
+                    continue
+                if record.get("kind") == "messages" and runs:
+                    messages = record["messages"]
+                    if not isinstance(messages, list):
+                        raise ValueError("messages must be a list")
+                    runs[-1].messages = messages
                     continue
                 event = event_from_dict(record)
             except (ValueError, TypeError, KeyError, AttributeError):

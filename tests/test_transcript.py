@@ -59,3 +59,36 @@ def test_a_torn_last_line_is_skipped_not_fatal(tmp_path: Path) -> None:
 def test_event_round_trip() -> None:
     event = ToolResult("call_1", "add", "5", None, 0.1)
     assert event_from_dict(event_to_dict(event)) == event
+
+
+def test_resume_continues_the_conversation_in_the_same_file(tmp_path: Path) -> None:
+    first = Agent(
+        ScriptedBackend(["secret</think>Paris.", "more</think>Lyon."]), sessions_dir=tmp_path
+    )
+    first.run("Capital of France?")
+    path = first.transcript_path
+    assert path is not None
+    backend = ScriptedBackend(["</think>It has about 2 million people."])
+    later = Agent(backend, sessions_dir=tmp_path)
+    later.resume(path)
+    assert later.history == first.history
+    later.run("How many people live there?")
+    prompt = backend.prompts[0]
+    assert "Capital of France?" in prompt and "Paris." in prompt and "secret" not in prompt
+    assert [r.prompt for r in load_transcript(path).runs] == [
+        "Capital of France?",
+        "How many people live there?",
+    ]
+
+
+def test_history_of_a_killed_run_keeps_the_prompt_and_partial_answer(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    Agent(ScriptedBackend(["</think>Partial answer"]), transcript=path).run("q")
+    lines = path.read_text().splitlines()
+    path.write_text(
+        "\n".join(line for line in lines if '"kind":"messages"' not in line.replace(" ", "")) + "\n"
+    )
+    assert load_transcript(path).history() == [
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": "Partial answer"},
+    ]

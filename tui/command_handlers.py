@@ -119,18 +119,18 @@ async def _save(app: ChatApp, argument: str) -> None:
 
 
 async def open_session(app: ChatApp, path: Path) -> None:
-    """Show the session saved in ``path``; the next task starts a new conversation."""
+    """Show the session saved in ``path`` and continue its conversation."""
     try:
         transcript = load_transcript(path)
+        app.agent.resume(path)
     except OSError as exc:
         await app.note(f"Cannot open {path.name!r}: {exc.strerror or exc}", "error")
         return
-    app.agent.reset()
     await app.conversation.clear()
     runs = len(transcript.runs)
     await app.note(
         f"Session {path.name} ({runs} task{'s' if runs != 1 else ''}), read back from its "
-        "transcript. Your next task starts a new conversation."
+        "transcript. Your next task continues this conversation."
     )
     for run in transcript.runs:
         turn = AssistantTurn(show_timings=app.show_timings, live=False)

@@ -52,7 +52,10 @@ async def test_open_a_saved_session_shows_it_as_it_happened(
         assert first.answer_text == "The answer is **5**."
         assert second.answer_text == "Bye."
         assert "read back from its transcript" in str(app.query(Note).first().content)
-        assert not app.agent.history  # the next task starts a new conversation
+        # The conversation goes on where it stopped, in the same transcript file.
+        assert [m["role"] for m in app.agent.history if m["role"] == "user"] == ["user", "user"]
+        assert app.agent.history[0]["content"] == "What is 2 + 3?"
+        assert app.agent.transcript_path == saved
 
 
 async def test_sessions_picker_with_no_sessions_and_esc(make_chat: MakeApp) -> None:
