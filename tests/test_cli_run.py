@@ -391,7 +391,9 @@ def test_sigterm_ends_the_task_cleanly_and_exits_130(tmp_path: Path) -> None:
     assert (
         "interrupted by SIGTERM; run again with --resume" in (tmp_path / "stderr.log").read_text()
     )
-    finished = json.loads(Path(partial.transcript_path or "").read_text().splitlines()[-1])
+    lines = [json.loads(x) for x in Path(partial.transcript_path or "").read_text().splitlines()]
+    assert lines[-1]["kind"] == "messages"  # what Agent.resume reads comes last
+    finished = lines[-2]
     assert finished == {
         "kind": "finished",
         "reason": "cancelled",
