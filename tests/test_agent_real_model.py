@@ -6,10 +6,11 @@ from collections.abc import Generator, Iterator, Sequence
 
 import pytest
 
-from agent import Agent, tool
+from agent import Agent
 from models.base import GenerateOptions, Segment, StopReason
 from models.catalog import open_backend
 from models.llama_cpp import LlamaCppBackend
+from tests.conftest import add
 from tests.real_model import requires_tiny_model
 
 pytestmark = [pytest.mark.real_model, requires_tiny_model]
@@ -43,17 +44,6 @@ def backend() -> Iterator[LlamaCppBackend]:
     assert isinstance(b, LlamaCppBackend)
     yield b
     b.close()
-
-
-@tool
-def add(a: int, b: int) -> int:
-    """Add two integers.
-
-    Args:
-        a: The first number.
-        b: The second number.
-    """
-    return a + b
 
 
 def test_required_tool_call_runs_and_nothing_is_evaluated_twice(backend: LlamaCppBackend) -> None:

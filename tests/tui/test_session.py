@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from agent import tool
 from models.scripted import ScriptedBackend
+from tests.conftest import add
 from tests.tui.helpers import (
     PAUSE,
     GatedBackend,
@@ -27,17 +27,6 @@ from tui.widgets.tool_card import ToolCard
 from tui.widgets.turn import AssistantTurn, Note, UserMessage
 
 pytestmark = pytest.mark.anyio
-
-
-@tool
-def add(a: int, b: int) -> int:
-    """Add two integers.
-
-    Args:
-        a: The first number.
-        b: The second number.
-    """
-    return a + b
 
 
 ANSWER = "The sum is 5, as expected.\n</think>\n\nThe answer is **5**."
