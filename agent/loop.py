@@ -192,11 +192,7 @@ def run_loop(state: RunState, history: Sequence[dict[str, Any]], prompt: str) ->
             if stop is not None:
                 yield from _finish(state, turn_raw, *stop)
                 return
-            observation = [
-                Segment("\n<tool_response>\n", "template"),
-                Segment(results[0], "data"),
-                Segment("\n</tool_response>\n", "template"),
-            ]
+            observation = chat_template.inline_result_segments(results[0])
             context.extend(observation)
             turn_raw.append("".join(s.text for s in observation))
             new_turn = False
@@ -241,14 +237,9 @@ def run_loop(state: RunState, history: Sequence[dict[str, Any]], prompt: str) ->
         if stop is not None:
             yield from _finish(state, [], *stop)
             return
-        turn_text = chat_template.tool_results_turn(
-            ["\x00"] * len(outputs), opens_thinking=backend.info.opens_thinking
+        context.extend(
+            chat_template.tool_results_segments(outputs, opens_thinking=backend.info.opens_thinking)
         )
-        pieces = turn_text.split("\x00")
-        for i, output in enumerate(outputs):
-            context.append(Segment(pieces[i], "template"))
-            context.append(Segment(output, "data"))
-        context.append(Segment(pieces[-1], "template"))
         turn_raw = []
         new_turn = True
 

@@ -26,6 +26,8 @@ import jinja2.parser
 from jinja2.ext import Extension
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from models.base import Segment
+
 QWQ_TEMPLATE_NAME = "qwq-32b.jinja"
 
 
@@ -147,13 +149,35 @@ def declare_tools(system: str, tools: Sequence[Mapping[str, Any]]) -> str:
     return system + TOOLS_SYSTEM_PREAMBLE + lines + TOOLS_SYSTEM_FOOTER
 
 
-def tool_results_turn(outputs: Sequence[str], *, opens_thinking: bool) -> str:
-    """The ChatML text that follows an assistant turn whose calls were made after ``</think>``.
+def tool_results_segments(outputs: Sequence[str], *, opens_thinking: bool) -> list[Segment]:
+    """The context that follows an assistant turn whose calls were made after ``</think>``.
 
-    Equal to what the QwQ template renders for the end of that assistant message, the
+    Its text equals what the QwQ template renders for the end of that assistant message, the
     following ``tool`` messages (one user turn of ``<tool_response>`` blocks) and the next
-    generation prompt. The outputs must already be neutralised.
+    generation prompt. The outputs (already neutralised) are ``"data"`` segments, the markup
+    around them ``"template"`` segments.
     """
-    body = "".join(f"\n<tool_response>\n{o}\n</tool_response>" for o in outputs)
-    head = "<|im_end|>\n<|im_start|>user" + body + "<|im_end|>\n<|im_start|>assistant\n"
-    return head + ("<think>\n" if opens_thinking else "")
+    segments: list[Segment] = []
+    markup = "<|im_end|>\n<|im_start|>user"
+    for output in outputs:
+        segments.append(Segment(markup + "\n<tool_response>\n", "template"))
+        segments.append(Segment(output, "data"))
+        markup = "\n</tool_response>"
+    tail = markup + "<|im_end|>\n<|im_start|>assistant\n" + ("<think>\n" if opens_thinking else "")
+    segments.append(Segment(tail, "template"))
+    return segments
+
+
+def inline_result_segments(output: str) -> list[Segment]:
+    """The context inserted right after a call made inside the thinking (the "interleaved"
+    placement): the result in a ``<tool_response>`` block, after which the thought goes on."""
+    return [
+        Segment("\n<tool_response>\n", "template"),
+        Segment(output, "data"),
+        Segment("\n</tool_response>\n", "template"),
+    ]
+
+
+def tool_results_turn(outputs: Sequence[str], *, opens_thinking: bool) -> str:
+    """The text of :func:`tool_results_segments`."""
+    return "".join(s.text for s in tool_results_segments(outputs, opens_thinking=opens_thinking))
