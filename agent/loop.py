@@ -119,6 +119,7 @@ def build_messages(
             "system",
             tools=len(state.registry) > 0,
             placement=state.placement,
+            required=state.tool_choice == "required",
             workspace=any(n in state.registry for n in ("read_file", "write_file", "list_dir")),
         )
     return [{"role": "system", "content": system}, *history, {"role": "user", "content": prompt}]

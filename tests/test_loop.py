@@ -408,3 +408,12 @@ def test_async_twins(make_agent: MakeAgent) -> None:
     assert kinds[-1] == "finished" and "tool_result" in kinds
     result = asyncio.run(agent.arun("again"))
     assert result.answer == "The answer is 5."
+
+
+def test_required_tool_choice_is_asked_for_in_the_prompt(make_agent: MakeAgent) -> None:
+    agent, backend = make_agent([ANSWER], tool_choice="required")
+    agent.run("q")
+    assert "Call at least one tool before you give your answer." in backend.prompts[0]
+    agent, backend = make_agent([ANSWER])
+    agent.run("q")
+    assert "Call at least one tool" not in backend.prompts[0]
