@@ -2,7 +2,8 @@
 
 ``list`` never touches the network; ``pull`` downloads once into the Hugging Face cache (with
 a progress bar, resuming an interrupted transfer); ``info`` says what a spec resolves to and,
-for a local or cached file, what the runtime would choose on this machine.
+what the runtime would choose on this machine (context, GPU layers, KV-cache type) and why —
+for a hub model not downloaded yet, from the catalog's size and architecture.
 """
 
 from __future__ import annotations

@@ -4,7 +4,9 @@
 concrete :class:`LoadSettings`: the context size (8192, or the model's training context when
 smaller), YaRN rope scaling (factor 4 over an original 32,768, only for QwQ-like models and
 only when the asked context exceeds 32,768), GPU offload (all layers when the llama.cpp build
-supports it), threads (the machine's physical cores), flash attention and KV-cache types.
+supports it, or as many as fit — see :mod:`models._fit`), threads (the machine's physical
+cores), flash attention and KV-cache types, fitted to what :func:`probe_machine` finds (GPU
+memory through ``nvidia-smi`` or Apple's unified memory, and RAM).
 :func:`load_llama` creates the ``llama_cpp.Llama`` quietly and turns its failures into
 :class:`~models.base.BackendError` messages with a next step.
 
@@ -13,31 +15,30 @@ llama_cpp is imported inside the functions, never at module import.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import platform
+import shutil
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from models._fit import KV_CACHE_TYPES, METAL_SHARE, FitRequest, Machine, ModelShape, plan
 from models.base import BackendError
 from models.gguf_file import GGUFError, MetadataValue, context_length, read_metadata
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
 
+log = logging.getLogger(__name__)
+
 DEFAULT_CTX = 8192
 YARN_FACTOR = 4
 YARN_ORIGINAL_CTX = 32768
-KV_CACHE_TYPES: dict[str, tuple[str, float]] = {
-    # name -> (ggml type constant in llama_cpp, bytes per element)
-    "f32": ("GGML_TYPE_F32", 4.0),
-    "f16": ("GGML_TYPE_F16", 2.0),
-    "bf16": ("GGML_TYPE_BF16", 2.0),
-    "q8_0": ("GGML_TYPE_Q8_0", 34 / 32),
-    "q5_1": ("GGML_TYPE_Q5_1", 24 / 32),
-    "q5_0": ("GGML_TYPE_Q5_0", 22 / 32),
-    "q4_1": ("GGML_TYPE_Q4_1", 20 / 32),
-    "q4_0": ("GGML_TYPE_Q4_0", 18 / 32),
-}
+NVIDIA_SMI_TIMEOUT = 3.0
 _UNQUANTIZED = {"f32", "f16", "bf16"}
 
 
@@ -55,6 +56,12 @@ class LoadSettings:
     type_v: str
     yarn: bool
     """Whether YaRN rope scaling (factor 4, original context 32,768) is on."""
+    reasons: tuple[str, ...] = ()
+    """Why these settings, in words: the machine found, the fit, warnings on explicit options."""
+    gpu_bytes: int | None = None
+    """Estimated GPU memory use (weights, KV cache, compute), when it could be estimated."""
+    ram_bytes: int | None = None
+    """Estimated RAM use of the CPU-resident part (on unified memory: everything)."""
 
 
 def is_qwq_like(path: str | os.PathLike[str], metadata: dict[str, MetadataValue]) -> bool:
@@ -82,10 +89,85 @@ def physical_cores() -> int:
 
 
 def gpu_offload_supported() -> bool:
-    """Whether the installed llama.cpp build can offload layers to a GPU (CUDA, Metal…)."""
-    import llama_cpp
-
+    """Whether the installed llama.cpp build can offload layers to a GPU (CUDA, Metal…);
+    ``False`` when llama-cpp-python is not installed."""
+    try:
+        import llama_cpp
+    except ImportError:
+        return False
     return bool(llama_cpp.llama_supports_gpu_offload())
+
+
+def probe_machine() -> Machine:
+    """This machine: the build's offload support, GPU memory (NVIDIA, Apple Metal) and RAM.
+
+    Never raises; what cannot be found out stays ``None``. ``nvidia-smi`` is given
+    :data:`NVIDIA_SMI_TIMEOUT` seconds.
+    """
+    offload = gpu_offload_supported()
+    ram_total, ram_available = _ram()
+    nvidia = _nvidia()
+    if nvidia is not None:
+        name, total, free = nvidia
+        return Machine(offload, name, total, free, ram_total, ram_available)
+    if sys.platform == "darwin" and platform.machine() == "arm64" and ram_total:
+        share = int(ram_total * METAL_SHARE)
+        free = min(share, ram_available or ram_total)
+        metal = "Apple Metal (unified memory)"
+        return Machine(offload, metal, share, free, ram_total, ram_available, unified=True)
+    return Machine(offload, None, None, None, ram_total, ram_available)
+
+
+def _ram() -> tuple[int | None, int | None]:
+    total = available = None
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                available = int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return total, available
+
+
+def _nvidia() -> tuple[str, int, int] | None:
+    """(description, total bytes, free bytes) over the visible NVIDIA GPUs, or ``None``."""
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return None
+    query = "--query-gpu=index,memory.total,memory.free"
+    try:
+        result = subprocess.run(
+            [exe, query, "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=NVIDIA_SMI_TIMEOUT,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return parse_nvidia_smi(result.stdout, os.environ.get("CUDA_VISIBLE_DEVICES"))
+
+
+def parse_nvidia_smi(text: str, visible: str | None = None) -> tuple[str, int, int] | None:
+    """Sum ``index, total MiB, free MiB`` lines over the GPUs ``CUDA_VISIBLE_DEVICES`` allows."""
+    wanted: set[str] | None = None
+    if visible is not None and all(p.strip().isdigit() for p in visible.split(",") if p.strip()):
+        wanted = {p.strip() for p in visible.split(",") if p.strip()}
+    total = free = count = 0
+    for line in text.strip().splitlines():
+        try:
+            index, mib_total, mib_free = (part.strip() for part in line.split(","))
+            if wanted is None or index in wanted:
+                total += int(float(mib_total)) * 2**20
+                free += int(float(mib_free)) * 2**20
+                count += 1
+        except ValueError:
+            continue
+    if not count:
+        return None
+    return (f"NVIDIA GPU{'s' if count > 1 else ''} ({count})", total, free)
 
 
 def read_gguf(path: str | os.PathLike[str]) -> dict[str, MetadataValue]:
@@ -107,33 +189,61 @@ def resolve_settings(
     flash_attn: bool | None = None,
     type_k: str | None = None,
     type_v: str | None = None,
+    machine: Machine | None = None,
+    file_bytes: int | None = None,
 ) -> LoadSettings:
     """Decide the load settings; ``None`` options get the defaults described in the module.
 
+    ``n_ctx``, ``n_gpu_layers``, ``flash_attn``, ``type_k`` and ``type_v`` set explicitly are
+    kept; the others are fitted to ``machine`` (default: :func:`probe_machine`) by
+    :func:`models._fit.plan`. ``file_bytes`` stands in for the size of a file not here yet
+    (default: the size of ``path``).
+
     Raises:
-        BackendError: an option is out of range or the combination cannot work.
+        BackendError: an option is out of range, the combination cannot work, or the model
+            cannot fit this machine (the message says what to try instead).
     """
     train_ctx = context_length(metadata)
     qwq = is_qwq_like(path, metadata)
+    explicit_ctx = n_ctx is not None
     if n_ctx is None:
         n_ctx = min(DEFAULT_CTX, train_ctx) if train_ctx else DEFAULT_CTX
     if n_ctx < 16:
         raise BackendError(f"the context size must be at least 16 tokens, not {n_ctx}")
-    yarn = qwq and n_ctx > YARN_ORIGINAL_CTX
     limit = YARN_ORIGINAL_CTX * YARN_FACTOR if qwq else train_ctx
     if limit and n_ctx > limit:
         raise BackendError(
             f"a context of {n_ctx} tokens is more than this model supports ({limit}); "
             f"use --ctx {limit} or less"
         )
-    if n_gpu_layers is None:
-        n_gpu_layers = -1 if gpu_offload_supported() else 0
-    if flash_attn is None:
-        flash_attn = n_gpu_layers != 0 and gpu_offload_supported()
-    type_k, type_v = (_kv_type(type_k, "type_k"), _kv_type(type_v, "type_v"))
-    if type_v not in _UNQUANTIZED and not flash_attn:
+    if type_k is not None:
+        type_k = _kv_type(type_k, "type_k")
+    if type_v is not None:
+        type_v = _kv_type(type_v, "type_v")
+    if machine is None:
+        machine = probe_machine()
+    if file_bytes is None:
+        file_bytes = Path(path).stat().st_size if Path(path).is_file() else 0
+    fit = plan(
+        ModelShape.from_metadata(metadata, file_bytes),
+        machine,
+        FitRequest(
+            n_ctx=n_ctx,
+            ctx_explicit=explicit_ctx,
+            n_gpu_layers=n_gpu_layers,
+            flash_attn=flash_attn,
+            type_k=type_k,
+            type_v=type_v,
+            smaller_model="a smaller quantization (e.g. qwq-32b:Q3_K_M)"
+            if qwq
+            else "a smaller quantization of the model (e.g. Q3_K_M instead of Q4_K_M)",
+        ),
+    )
+    for reason in fit.reasons:
+        log.info("fit: %s", reason)
+    if fit.type_v not in _UNQUANTIZED and not fit.flash_attn:
         raise BackendError(
-            f"a quantized V cache ({type_v!r}) needs flash attention in llama.cpp; "
+            f"a quantized V cache ({fit.type_v!r}) needs flash attention in llama.cpp; "
             "turn flash attention on, or keep the V cache at f16"
         )
     cores = physical_cores()
@@ -142,15 +252,18 @@ def resolve_settings(
         raise BackendError(f"the thread count must be at least 1, not {threads}")
     batch_threads = max(threads, len(_allowed_cpus()))
     return LoadSettings(
-        n_ctx=n_ctx,
-        n_gpu_layers=n_gpu_layers,
+        n_ctx=fit.n_ctx,
+        n_gpu_layers=fit.n_gpu_layers,
         n_threads=threads,
         n_threads_batch=batch_threads,
-        n_batch=max(1, min(n_batch, n_ctx)),
-        flash_attn=flash_attn,
-        type_k=type_k,
-        type_v=type_v,
-        yarn=yarn,
+        n_batch=max(1, min(n_batch, fit.n_ctx)),
+        flash_attn=fit.flash_attn,
+        type_k=fit.type_k,
+        type_v=fit.type_v,
+        yarn=qwq and fit.n_ctx > YARN_ORIGINAL_CTX,
+        reasons=fit.reasons,
+        gpu_bytes=fit.gpu_bytes,
+        ram_bytes=fit.ram_bytes,
     )
 
 
@@ -172,25 +285,8 @@ def _kv_type(name: str | None, option: str) -> str:
 
 def kv_cache_bytes(metadata: dict[str, MetadataValue], settings: LoadSettings) -> int | None:
     """An estimate of the KV cache's size for ``settings`` (``None`` when unknown)."""
-    arch = metadata.get("general.architecture")
-
-    def number(key: str) -> int | None:
-        value = metadata.get(f"{arch}.{key}")
-        return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
-
-    layers, embd, heads = (
-        number("block_count"),
-        number("embedding_length"),
-        number("attention.head_count"),
-    )
-    kv_heads = number("attention.head_count_kv") or heads
-    if not (layers and embd and heads and kv_heads):
-        return None
-    head_dim = number("attention.key_length") or embd // heads
-    per_token = layers * kv_heads * head_dim
-    k_bytes = KV_CACHE_TYPES[settings.type_k][1]
-    v_bytes = KV_CACHE_TYPES[settings.type_v][1]
-    return int(per_token * settings.n_ctx * (k_bytes + v_bytes))
+    shape = ModelShape.from_metadata(metadata, 0)
+    return shape.kv_bytes(settings.n_ctx, settings.type_k, settings.type_v)
 
 
 def load_llama(

