@@ -110,6 +110,22 @@ def build_parser() -> argparse.ArgumentParser:
     chat = sub.add_parser("chat", help="open the TUI (the default command)")
     _common(chat)
 
+    web = sub.add_parser(
+        "web", help="serve the TUI in a browser (one chat per tab), behind a URL token"
+    )
+    web.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    web.add_argument(
+        "--port", type=int, default=8000, help="port (default: %(default)s; 0: any free)"
+    )
+    web.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a --host other machines can reach (the URL token is then the only protection)",
+    )
+    _common(web)
+
     run = sub.add_parser("run", help="run the tasks of a YAML file; results as JSONL")
     run.add_argument("file", help="the task file (see examples/tasks/)")
     run.add_argument(
@@ -145,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     parser = build_parser()
     arguments = list(sys.argv[1:] if argv is None else argv)
-    commands = {"ask", "chat", "run", "tools", "models", "config"}
+    commands = {"ask", "chat", "web", "run", "tools", "models", "config"}
     if not any(a in commands or a in ("-h", "--help", "--version") for a in arguments[:1]):
         arguments.insert(0, "chat")  # `qwq-agent [options]` opens the TUI
     args = parser.parse_args(arguments)
@@ -168,6 +184,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from tui.app import run_chat
 
             return run_chat(args)
+        if command == "web":
+            from tui.web import run_web
+
+            return run_web(args)
         if command == "config":
             from agent.cli_agent import run_config
 

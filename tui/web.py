@@ -1,0 +1,251 @@
+"""``qwq-agent web``: the chat TUI in a browser, through textual-serve.
+
+Contracts:
+
+- Each browser session (each websocket) runs its own ``python -m agent.cli chat ...``
+  process, with the model and agent options given to ``web`` passed through unchanged
+  (:func:`chat_command`); closing the tab ends that process.
+- The server binds to ``127.0.0.1`` by default. A host that is not loopback is refused
+  unless ``--allow-remote`` is given, and then a loud warning says that the token is the
+  only protection (there is no TLS: put it behind an SSH tunnel or a TLS proxy).
+- Every request (index page, websocket, static files, downloads) needs the secret token
+  (``secrets.token_urlsafe``), which is printed once as part of the URL: either as
+  ``?token=`` or as the HttpOnly, SameSite=Strict cookie set on the first request that
+  carried a valid ``?token=`` (the page's scripts, styles and websocket then need no token
+  in their URLs). Anything else gets ``403``. Tokens are compared in constant time.
+- The websocket also refuses a cross-origin ``Origin`` header (``403``), so another site
+  open in the same browser cannot drive the agent.
+- ``--port 0`` picks a free port; the URL printed is the one that was bound.
+- A chat process that has not quit :data:`STOP_SECONDS` after its websocket closed (or the
+  server stopped) is killed, so a tab closed early never leaves a process behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import secrets
+import shlex
+import signal
+import socket
+import sys
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp_jinja2
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from textual_serve.app_service import AppService
+from textual_serve.server import Server, log, to_int
+
+TOKEN_PARAMETER = "token"
+"""The query parameter that carries the token."""
+
+STOP_SECONDS = 5.0
+"""How long a chat process may take to quit when its browser tab goes, before it is killed."""
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an IP address or a name) only listens on this machine."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name other than localhost may resolve to anything
+
+
+def chat_command(args: argparse.Namespace) -> list[str]:
+    """The command line that runs ``qwq-agent chat`` with the agent options of ``args``.
+
+    Only the options shared with ``chat`` (``agent.cli._common``) are passed on, and only
+    those the user set, so the config file keeps its say over the rest.
+    """
+    from agent.cli import _common
+
+    template = argparse.ArgumentParser(add_help=False)
+    _common(template)
+    options: list[str] = []
+    for action in template._actions:
+        if not action.option_strings:
+            continue
+        flag = action.option_strings[0]
+        value = getattr(args, action.dest, action.default)
+        if isinstance(action, argparse._StoreTrueAction):
+            if value:
+                options.append(flag)
+        elif isinstance(action, argparse._AppendAction):
+            for item in value or ():
+                options += [flag, str(item)]
+        elif value is not None and value != action.default:
+            options += [flag, str(value)]
+    return [sys.executable, "-m", "agent.cli", "chat", *options]
+
+
+class ChatService(AppService):
+    """textual-serve's process per websocket, with a bounded :meth:`stop`."""
+
+    async def stop(self) -> None:
+        """Ask the app to quit; kill it if it has not within :data:`STOP_SECONDS`."""
+        try:
+            await asyncio.wait_for(super().stop(), STOP_SECONDS)
+        except TimeoutError:
+            process = self._process
+            if process is not None and process.returncode is None:
+                log.warning("a chat process did not quit; killing it")
+                process.kill()
+                await process.wait()
+            self._task = None
+
+
+class TokenServer(Server):
+    """A textual-serve :class:`Server` whose every route needs the token.
+
+    The check is an aiohttp middleware added to the application that
+    :meth:`Server._make_app` builds, so it covers the routes textual-serve has now and any
+    it adds later. The index page takes its URLs from the request's own host, so the page
+    works whichever name (127.0.0.1, localhost, a tunnel) the browser used.
+    """
+
+    def __init__(self, command: str, *, token: str, host: str, port: int, url: str) -> None:
+        super().__init__(command, host=host, port=port, title="qwq-agent")
+        self.token = token
+        self.url = url
+        self.cookie_name = f"qwq_agent_token_{port}"  # cookies ignore ports; names do not
+
+    def _matches(self, value: str | None) -> bool:
+        if value is None:
+            return False
+        return secrets.compare_digest(value.encode(), self.token.encode())
+
+    @web.middleware
+    async def guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Let a request through only with the token (query or cookie); else ``403``."""
+        by_query = self._matches(request.query.get(TOKEN_PARAMETER))
+        by_cookie = self._matches(request.cookies.get(self.cookie_name))
+        if not (by_query or by_cookie):
+            return web.Response(status=403, text="403: forbidden (the URL needs its token)\n")
+        origin = request.headers.get("Origin")
+        if request.path == "/ws" and origin and urlsplit(origin).netloc != request.host:
+            return web.Response(status=403, text="403: cross-origin websocket\n")
+        response = await handler(request)
+        if not response.prepared:  # a websocket has already sent its headers
+            response.headers["Referrer-Policy"] = "no-referrer"
+            response.headers["Cache-Control"] = "no-store"
+            if by_query and not by_cookie:
+                response.set_cookie(
+                    self.cookie_name, self.token, path="/", httponly=True, samesite="Strict"
+                )
+        return response
+
+    async def _make_app(self) -> web.Application:
+        app = await super()._make_app()
+        app.middlewares.append(self.guard)
+        return app
+
+    async def handle_index(self, request: web.Request) -> web.Response:
+        """The page of the app, its URLs on the host the browser asked for."""
+        base = f"{request.scheme}://{request.host}"
+        websocket = f"{'wss' if request.scheme == 'https' else 'ws'}://{request.host}"
+        context: dict[str, Any] = {
+            "font_size": to_int(request.query.get("fontsize", "16"), 16),
+            "app_websocket_url": f"{websocket}/ws",
+            "config": {"static": {"url": f"{base}/static/"}},
+            "application": {"name": self.title},
+        }
+        return aiohttp_jinja2.render_template("app_index.html", request, context)
+
+    async def handle_websocket(self, request: web.Request) -> web.WebSocketResponse:
+        """Run a chat process for this websocket (as textual-serve does, with
+        :class:`ChatService` so that the process cannot outlive the connection)."""
+        websocket = web.WebSocketResponse(heartbeat=15)
+        width = to_int(request.query.get("width", "80"), 80)
+        height = to_int(request.query.get("height", "24"), 24)
+        service: ChatService | None = None
+
+        async def close() -> None:
+            await websocket.close()
+
+        try:
+            await websocket.prepare(request)
+            service = ChatService(
+                self.command,
+                write_bytes=websocket.send_bytes,
+                write_str=websocket.send_str,
+                close=close,
+                download_manager=self.download_manager,
+                debug=self.debug,
+            )
+            await service.start(width, height)
+            await self._process_messages(websocket, service)
+        except asyncio.CancelledError:
+            await websocket.close()
+        except Exception as error:
+            log.exception(error)
+        finally:
+            if service is not None:
+                await service.stop()
+        return websocket
+
+    async def on_startup(self, app: web.Application) -> None:
+        print(f"qwq-agent web: each browser tab runs: {self.command}", flush=True)
+        print(f"Open this URL (it holds the access token): {self.url}", flush=True)
+        print("Press Ctrl+C to stop.", flush=True)
+
+    def serve_socket(self, sock: socket.socket) -> None:
+        """Serve on the bound ``sock`` until SIGINT or SIGTERM."""
+        self.initialize_logging()
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, self.request_exit)
+        try:
+            web.run_app(
+                self._make_app(),
+                sock=sock,
+                handle_signals=False,
+                loop=loop,
+                print=None,
+                access_log=None,  # the access log would print tokens
+            )
+        finally:
+            sock.close()
+
+
+def run_web(args: argparse.Namespace) -> int:
+    """``qwq-agent web``: serve the chat TUI over HTTP, one chat process per browser tab."""
+    from agent.cli import EXIT_BAD_INPUT, EXIT_OK
+
+    host: str = args.host
+    if not is_loopback(host):
+        if not args.allow_remote:
+            print(
+                f"qwq-agent web: refusing to listen on {host!r}, which is reachable from "
+                "other machines; pass --allow-remote to do it anyway, or keep 127.0.0.1 "
+                "and use an SSH tunnel (ssh -L 8000:127.0.0.1:8000 HOST)",
+                file=sys.stderr,
+            )
+            return EXIT_BAD_INPUT
+        print(
+            "!" * 78 + f"\nWARNING: listening on {host!r}: anyone who can reach this port and "
+            "learns the URL's token\ncontrols the agent and its tools. The token is the ONLY "
+            "protection, and plain HTTP\nsends it unencrypted: prefer an SSH tunnel or a TLS "
+            "proxy.\n" + "!" * 78,
+            file=sys.stderr,
+            flush=True,
+        )
+    try:
+        family = socket.getaddrinfo(host, args.port, type=socket.SOCK_STREAM)[0][0]
+        sock = socket.create_server((host, args.port), family=family)
+    except OSError as exc:
+        print(f"qwq-agent web: cannot listen on {host}:{args.port}: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    port = sock.getsockname()[1]
+    token = secrets.token_urlsafe(32)
+    shown = f"[{host.strip('[]')}]" if ":" in host else host
+    url = f"http://{shown}:{port}/?{TOKEN_PARAMETER}={token}"
+    command = "exec " + shlex.join(chat_command(args))  # exec: the shell's pid is the app's
+    server = TokenServer(command, token=token, host=host, port=port, url=url)
+    server.serve_socket(sock)
+    return EXIT_OK
