@@ -89,7 +89,9 @@ class Planner:
         before = len(self.problems)
         model = self._model(layers)
         tools = self._tool_names(layers, "tools", DEFAULT_TOOLS)
-        approve = self._tool_names(layers, "approve", ())
+        mcp, _ = self._pick(layers, "mcp")
+        # MCP tools are only known once their servers run: their names are not checked here.
+        approve = self._tool_names(layers, "approve", (), builtins_only=not mcp)
         workspace = self._workspace(layers)
         system = self._system(layers)
         prompt = self._prompt(index, task)
@@ -123,6 +125,7 @@ class Planner:
             timeout_s=pick("timeout_s", None),
             system=system,
             expect=task.expect,
+            mcp=tuple(mcp or ()),
         )
 
     def _model(self, layers: list[tuple[Settings, Origin]]) -> str | None:
@@ -149,7 +152,12 @@ class Planner:
         return text
 
     def _tool_names(
-        self, layers: list[tuple[Settings, Origin]], name: str, default: tuple[str, ...]
+        self,
+        layers: list[tuple[Settings, Origin]],
+        name: str,
+        default: tuple[str, ...],
+        *,
+        builtins_only: bool = True,
     ) -> tuple[str, ...]:
         from tools.registry import BUILTINS
 
@@ -157,7 +165,7 @@ class Planner:
         if value is None:
             return default
         for i, tool in enumerate(value):
-            if tool not in BUILTINS:
+            if builtins_only and tool not in BUILTINS:
                 known = ", ".join(sorted(BUILTINS))
                 self._problem(
                     origin,

@@ -38,6 +38,7 @@ from agent.progress import Reporter
 from agent.results import ResultsFile, TaskResult
 from agent.tasks import TaskPlan
 from models.base import Backend, BackendError, Sampling, Usage
+from tools.base import Tool
 
 BackendFactory = Callable[[str, Mapping[str, Any]], Backend]
 """Opens a model: ``(spec, load options) -> Backend`` (default: the model catalog)."""
@@ -139,6 +140,8 @@ class Runner:
         self._failed = False
         self._active: dict[str, Agent] = {}
         self._noted: set[ModelKey] = set()
+        self._mcp: dict[tuple[str, ...], tuple[list[Any], list[Tool]]] = {}
+        self._mcp_lock = threading.Lock()
 
     @property
     def stopping(self) -> bool:
@@ -175,8 +178,34 @@ class Runner:
                 self._run_concurrently()
         finally:
             self.pool.close_all()
+            self._close_mcp()
             self.reporter.stop()
         return self.results
+
+    def _mcp_tools(self, servers: tuple[str, ...]) -> list[Tool]:
+        """The tools of a task's MCP servers, connected once per batch and shared by tasks.
+
+        Raises:
+            tools.mcp.McpError: a server could not be started or listed.
+        """
+        if not servers:
+            return []
+        with self._mcp_lock:
+            if servers not in self._mcp:
+                from tools.mcp import connect_mcp
+
+                self._mcp[servers] = connect_mcp(servers)
+            return self._mcp[servers][1]
+
+    def _close_mcp(self) -> None:
+        if not self._mcp:
+            return
+        from tools.mcp import close_all
+
+        with self._mcp_lock:
+            for running, _ in self._mcp.values():
+                close_all(running)
+            self._mcp.clear()
 
     def _run_concurrently(self) -> None:
         pending = iter(self.plans)
@@ -259,7 +288,9 @@ class Runner:
         return self._result(plan, run, error, time.monotonic() - started)
 
     def _agent(self, plan: TaskPlan, backend: Backend) -> Agent:
-        allowed = plan.tools if self.approve_all else plan.approve
+        mcp_tools = self._mcp_tools(plan.mcp)
+        listed = (*plan.tools, *(t.name for t in mcp_tools))
+        allowed = listed if self.approve_all else plan.approve
         approval: dict[str, Decision] = {"*": "deny"}
         approval.update(dict.fromkeys(allowed, "allow"))
         sampling: Sampling = dataclasses.replace(backend.info.default_sampling, **plan.sampling)
@@ -268,7 +299,7 @@ class Runner:
             transcript = self._transcript_path(plan.id)
         return Agent(
             backend,
-            tools=list(plan.tools),
+            tools=[*plan.tools, *mcp_tools],
             placement=plan.placement,
             approval=approval,
             workspace=plan.workspace,

@@ -63,6 +63,8 @@ class Settings(BaseModel):
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     seed: int | None = None
     tools: list[str] | None = None
+    mcp: list[str] | None = None
+    """MCP servers whose tools join ``tools``: command lines or ``http(s)://`` URLs."""
     approve: list[str] | None = None
     placement: Placement | None = None
     tool_choice: ToolChoice | None = None
@@ -132,6 +134,8 @@ class TaskPlan:
     timeout_s: float | None
     system: str | None
     expect: Expect | None
+    mcp: tuple[str, ...] = ()
+    """MCP servers (command lines or URLs) whose tools this task may use."""
 
     @property
     def model_key(self) -> tuple[str, int | None, int | None]:
