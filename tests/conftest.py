@@ -40,6 +40,15 @@ def call(name: str, **arguments: Any) -> str:
     return f"<tool_call>\n{json.dumps({'name': name, 'arguments': arguments})}\n</tool_call>"
 
 
+HANG_BOUND = 15.0
+"""Seconds after which a test that waits for a limit, a cancel or a kill calls it a hang.
+
+Tests of timeouts assert that the guarded operation ended well before it would have on its
+own (the slow thing they stop lasts longer than this, or forever), never how fast the
+machine is: CI machines are shared and noisy. Speed is measured in ``benchmarks/``.
+"""
+
+
 MakeAgent = Callable[..., tuple[Agent, ScriptedBackend]]
 
 

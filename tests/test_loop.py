@@ -11,7 +11,7 @@ from agent import Agent, Approval, ToolCall, tool
 from agent.events import Finished, ToolCallEvent, ToolResult
 from models.chat_template import qwq_template, render
 from models.scripted import ScriptedBackend
-from tests.conftest import MakeAgent, add, call
+from tests.conftest import HANG_BOUND, MakeAgent, add, call
 
 ANSWER = "So it is 5.\n</think>\n\nThe answer is 5."
 
@@ -56,7 +56,7 @@ def test_prompt_is_the_official_template_rendering(make_agent: MakeAgent) -> Non
 
 
 def test_two_calls_after_thinking_run_concurrently_and_match(make_agent: MakeAgent) -> None:
-    barrier = threading.Barrier(2, timeout=5)
+    barrier = threading.Barrier(2, timeout=HANG_BOUND)
 
     @tool
     def slow_echo(text: str) -> str:
@@ -148,12 +148,14 @@ def test_timeout_ends_the_run(make_agent: MakeAgent) -> None:
 
 
 def test_cancel_from_another_thread(make_agent: MakeAgent) -> None:
-    backend = ScriptedBackend(["x" * 1000 + "</think>done"], delay=0.005, chunk_size=1)
+    # Uncancelled, the generation would take 8 * HANG_BOUND seconds.
+    thought = "x" * int(8 * HANG_BOUND / 0.005)
+    backend = ScriptedBackend([thought + "</think>done"], delay=0.005, chunk_size=1)
     agent = Agent(backend, transcript=False)
     threading.Timer(0.1, agent.cancel).start()
     t0 = time.monotonic()
     result = agent.run("q")
-    assert result.finish_reason == "cancelled" and time.monotonic() - t0 < 2
+    assert result.finish_reason == "cancelled" and time.monotonic() - t0 < HANG_BOUND
 
 
 @tool(risk="dangerous")

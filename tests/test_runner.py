@@ -22,7 +22,7 @@ from agent.transcript import load_transcript
 from models.base import Backend, BackendError, BackendInfo, GenerateOptions, Segment, StopReason
 from models.base import Usage as UsageCounters
 from models.scripted import ScriptedBackend
-from tests.conftest import call
+from tests.conftest import HANG_BOUND, call
 
 ANSWER = "Done.\n</think>\n\nok"
 
@@ -376,7 +376,7 @@ def test_each_attempt_gets_its_own_transcript(tmp_path: Path) -> None:
 
 # -- concurrency -----------------------------------------------------------------------------------
 
-_meeting = {"barrier": threading.Barrier(2, timeout=5)}
+_meeting = {"barrier": threading.Barrier(2, timeout=HANG_BOUND)}
 _occupancy = {"now": 0, "max": 0}
 _occupancy_lock = threading.Lock()
 
@@ -414,7 +414,7 @@ def test_tools(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setitem(registry.BUILTINS, "rendezvous", f"{__name__}:rendezvous")
     monkeypatch.setitem(registry.BUILTINS, "occupy", f"{__name__}:occupy")
-    _meeting["barrier"] = threading.Barrier(2, timeout=5)
+    _meeting["barrier"] = threading.Barrier(2, timeout=HANG_BOUND)
     _occupancy.update(now=0, max=0)
 
 

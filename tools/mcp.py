@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import math
 import shlex
 import tempfile
 import threading
@@ -45,6 +46,14 @@ CONTEXT_PARAM = "__qwq_context__"
 
 class McpError(Exception):
     """An MCP server could not be started, connected to, or listed."""
+
+
+class _ConnectTimeout(Exception):
+    """The owner task's connection deadline passed (reported to the constructor)."""
+
+
+_SHUTDOWN_GRACE = 10.0
+"""Seconds to wait for a session to wind down; the SDK's own bounds add up to ~5 s."""
 
 
 @dataclass(frozen=True)
@@ -151,12 +160,16 @@ class McpServer:
         ready: concurrent.futures.Future[list[Any]] = concurrent.futures.Future()
         self._owner = self._runner.submit(self._own(ready))
         try:
-            listing = ready.result(timeout=self.spec.connect_timeout)
-        except concurrent.futures.TimeoutError:
+            # The owner task enforces connect_timeout itself and shuts the transport down
+            # (stopping the server process) before it reports; the margin covers that.
+            listing = ready.result(timeout=self.spec.connect_timeout + _SHUTDOWN_GRACE)
+        except (concurrent.futures.TimeoutError, _ConnectTimeout):
+            tail = self._stderr_tail()
             self.close()
             raise McpError(
                 f"the MCP server {self.name!r} did not connect and list its tools within "
-                f"{self.spec.connect_timeout:g} s{self._stderr_tail()}"
+                f"{self.spec.connect_timeout:g} s{tail}; check that the command starts an MCP "
+                "server on stdio (or that the URL serves MCP), or raise connect_timeout"
             ) from None
         except Exception as exc:
             tail = self._stderr_tail()
@@ -211,14 +224,21 @@ class McpServer:
         return text
 
     def close(self) -> None:
-        """End the session and stop the server process. Idempotent."""
+        """End the session and stop the server process. Idempotent.
+
+        Waits (bounded) for the owner task to shut the transport down, which closes a stdio
+        server's stdin and, if it does not exit within the SDK's grace period, kills its
+        process group; only then is the loop thread stopped.
+        """
         if self._runner.alive and not self._owner.done():
-            if self._client is not None and self._stop is not None:
+            if self._stop is not None:
                 self._runner.loop.call_soon_threadsafe(self._stop.set)  # a clean goodbye
-            else:
-                self._owner.cancel()  # still connecting: give up on it
             with contextlib.suppress(Exception, concurrent.futures.CancelledError):
-                self._owner.result(timeout=10.0)
+                self._owner.result(timeout=_SHUTDOWN_GRACE)
+            if not self._owner.done():  # a transport that would not wind down
+                self._owner.cancel()
+                with contextlib.suppress(Exception, concurrent.futures.CancelledError):
+                    self._owner.result(timeout=_SHUTDOWN_GRACE)
         self._client = None
         self._finalizer()
 
@@ -234,27 +254,42 @@ class McpServer:
         )
 
     async def _own(self, ready: concurrent.futures.Future[list[Any]]) -> None:
-        """The task that owns the session, from connection to close (anyio wants one task)."""
+        """The task that owns the session, from connection to close (anyio wants one task).
+
+        The connection phase runs under a deadline of ``connect_timeout``; when it passes,
+        anyio cancels the phase from inside, so the transport's shielded shutdown stops the
+        server process before ``ready`` reports :class:`_ConnectTimeout`. (Cancelling the
+        task from another thread would be a native cancel, which that shield cannot stop.)
+        """
+        import anyio
         from mcp import Client
 
         self._stop = asyncio.Event()
+        connected = False
         try:
-            async with contextlib.AsyncExitStack() as stack:
-                transport = await self._transport(stack)
-                client = await stack.enter_async_context(
-                    Client(transport, read_timeout_seconds=self.spec.timeout)
-                )
-                listing: list[Any] = []
-                cursor: str | None = None
-                for _ in range(100):  # pages, bounded
-                    page = await client.list_tools(cursor=cursor)
-                    listing.extend(page.tools)
-                    cursor = page.next_cursor
-                    if cursor is None:
-                        break
-                self._client = client
-                ready.set_result(listing)
-                await self._stop.wait()
+            with anyio.CancelScope(
+                deadline=anyio.current_time() + self.spec.connect_timeout
+            ) as deadline:
+                async with contextlib.AsyncExitStack() as stack:
+                    transport = await self._transport(stack)
+                    client = await stack.enter_async_context(
+                        Client(transport, read_timeout_seconds=self.spec.timeout)
+                    )
+                    listing: list[Any] = []
+                    cursor: str | None = None
+                    for _ in range(100):  # pages, bounded
+                        page = await client.list_tools(cursor=cursor)
+                        listing.extend(page.tools)
+                        cursor = page.next_cursor
+                        if cursor is None:
+                            break
+                    deadline.deadline = math.inf
+                    connected = True
+                    self._client = client
+                    ready.set_result(listing)
+                    await self._stop.wait()
+            if deadline.cancelled_caught and not connected and not ready.done():
+                ready.set_exception(_ConnectTimeout())
         except BaseException as exc:
             if not ready.done():
                 ready.set_exception(exc if isinstance(exc, Exception) else McpError(repr(exc)))
@@ -262,6 +297,8 @@ class McpServer:
                 raise
         finally:
             self._client = None
+            if not ready.done():  # ended without connecting or failing (should not happen)
+                ready.set_exception(McpError("the MCP session ended before it connected"))
 
     async def _transport(self, stack: contextlib.AsyncExitStack) -> Any:
         spec = self.spec

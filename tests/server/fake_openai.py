@@ -84,6 +84,10 @@ class FakeServer:
         self.disconnects = 0
         """Streams whose client went away before the server finished writing."""
         self.released = threading.Event()
+        self.active = 0
+        """Requests being answered now."""
+        self.peak_active = 0
+        """The most requests ever answered at once (to tell concurrency from a queue)."""
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True
@@ -135,6 +139,16 @@ def _handler(server: FakeServer) -> type[BaseHTTPRequestHandler]:
                 self._json(404, {"error": {"message": f"no route {self.path}"}})
 
         def do_POST(self) -> None:
+            with server._lock:
+                server.active += 1
+                server.peak_active = max(server.peak_active, server.active)
+            try:
+                self._post()
+            finally:
+                with server._lock:
+                    server.active -= 1
+
+        def _post(self) -> None:
             length = int(self.headers.get("content-length", "0"))
             body = json.loads(self.rfile.read(length) or b"{}")
             server.requests.append(Request(self.path, body, dict(self.headers.items())))

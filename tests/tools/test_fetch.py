@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 import tools.netguard as netguard
+from tests.conftest import HANG_BOUND
 from tools.base import ToolCancelledError, ToolContext, ToolError
 from tools.fetch import FetchError, FetchSettings, fetch, fetch_url, html_to_text
 from tools.netguard import BlockedAddressError, parse_literal, refusal
@@ -406,7 +407,7 @@ def test_gzip_bomb_is_capped_on_the_decoded_size(server: Server) -> None:
         tracemalloc.stop()
     assert page.truncated and page.text == "a" * 2_000_000
     assert peak < 30_000_000  # the 50 MB the bomb expands to is never held
-    assert elapsed < 5
+    assert elapsed < HANG_BOUND
 
 
 def test_silent_server_times_out(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -417,7 +418,7 @@ def test_silent_server_times_out(monkeypatch: pytest.MonkeyPatch) -> None:
         started = time.monotonic()
         with pytest.raises(FetchError, match="did not answer within 1 s"):
             fetch(f"http://127.0.0.1:{port}/", FetchSettings(timeout=1, allow_loopback=True))
-        assert time.monotonic() - started < 1 + 2
+        assert time.monotonic() - started < HANG_BOUND  # it never answers
         connection, _ = listener.accept()  # it was accepted (by the kernel) and never answered
         connection.close()
 
@@ -426,7 +427,7 @@ def test_slow_drip_is_stopped_at_the_total_timeout(server: Server) -> None:
     started = time.monotonic()
     with pytest.raises(FetchError, match="longer than 1 s"):
         fetch(server.url("/drip"), FetchSettings(timeout=1, allow_loopback=True))
-    assert time.monotonic() - started < 1 + 2
+    assert time.monotonic() - started < HANG_BOUND  # the drip lasts 20 s
 
 
 def test_proxy_variables_are_ignored(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -453,8 +454,8 @@ def test_cancel_stops_a_fetch(server: Server) -> None:
     threading.Timer(0.3, cancel.set).start()
     started = time.monotonic()
     with pytest.raises(ToolCancelledError):
-        fetch(server.url("/drip"), FetchSettings(timeout=10, allow_loopback=True), cancel)
-    assert time.monotonic() - started < 2
+        fetch(server.url("/drip"), FetchSettings(timeout=60, allow_loopback=True), cancel)
+    assert time.monotonic() - started < HANG_BOUND  # the drip lasts 20 s
 
 
 def test_settings_are_validated() -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import tools._sandbox_child as child
+from tests.conftest import HANG_BOUND
 from tools._sandbox_run import bwrap_available, run_process
 from tools.base import ToolCancelledError, ToolContext, ToolError
 from tools.python_tool import (
@@ -300,7 +301,7 @@ def test_busy_loop_is_killed_at_the_cpu_limit() -> None:
     error, seconds = timed("while True:\n    pass", PythonLimits(cpu_seconds=1, wall_seconds=5))
     assert isinstance(error, PythonCpuLimitError)
     assert "more than 1 s of CPU time" in str(error)
-    assert seconds < 1 + 2
+    assert seconds < HANG_BOUND
     assert group_is_gone(error.pid)
 
 
@@ -308,7 +309,7 @@ def test_sleeping_is_stopped_at_the_wall_clock_limit() -> None:
     code = "import time\nwhile True:\n    time.sleep(0.05)"
     error, seconds = timed(code, PythonLimits(cpu_seconds=5, wall_seconds=1))
     assert type(error) is PythonTimeoutError
-    assert seconds < 1 + 2
+    assert seconds < HANG_BOUND
     assert group_is_gone(error.pid)
 
 
@@ -317,7 +318,7 @@ def test_code_that_ignores_the_alarm_is_killed_by_the_parent() -> None:
     error, seconds = timed(code, PythonLimits(cpu_seconds=5, wall_seconds=1))
     assert type(error) is PythonTimeoutError
     assert "wall-clock limit of 1 s" in str(error)
-    assert seconds < 1 + 2
+    assert seconds < HANG_BOUND
     assert group_is_gone(error.pid)
 
 
@@ -328,13 +329,13 @@ def test_memory_bombs_hit_the_memory_limit(code: str) -> None:
     error, seconds = timed(code, PythonLimits(cpu_seconds=2, wall_seconds=4, memory_mb=256))
     assert isinstance(error, PythonMemoryError)
     assert "256 MiB" in str(error)
-    assert seconds < 4 + 2
+    assert seconds < HANG_BOUND
 
 
 def test_huge_power_is_stopped() -> None:
     error, seconds = timed("2 ** (10 ** 9)", FAST)
     assert isinstance(error, PythonCpuLimitError | PythonMemoryError)
-    assert seconds < 2 + 2
+    assert seconds < HANG_BOUND
 
 
 def test_print_flood_is_capped_with_a_marker() -> None:
@@ -347,7 +348,7 @@ def test_print_flood_is_capped_with_a_marker() -> None:
     error, seconds = timed("while True:\n    print('x' * 100)", limits)
     assert isinstance(error, PythonCpuLimitError)
     assert error.output == ("x" * 100 + "\n") * 9 + "x" * 91
-    assert seconds < 2 + 2
+    assert seconds < HANG_BOUND
 
 
 def test_deep_recursion_is_a_short_runtime_error() -> None:
@@ -363,7 +364,7 @@ def test_a_segfaulting_child_is_reported_as_crashed() -> None:
     started = time.monotonic()
     with pytest.raises(PythonCrashError, match="crashed \\(SIGSEGV\\)") as caught:
         run_code("", FAST, child_argv=crash)
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < HANG_BOUND
     assert group_is_gone(caught.value.pid)
 
 
@@ -399,8 +400,9 @@ def test_cancelling_kills_the_process_group() -> None:
     threading.Timer(0.3, cancel.set).start()
     started = time.monotonic()
     with pytest.raises(ToolCancelledError):
-        run_code("while True:\n    pass", PythonLimits(cpu_seconds=10, wall_seconds=10), cancel)
-    assert time.monotonic() - started < 1.5
+        limits = PythonLimits(cpu_seconds=4 * HANG_BOUND, wall_seconds=4 * HANG_BOUND)
+        run_code("while True:\n    pass", limits, cancel)
+    assert time.monotonic() - started < HANG_BOUND
 
 
 def test_nothing_the_child_started_outlives_the_run(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from models.scripted import ScriptedBackend
-from tests.conftest import add
+from tests.conftest import HANG_BOUND, add
 from tests.tui.helpers import (
     PAUSE,
     GatedBackend,
@@ -143,15 +143,16 @@ async def test_always_allow_stops_asking_for_that_tool(make_chat: MakeApp) -> No
 
 
 async def test_escape_cancels_a_streaming_generation(make_chat: MakeApp) -> None:
-    long_thought = "step " * 2_000 + "\n</think>\n\nnever shown"
+    # Uncancelled, the generation would take 8 * HANG_BOUND seconds (3 characters a chunk).
+    long_thought = "step " * int(8 * HANG_BOUND / 0.005 * 3 / 5) + "\n</think>\n\nnever shown"
     app = make_chat(ScriptedBackend([long_thought], delay=0.005))
     async with app.run_test(size=(100, 30)) as pilot:
         await send(pilot, "think long")
         await wait_until(pilot, lambda: bool(app.query(ThinkingSegment)), what="thinking")
         started = time.monotonic()
         await pilot.press("escape")
-        await wait_until(pilot, lambda: not app.running, timeout=5, what="the cancel")
-        assert time.monotonic() - started < 2
+        await wait_until(pilot, lambda: not app.running, timeout=HANG_BOUND, what="the cancel")
+        assert time.monotonic() - started < HANG_BOUND
         turn = app.query_one(AssistantTurn)
         assert turn.finished is not None and turn.finished.reason == "cancelled"
         assert turn.answer is None
@@ -169,7 +170,7 @@ async def test_escape_cancels_a_running_tool(make_chat: MakeApp) -> None:
         card = app.query_one(ToolCard)
         assert card.state == "running"
         await pilot.press("escape")
-        await wait_until(pilot, lambda: not app.running, timeout=5, what="the cancel")
+        await wait_until(pilot, lambda: not app.running, timeout=HANG_BOUND, what="the cancel")
         assert card.state == "cancelled"
         turn = app.query_one(AssistantTurn)
         assert turn.finished is not None and turn.finished.reason == "cancelled"
@@ -178,12 +179,12 @@ async def test_escape_cancels_a_running_tool(make_chat: MakeApp) -> None:
 
 
 async def test_ctrl_c_cancels_the_run_then_quits(make_chat: MakeApp) -> None:
-    app = make_chat(ScriptedBackend(["step " * 2_000], delay=0.005))
+    app = make_chat(ScriptedBackend(["step " * int(8 * HANG_BOUND / 0.005 * 3 / 5)], delay=0.005))
     async with app.run_test(size=(80, 24)) as pilot:
         await send(pilot, "think long")
         await wait_until(pilot, lambda: bool(app.query(ThinkingSegment)), what="thinking")
         await pilot.press("ctrl+c")
-        await wait_until(pilot, lambda: not app.running, timeout=5, what="the cancel")
+        await wait_until(pilot, lambda: not app.running, timeout=HANG_BOUND, what="the cancel")
         turn = app.query_one(AssistantTurn)
         assert turn.finished is not None and turn.finished.reason == "cancelled"
         assert app.is_running
