@@ -21,6 +21,7 @@ from agent.executor import ToolExecutor
 from agent.loop import Limits, RunState, run_loop
 from agent.transcript import TranscriptWriter, default_sessions_dir
 from models.base import Backend, Sampling, Usage
+from models.progress import ProgressCallback
 from tools.base import ToolContext
 from tools.registry import ToolRegistry, ToolSpec
 
@@ -140,8 +141,13 @@ class Agent:
             self._backend = self.load()
         return self._backend
 
-    def load(self) -> Backend:
+    def load(self, progress: ProgressCallback | None = None) -> Backend:
         """Load the model now (it is loaded on first use otherwise) and return its backend.
+
+        Args:
+            progress: told how downloading and loading the model file go
+                (:class:`models.progress.LoadProgress`), from this thread; without it a
+                download draws a terminal progress bar. Unused when already loaded.
 
         Raises:
             models.base.BackendError: the model cannot be found or loaded; the message says why.
@@ -151,7 +157,7 @@ class Agent:
         from models.catalog import open_backend
 
         assert isinstance(self._model_spec, str)
-        self._backend = open_backend(self._model_spec, **self._backend_options)
+        self._backend = open_backend(self._model_spec, progress=progress, **self._backend_options)
         return self._backend
 
     @property

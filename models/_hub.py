@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 from models.base import BackendError
+from models.progress import ProgressCallback, forwarding_tqdm
 
 _TRUE = {"1", "ON", "YES", "TRUE"}
 
@@ -41,8 +42,12 @@ def fetch(
     download: bool = True,
     cache_dir: str | os.PathLike[str] | None = None,
     endpoint: str | None = None,
+    progress: ProgressCallback | None = None,
 ) -> Path:
     """The local path of ``filename`` from ``repo_id``, downloading it when needed and allowed.
+
+    ``progress`` receives the download's progress instead of the terminal progress bar
+    (see :mod:`models.progress`); a cached file reports nothing.
 
     Raises:
         BackendError: the file is not cached and downloading is off, offline, or failed.
@@ -64,8 +69,11 @@ def fetch(
     )
 
     try:
+        bar = forwarding_tqdm(progress, filename) if progress is not None else None
         return Path(
-            hf_hub_download(repo_id, filename, cache_dir=_path(cache_dir), endpoint=endpoint)
+            hf_hub_download(
+                repo_id, filename, cache_dir=_path(cache_dir), endpoint=endpoint, tqdm_class=bar
+            )
         )
     except LocalEntryNotFoundError as exc:  # the hub could not be reached
         raise BackendError(

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from models.base import Backend, BackendError, Sampling
 from models.gguf_file import MetadataValue
+from models.progress import LoadProgress, ProgressCallback
 
 if TYPE_CHECKING:
     from models._fit import Machine
@@ -178,6 +179,7 @@ def open_backend(
     api_mode: Literal["completions", "chat"] = "completions",
     api_key_env: str | None = None,
     headers: Mapping[str, str] | None = None,
+    progress: ProgressCallback | None = None,
 ) -> Backend:
     """Resolve ``spec`` and open its backend (downloading a hub model the first time).
 
@@ -193,6 +195,8 @@ def open_backend(
         model_name, api_mode, api_key_env, headers: for ``http(s)://`` specs, passed to
             :class:`models.openai.OpenAIBackend` (the model served, ``"completions"`` or
             ``"chat"``, the environment variable holding the API key, extra headers).
+        progress: told how a download and then the load of a GGUF file go
+            (:mod:`models.progress`); without it a download draws a terminal progress bar.
 
     The llama.cpp options are ignored for ``scripted:`` specs.
 
@@ -219,10 +223,16 @@ def open_backend(
             default_sampling=QWQ_SAMPLING,
         )
     if parsed.kind == "catalog":
-        path = model_path(spec, download=download, cache_dir=cache_dir, endpoint=endpoint)
+        path = model_path(
+            spec, download=download, cache_dir=cache_dir, endpoint=endpoint, progress=progress
+        )
     else:
         path = Path(parsed.value)
     from models.llama_cpp import LlamaCppBackend
+
+    if progress is not None:
+        size = path.stat().st_size if path.is_file() else None
+        progress(LoadProgress("load", path.name, 0, size))
 
     states = (Path(state_dir) if state_dir else _user_cache() / "kv-states") if warm_start else None
     return LlamaCppBackend(
@@ -246,8 +256,10 @@ def model_path(
     download: bool = True,
     cache_dir: str | os.PathLike[str] | None = None,
     endpoint: str | None = None,
+    progress: ProgressCallback | None = None,
 ) -> Path:
-    """The local GGUF file of a catalog spec (``name`` or ``name:QUANT``).
+    """The local GGUF file of a catalog spec (``name`` or ``name:QUANT``); ``progress``
+    receives a download's progress (:mod:`models.progress`).
 
     Raises:
         BackendError: unknown name or quantization, package not installed, or the file is
@@ -263,7 +275,14 @@ def model_path(
     filename = entry.filename(parsed.quant)
     from models._hub import fetch
 
-    return fetch(entry.repo_id, filename, download=download, cache_dir=cache_dir, endpoint=endpoint)
+    return fetch(
+        entry.repo_id,
+        filename,
+        download=download,
+        cache_dir=cache_dir,
+        endpoint=endpoint,
+        progress=progress,
+    )
 
 
 def pull(
@@ -271,9 +290,12 @@ def pull(
     *,
     cache_dir: str | os.PathLike[str] | None = None,
     endpoint: str | None = None,
+    progress: ProgressCallback | None = None,
 ) -> Path:
     """Download (if needed) the file of catalog model ``name`` (``name:QUANT`` too); its path."""
-    return model_path(name, download=True, cache_dir=cache_dir, endpoint=endpoint)
+    return model_path(
+        name, download=True, cache_dir=cache_dir, endpoint=endpoint, progress=progress
+    )
 
 
 @dataclass(frozen=True, slots=True)

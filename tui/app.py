@@ -44,6 +44,7 @@ from textual.widgets import Footer
 from agent.agent import Agent
 from agent.events import Error, Event, Finished, UsageEvent
 from models.base import BackendError, BackendInfo
+from models.progress import LoadProgress
 from tui import command_handlers, commands
 from tui.approvals import ApprovalBridge
 from tui.widgets.conversation import Conversation
@@ -153,8 +154,14 @@ class ChatApp(App[int]):
     def _load(self, agent: Agent) -> None:
         """Load the model (a daemon thread, not a worker: quitting must not wait for a
         download or a multi-gigabyte load to finish)."""
+
+        def progress(update: LoadProgress) -> None:
+            if agent is self.agent:  # not a model replaced meanwhile
+                with suppress(RuntimeError):  # the app has exited meanwhile
+                    self.call_from_thread(self.status.show_load_progress, update)
+
         try:
-            info: BackendInfo | None = agent.load().info
+            info: BackendInfo | None = agent.load(progress).info
             error = ""
         except Exception as exc:  # any failure is shown; the app stays usable
             info, error = None, f"{type(exc).__name__}: {exc}"

@@ -30,6 +30,7 @@ from models.catalog import (
     parse_spec,
     pull,
 )
+from models.progress import LoadProgress
 
 REPO = "Qwen/QwQ-32B-GGUF"
 CONTENT = bytes(range(256)) * 4096  # 1 MiB stands in for the GGUF
@@ -203,6 +204,56 @@ class TestDownload:
         assert len(ranges) == 1
         offset = int(ranges[0].removeprefix("bytes=").rstrip("-"))
         assert 0 < offset <= 15 * 2**20
+
+    def test_download_progress_goes_to_the_callback_not_the_terminal(
+        self, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    ) -> None:
+        big = CONTENT * 24  # several of huggingface_hub's 10 MiB chunks
+        files = {f"/{REPO}/resolve/main/qwq-32b-q2_k.gguf": big}
+        seen: list[LoadProgress] = []
+        with FakeHub(files) as hub:
+            path = catalog.model_path(
+                "qwq-32b:Q2_K", cache_dir=tmp_path, endpoint=hub.url, progress=seen.append
+            )
+        assert path.read_bytes() == big
+        assert seen and {p.phase for p in seen} == {"download"}
+        assert {p.what for p in seen} == {"qwq-32b-q2_k.gguf"}
+        assert {p.total for p in seen} == {len(big)}
+        done = [p.done for p in seen]
+        assert done == sorted(done) and done[-1] == len(big)
+        assert seen[-1].describe() == "downloading qwq-32b-q2_k.gguf 25.2 MB / 25.2 MB"
+        captured = capfd.readouterr()
+        assert "qwq-32b-q2_k" not in captured.err + captured.out  # no tqdm bar drawn
+        # cached now: nothing to report
+        seen.clear()
+        catalog.model_path("qwq-32b:Q2_K", cache_dir=tmp_path, progress=seen.append)
+        assert seen == []
+
+    def test_a_resumed_download_reports_from_where_it_resumed(self, tmp_path: Path) -> None:
+        big = CONTENT * 24
+        files = {f"/{REPO}/resolve/main/qwq-32b-q2_k.gguf": big}
+        seen: list[LoadProgress] = []
+        with FakeHub(files, cut_first_get_at=15 * 2**20) as hub:
+            pull("qwq-32b:Q2_K", cache_dir=tmp_path, endpoint=hub.url, progress=seen.append)
+        assert seen[-1].done == seen[-1].total == len(big)
+        assert max(p.done for p in seen) == len(big)  # never counted twice
+
+    def test_open_backend_reports_the_load_of_a_local_file(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        import models.llama_cpp
+
+        gguf = tmp_path / "m.gguf"
+        gguf.write_bytes(b"x" * 1500)
+        opened: list[Path] = []
+        monkeypatch.setattr(
+            models.llama_cpp, "LlamaCppBackend", lambda path, **options: opened.append(path)
+        )
+        seen: list[LoadProgress] = []
+        open_backend(str(gguf), progress=seen.append, warm_start=False)
+        assert opened == [gguf]
+        assert seen == [LoadProgress("load", "m.gguf", 0, 1500)]
+        assert seen[0].describe() == "loading m.gguf (1.5 kB)"
 
     def test_a_missing_file_on_the_hub(self, tmp_path: Path) -> None:
         with FakeHub({}) as hub, pytest.raises(BackendError, match="--model /path/to"):

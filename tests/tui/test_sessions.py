@@ -6,10 +6,12 @@ import threading
 from pathlib import Path
 
 import pytest
+from textual.widgets import ProgressBar
 
 from agent import Agent
 from agent.transcript import load_transcript
 from models.base import Backend
+from models.progress import LoadProgress, ProgressCallback
 from models.scripted import ScriptedBackend
 from tests.tui.helpers import MakeApp, call, run_to_end, send, wait_until
 from tests.tui.test_session import ANSWER, add
@@ -86,9 +88,15 @@ class SlowAgent(Agent):
     def __init__(self, backend: Backend, ready: threading.Event, **options: object) -> None:
         super().__init__(backend, **options)  # type: ignore[arg-type]
         self.ready = ready
+        self.downloading = threading.Event()
 
-    def load(self) -> Backend:
+    def load(self, progress: ProgressCallback | None = None) -> Backend:
+        if not self.ready.wait(timeout=0.5) and progress is not None:
+            progress(LoadProgress("download", "big.gguf", 500_000, 2_000_000))
+            self.downloading.set()
         self.ready.wait(timeout=20)
+        if progress is not None:
+            progress(LoadProgress("load", "big.gguf", 0, 2_000_000))
         return super().load()
 
 
@@ -99,12 +107,17 @@ async def test_a_task_sent_while_the_model_loads_starts_when_it_is_ready(tmp_pat
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause()
         assert app.loading and app.status.activity == "loading big-model"
-        assert app.status.query_one("ProgressBar").display
+        bar = app.status.query_one(ProgressBar)
+        assert bar.display and bar.total is None
+        await wait_until(pilot, agent.downloading.is_set, what="the download to start")
+        await wait_until(pilot, lambda: bar.total is not None, what="the download's progress")
+        assert app.status.activity == "downloading big.gguf 500.0 kB / 2.0 MB"
+        assert (bar.progress, bar.total) == (500_000, 2_000_000)
         await send(pilot, "early task")
         assert "starts when it is ready" in str(app.query(Note).last().content)
         ready.set()
         await wait_until(pilot, lambda: app.turn is not None and not app.running)
-        assert not app.status.query_one("ProgressBar").display
+        assert not bar.display
         assert app.status.model == "scripted"
         assert [str(m.content) for m in app.query(UserMessage)] == ["early task"]
         assert app.turn is not None and app.turn.answer_text == "Done."

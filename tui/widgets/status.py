@@ -21,6 +21,7 @@ from textual.timer import Timer
 from textual.widgets import ProgressBar, Static
 
 from models.base import Usage
+from models.progress import LoadProgress
 from tui import render
 from tui.widgets.tool_card import SPINNER
 
@@ -67,7 +68,19 @@ class StatusBar(Horizontal):
     def show_loading(self, label: str | None) -> None:
         """Show ``label`` with a progress bar while a model loads; ``None`` when done."""
         self._progress.display = label is not None
+        if label is None:
+            self._progress.update(total=None, progress=0)
         self._set_activity(label or "idle", running=label is not None)
+
+    def show_load_progress(self, progress: LoadProgress) -> None:
+        """Show how a download or load goes: a bar that fills while bytes arrive, an
+        indeterminate one while llama.cpp loads (it reports no progress)."""
+        self._progress.display = True
+        if progress.phase == "download" and progress.total:
+            self._progress.update(total=progress.total, progress=progress.done)
+        else:
+            self._progress.update(total=None, progress=0)
+        self._set_activity(progress.describe(), running=True)
 
     def start_run(self) -> None:
         self.usage, self.step = None, 0
