@@ -25,6 +25,7 @@ and screenshots.
 from __future__ import annotations
 
 import argparse
+import os
 import queue
 import sys
 import threading
@@ -58,6 +59,8 @@ AgentFactory = Callable[[str | None], Agent]
 
 DRAIN_HZ = 20
 QUIT_WINDOW = 2.0
+ORPHAN_CHECK_SECONDS = 1.0
+"""How often a chat process under `qwq-agent web` checks that its server is still there."""
 WELCOME = (
     "Type a task and press Enter. /help lists commands and keys; "
     "Esc cancels a run; Ctrl+C twice quits."
@@ -104,6 +107,9 @@ class ChatApp(App[int]):
         self._pending_prompt: str | None = None
         self.approvals = ApprovalBridge(self)
         self._last_interrupt = 0.0
+        self.parent_pid: int | None = None
+        """Quit when this process's parent is no longer this pid (``qwq-agent web`` sets it:
+        a chat process whose server died has nobody to serve and must not linger)."""
         agent.approval_callback = self.approvals.ask
 
     # -- layout ----------------------------------------------------------------------------
@@ -133,7 +139,15 @@ class ChatApp(App[int]):
         self.status.set_placement(self.agent.placement)
         await self.note(WELCOME)
         self.prompt_input.focus()
+        if self.parent_pid is not None:
+            self.set_interval(ORPHAN_CHECK_SECONDS, self._exit_if_orphaned)
+            self._exit_if_orphaned()
         self._start_loading()
+
+    def _exit_if_orphaned(self) -> None:
+        if self.parent_pid is not None and os.getppid() != self.parent_pid:
+            self.agent.cancel()
+            self.exit(return_code=1, message="qwq-agent chat: the web server went away")
 
     async def note(self, text: str, kind: str = "info") -> Note:
         """Show a line from the app in the conversation."""
@@ -372,6 +386,8 @@ def run_chat(args: argparse.Namespace) -> int:
     """``qwq-agent chat``: build the agent from the command line options and run the app."""
     from agent.cli import EXIT_BAD_INPUT, agent_from_args
 
+    parent_pid = os.getppid()  # before the model loads: the server may die meanwhile
+
     def factory(model: str | None) -> Agent:
         options = argparse.Namespace(**vars(args))
         if model:
@@ -384,6 +400,8 @@ def run_chat(args: argparse.Namespace) -> int:
     except (ValueError, LookupError, TypeError, BackendError) as exc:
         print(f"qwq-agent chat: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    if os.environ.get("TEXTUAL_DRIVER", "").endswith(":WebDriver"):  # under qwq-agent web
+        app.parent_pid = parent_pid
     code = app.run()
     app.run_done.wait(timeout=10)  # let a cancelled run end before the model is freed
     app.agent.close()

@@ -31,6 +31,7 @@ import httpx
 import pytest
 
 from agent.cli import EXIT_BAD_INPUT, build_parser
+from tests.conftest import HANG_BOUND
 from tui import web
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -315,3 +316,58 @@ def test_allow_remote_warns_that_the_token_is_the_only_protection(
     (server,) = served
     assert server.url.startswith(f"http://0.0.0.0:{server.port}/?token=")
     assert len(server.token) >= 40
+
+
+def _gone(pid: int) -> bool:
+    """The process has exited (reaped, or a zombie nobody reaped yet)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return True
+    return state in {"Z", "X"}
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
+def test_a_chat_process_whose_server_died_exits(tmp_path: Path) -> None:
+    """A chat process started for a browser tab quits when the server that started it dies
+    (SIGKILL, no goodbye), instead of lingering with nobody to serve."""
+    chat = [
+        sys.executable, "-m", "agent.cli", "chat", "--no-transcript",
+        "--model", "scripted:examples/scripted/add.yaml",
+    ]  # fmt: skip
+    stand_in = (
+        "import os, subprocess, sys, time\n"
+        "env = dict(os.environ, TEXTUAL_DRIVER='textual.drivers.web_driver:WebDriver',\n"
+        "           COLUMNS='80', ROWS='24')\n"
+        f"p = subprocess.Popen({chat!r}, stdin=subprocess.PIPE, stdout=subprocess.PIPE,\n"
+        "                     stderr=subprocess.DEVNULL, env=env)\n"
+        "print(p.pid, flush=True)\n"
+        "p.stdout.readline()  # the app is up once it writes\n"
+        "import threading  # keep reading, as the server does\n"
+        "threading.Thread(target=lambda: [None for _ in p.stdout], daemon=True).start()\n"
+        "time.sleep(3)  # until the app is idle: no output that could hit a broken pipe\n"
+        "print('up', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path)}
+    server = subprocess.Popen(
+        [sys.executable, "-c", stand_in], cwd=ROOT, env=env, stdout=subprocess.PIPE
+    )
+    assert server.stdout is not None
+    pid = int(server.stdout.readline())
+    try:
+        assert server.stdout.readline().strip() == b"up"
+        assert not _gone(pid)
+        server.kill()
+        server.wait()
+        deadline = time.monotonic() + HANG_BOUND
+        while not _gone(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _gone(pid), "the orphaned chat process is still running"
+    finally:
+        server.stdout.close()
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        with suppress(ProcessLookupError):
+            server.kill()
+        server.wait()
