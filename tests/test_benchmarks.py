@@ -59,4 +59,9 @@ def test_model_figures_on_the_tiny_model(tmp_path: Path) -> None:
         assert episode["ratio"] <= 1.02  # nothing is evaluated twice
         assert episode["wasted_tokens"] == 0 and episode["stops_at_call"] == episode["k"]
     assert figures["decode"]["ratio"] > 0
+    resume = figures["resume"]
+    assert set(resume["evaluated_by_context"]) == set(resume["reprefill_seconds_by_context"])
+    # a resume evaluates the observation (+ the sampled token), whatever the context
+    assert len(set(resume["evaluated_by_context"].values())) == 1
+    assert 40 < next(iter(resume["evaluated_by_context"].values())) < 100
     assert (charts / "prefill_vs_k.svg").is_file() and (charts / "resume_latency.svg").is_file()
