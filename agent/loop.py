@@ -168,7 +168,7 @@ def run_loop(state: RunState, history: Sequence[dict[str, Any]], prompt: str) ->
         parser = StreamParser(
             in_thinking=in_thinking, calls_in_thinking=state.placement == "interleaved"
         )
-        options = _options(state, first=steps == 1, usage_start=usage_start)
+        options = _options(state, first=steps == 1, usage_start=usage_start, deadline=deadline)
         step = _Step()
         try:
             yield from _generate(state, context, parser, options, deadline, step)
@@ -245,7 +245,9 @@ def run_loop(state: RunState, history: Sequence[dict[str, Any]], prompt: str) ->
         new_turn = True
 
 
-def _options(state: RunState, *, first: bool, usage_start: Usage) -> GenerateOptions:
+def _options(
+    state: RunState, *, first: bool, usage_start: Usage, deadline: float | None
+) -> GenerateOptions:
     limits = state.limits
     remaining = None
     if limits.max_tokens is not None:
@@ -257,7 +259,14 @@ def _options(state: RunState, *, first: bool, usage_start: Usage) -> GenerateOpt
         from models.grammar import tool_call_grammar
 
         grammar = tool_call_grammar(state.registry.specs(), allow_thinking=info.opens_thinking)
-    return GenerateOptions(sampling=state.sampling, max_tokens=remaining, grammar=grammar)
+    cancel = state.cancel
+
+    def interrupt() -> bool:  # so that a long prompt evaluation honours cancel and timeout
+        return cancel.is_set() or (deadline is not None and time.monotonic() >= deadline)
+
+    return GenerateOptions(
+        sampling=state.sampling, max_tokens=remaining, grammar=grammar, interrupt=interrupt
+    )
 
 
 def _limit_reached(
@@ -308,6 +317,8 @@ def _generate(
                 chunk = next(gen)
             except StopIteration as stop:
                 step.reason = stop.value
+                if step.reason == "interrupted":
+                    step.reason = "cancelled" if state.cancel.is_set() else "timeout"
                 break
             fed.append(chunk)
             for item in parser.feed(chunk):

@@ -21,7 +21,7 @@ import json
 import random
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,12 +136,14 @@ class HttpSession:
         *,
         retries: bool = True,
         timeout: float | None = None,
+        interrupt: Callable[[], bool] | None = None,
     ) -> httpx.Response:
         """Send a request with the retry policy; return the open (streamed) 2xx response.
 
-        The caller must close the response.
+        The caller must close the response. ``interrupt`` is polled while waiting to retry.
 
         Raises:
+            Interrupted: ``interrupt()`` became true while waiting to retry.
             BackendError: no 2xx answer, after the retries the policy allows.
             ContextOverflowError: the server says the prompt is longer than its window.
         """
@@ -202,7 +204,7 @@ class HttpSession:
             if attempt >= limit:
                 tries = f" (after {attempt + 1} attempts)" if attempt else ""
                 raise BackendError(f"{failure}{tries}; {hint}")
-            time.sleep(self.retry.delay(attempt, retry_after))
+            pause(self.retry.delay(attempt, retry_after), interrupt)
             attempt += 1
 
     def http_error(self, url: str, status: int, detail: str) -> BackendError | ContextOverflowError:
@@ -289,6 +291,23 @@ class HttpSession:
                 f"the server at {url} reported an error in the stream: {detail}"
             )
         return value
+
+
+class Interrupted(Exception):
+    """``GenerateOptions.interrupt`` asked to stop while the client waited to retry."""
+
+
+def pause(seconds: float, interrupt: Callable[[], bool] | None) -> None:
+    """Sleep ``seconds``, polling ``interrupt`` every 0.1 s.
+
+    Raises:
+        Interrupted: ``interrupt()`` became true.
+    """
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        if interrupt is not None and interrupt():
+            raise Interrupted
+        time.sleep(min(0.1, left))
 
 
 def _read_capped(response: httpx.Response, limit: int) -> str:

@@ -26,7 +26,7 @@ This module imports nothing heavy: no llama_cpp, no httpx.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
@@ -41,9 +41,10 @@ SegmentRole = Literal["template", "model", "data"]
   off, after the loop has neutralised special tags in it.
 """
 
-StopReason = Literal["end_of_turn", "length", "context_full", "stopped"]
+StopReason = Literal["end_of_turn", "length", "context_full", "stopped", "interrupted"]
 """Why a generation ended: the model ended its turn, the per-call ``max_tokens`` was reached,
-the context window is full, or a stop string from :class:`GenerateOptions` was produced."""
+the context window is full, a stop string from :class:`GenerateOptions` was produced, or
+:attr:`GenerateOptions.interrupt` asked to stop while no text was coming (prompt evaluation)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +86,10 @@ class GenerateOptions:
     """A GBNF grammar constraining this generation, for backends that support grammars."""
     stop: tuple[str, ...] = ()
     """Stop strings; generation ends (reason ``"stopped"``) right after producing one."""
+    interrupt: Callable[[], bool] | None = None
+    """Polled during long work that yields no text, such as evaluating a long prompt (at
+    least once per batch) or waiting to retry; when it returns true the generation returns
+    ``"interrupted"`` at once. The consumer checks its own reasons between chunks."""
 
 
 @dataclass(slots=True)

@@ -36,7 +36,7 @@ import codecs
 import logging
 import os
 import time
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -271,10 +271,19 @@ class LlamaCppBackend:
         llm.n_tokens = min(n, llm.n_tokens)
         return llm.n_tokens
 
-    def _eval(self, tokens: Sequence[int]) -> None:
+    def _eval(self, tokens: Sequence[int], interrupt: Callable[[], bool] | None = None) -> None:
+        """Evaluate ``tokens``, a batch at a time; between batches, ``interrupt()`` true
+        raises :class:`_Interrupted` (what was evaluated stays in the KV cache)."""
         import llama_cpp
 
-        self._llm.eval(tokens)
+        if interrupt is None:
+            self._llm.eval(tokens)
+        else:
+            batch = max(1, self._llm.n_batch)
+            for start in range(0, len(tokens), batch):
+                if interrupt():
+                    raise _Interrupted
+                self._llm.eval(tokens[start : start + batch])
         llama_cpp.llama_synchronize(self._llm.ctx)
 
     def _reset(self) -> None:
@@ -285,7 +294,12 @@ class LlamaCppBackend:
     # -- one generation -------------------------------------------------------------------
 
     def _prefill(
-        self, segments: list[Segment], target: list[int], ends: list[int], continuation: bool
+        self,
+        segments: list[Segment],
+        target: list[int],
+        ends: list[int],
+        continuation: bool,
+        interrupt: Callable[[], bool] | None = None,
     ) -> None:
         usage = self._usage
         record = self._record
@@ -308,16 +322,17 @@ class LlamaCppBackend:
         started = time.perf_counter()
         try:
             if self._store is not None and warm_end and keep < warm_end:
-                self._eval(target[keep:warm_end])
+                self._eval(target[keep:warm_end], interrupt)
                 self._store.save(self._llm, target[:warm_end])
-                self._eval(target[warm_end:])
+                self._eval(target[warm_end:], interrupt)
             else:
-                self._eval(target[keep:])
+                self._eval(target[keep:], interrupt)
         except RuntimeError as exc:
             self._reset()
             raise BackendError(f"llama.cpp failed while evaluating the prompt: {exc}") from exc
         except BaseException:
             record.bare(target[: self._llm.n_tokens])
+            usage.prompt_tokens_evaluated += max(0, self._llm.n_tokens - keep)
             raise
         finally:
             usage.prefill_seconds += time.perf_counter() - started
@@ -335,7 +350,12 @@ class LlamaCppBackend:
         sampler: LlamaSampler,
         options: GenerateOptions,
     ) -> Generator[str, None, StopReason]:
-        self._prefill(segments, target, ends, continuation)
+        try:
+            self._prefill(segments, target, ends, continuation, options.interrupt)
+        except _Interrupted:
+            self._active = None
+            sampler.close()  # type: ignore[no-untyped-call]
+            return "interrupted"
         usage, llm, record = self._usage, self._llm, self._record
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         chunks: list[str] = []
@@ -398,6 +418,10 @@ class LlamaCppBackend:
             record.segments.append(Segment(text, "model"))
             record.ends.append(len(record.tokens))
         self._usage.context_tokens = len(record.tokens)
+
+
+class _Interrupted(Exception):
+    """``GenerateOptions.interrupt`` asked to stop while the prompt was being evaluated."""
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:

@@ -47,13 +47,19 @@ is created; it is never stored anywhere but the HTTP client's headers, and ``rep
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import Any, Literal
 
 from models import chat_template as templates
 from models._openai_chat import ChatFormatError, ChatStreamAssembler, chatml_to_chat
-from models._openai_http import HttpSession, RetryPolicy, StreamCut, StreamState
+from models._openai_http import (
+    HttpSession,
+    Interrupted,
+    RetryPolicy,
+    StreamCut,
+    StreamState,
+    pause,
+)
 from models._openai_support import (
     StopWatch,
     cut_detail,
@@ -302,9 +308,13 @@ class OpenAIBackend:
         return body
 
     def _stream(
-        self, path: str, body: Mapping[str, Any], state: StreamState
+        self,
+        path: str,
+        body: Mapping[str, Any],
+        state: StreamState,
+        interrupt: Callable[[], bool] | None = None,
     ) -> Generator[dict[str, Any], None, None]:
-        response = self._http.send("POST", f"{self.base_url}{path}", body)
+        response = self._http.send("POST", f"{self.base_url}{path}", body, interrupt=interrupt)
         try:
             yield from self._http.events(response, state)
         finally:
@@ -324,7 +334,10 @@ class OpenAIBackend:
             attempt = Attempt(sent)
             state = StreamState()
             events = self._stream(
-                "/completions", {**self._body(options, budget), "prompt": sent}, state
+                "/completions",
+                {**self._body(options, budget), "prompt": sent},
+                state,
+                options.interrupt,
             )
             try:
                 for event in events:
@@ -342,6 +355,8 @@ class OpenAIBackend:
                 if attempt.finish is not None:
                     return self._reason(attempt.finish, options)
                 raise StreamCut(cut_detail(state, attempt))
+            except Interrupted:
+                return "interrupted"
             except StreamCut as cut:
                 cuts += 1
                 if cuts > self._http.retry.max_retries or (options.grammar and produced):
@@ -349,7 +364,10 @@ class OpenAIBackend:
                         f"the server at {self.base_url} cut the stream {cuts} times ({cut}); "
                         "the conversation is kept: try again, and check the server"
                     ) from cut
-                time.sleep(self._http.retry.delay(cuts - 1, None))
+                try:
+                    pause(self._http.retry.delay(cuts - 1, None), options.interrupt)
+                except Interrupted:
+                    return "interrupted"
             finally:
                 events.close()
                 self._meter.record(attempt)
@@ -364,7 +382,10 @@ class OpenAIBackend:
             attempt = Attempt(prompt)
             state = StreamState()
             events = self._stream(
-                "/chat/completions", {**self._body(options, options.max_tokens), **body}, state
+                "/chat/completions",
+                {**self._body(options, options.max_tokens), **body},
+                state,
+                options.interrupt,
             )
             try:
                 for event in events:
@@ -382,6 +403,8 @@ class OpenAIBackend:
                 if attempt.finish is not None:
                     return self._reason(attempt.finish, options)
                 raise StreamCut(cut_detail(state, attempt))
+            except Interrupted:
+                return "interrupted"
             except StreamCut as cut:
                 cuts += 1
                 if assembler.produced or cuts > self._http.retry.max_retries:
@@ -390,7 +413,10 @@ class OpenAIBackend:
                         f"{attempt.characters} characters of the answer; the "
                         "conversation is kept: ask again, and check the server"
                     ) from cut
-                time.sleep(self._http.retry.delay(cuts - 1, None))
+                try:
+                    pause(self._http.retry.delay(cuts - 1, None), options.interrupt)
+                except Interrupted:
+                    return "interrupted"
             finally:
                 events.close()
                 self._meter.record(attempt)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Generator, Iterator, Sequence
 
 import pytest
@@ -86,3 +87,64 @@ def test_a_second_turn_reuses_the_common_prefix(backend: LlamaCppBackend) -> Non
     agent.run("Say hi.")
     second = agent.run("Say bye.")
     assert second.usage.prompt_tokens_cached > 0  # the system turn and first exchange were kept
+
+
+LONG_PROMPT = "Summarise this list: " + " ".join(f"item{i}" for i in range(600))
+
+
+@pytest.mark.parametrize("limit", ["timeout", "cancel"])
+def test_timeout_and_cancel_stop_a_long_prompt_evaluation(
+    backend: LlamaCppBackend, monkeypatch: pytest.MonkeyPatch, limit: str
+) -> None:
+    """The limits are honoured between prefill batches, not only once text is coming: the
+    first batch's evaluation outlasts the timeout (or cancels the run), and no further batch
+    is evaluated."""
+    prompt_tokens = len(backend.tokenize(Segment(LONG_PROMPT, "template")))
+    assert prompt_tokens > 2 * backend._llm.n_batch  # several of llama.cpp's batches
+    backend._reset()
+    agent = Agent(backend, transcript=False, timeout=3.0 if limit == "timeout" else None)
+    original = backend._eval
+    calls: list[int] = []
+
+    def first_batch_is_slow(tokens: Sequence[int], interrupt: object = None) -> None:
+        original(tokens[: backend._llm.n_batch])  # one batch, then the limit strikes
+        calls.append(len(tokens))
+        if limit == "cancel":
+            agent.cancel()
+        else:
+            time.sleep(3.1)
+        original(tokens[backend._llm.n_batch :], interrupt)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(backend, "_eval", first_batch_is_slow)
+    before = backend.usage.prompt_tokens_evaluated
+    result = agent.run(LONG_PROMPT)
+    assert result.finish_reason == ("timeout" if limit == "timeout" else "cancelled")
+    assert backend.usage.prompt_tokens_evaluated - before == backend._llm.n_batch
+    assert result.usage.completion_tokens == 0
+
+
+def test_an_interrupted_prefill_keeps_what_it_evaluated(backend: LlamaCppBackend) -> None:
+    """Interrupted after one batch: the generation returns "interrupted" without sampling,
+    and the next generation of the same context evaluates only the rest."""
+    context = [Segment(LONG_PROMPT, "template")]
+    total = len(backend.tokenize(context[0]))
+    backend._reset()
+    polls: list[int] = []
+
+    def after_one_batch() -> bool:
+        polls.append(1)
+        return len(polls) > 1
+
+    start = backend.usage.prompt_tokens_evaluated
+    sampled = backend.usage.completion_tokens
+    gen = backend.generate(context, GenerateOptions(max_tokens=1, interrupt=after_one_batch))
+    with pytest.raises(StopIteration) as stop:
+        next(gen)
+    assert stop.value.value == "interrupted"
+    evaluated = backend.usage.prompt_tokens_evaluated - start
+    assert evaluated == backend._llm.n_batch < total
+    assert backend.usage.completion_tokens == sampled  # nothing sampled
+    start = backend.usage.prompt_tokens_evaluated
+    text = "".join(backend.generate(context, GenerateOptions(max_tokens=1)))
+    assert text
+    assert backend.usage.prompt_tokens_evaluated - start == total - evaluated

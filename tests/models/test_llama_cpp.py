@@ -310,7 +310,7 @@ def test_a_failed_or_interrupted_evaluation_leaves_a_usable_backend(
     context = [prompt(backend, "Say hello, again.")]
     expected, _ = drain(backend.generate(context, opts(4)))
 
-    def fail(tokens: Sequence[int]) -> None:
+    def fail(tokens: Sequence[int], interrupt: object = None) -> None:
         raise RuntimeError("llama_decode returned 1")
 
     monkeypatch.setattr(backend, "_eval", fail)
@@ -318,7 +318,7 @@ def test_a_failed_or_interrupted_evaluation_leaves_a_usable_backend(
         drain(backend.generate([prompt(backend, "Something else.")], opts(4)))
     assert backend.context_tokens == []
 
-    def interrupt(tokens: Sequence[int]) -> None:
+    def interrupt(tokens: Sequence[int], interrupt: object = None) -> None:
         raise KeyboardInterrupt
 
     monkeypatch.setattr(backend, "_eval", interrupt)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -434,4 +435,31 @@ def test_a_web_page_or_a_redirect_is_not_taken_for_a_stream(server: FakeServer) 
         drain(b.generate(CONTEXT, GenerateOptions()))
     with pytest.raises(BackendError, match=r"redirects.*'https://elsewhere/v1/completions'"):
         drain(b.generate(CONTEXT, GenerateOptions()))
+    b.close()
+
+
+def test_waiting_to_retry_is_interrupted(server: FakeServer) -> None:
+    """A 429 asking for 30 s: the wait ends as soon as ``interrupt`` says so."""
+    server.push(Reply(status=429, body="slow down", headers={"Retry-After": "30"}))
+    b = backend(server, retry=RetryPolicy(max_retries=2, max_retry_after=60.0))
+    asked = threading.Event()
+
+    def interrupt() -> bool:
+        asked.set()
+        return len(server.requests) >= 1
+
+    started = time.monotonic()
+    _, reason = drain(b.generate(CONTEXT, GenerateOptions(interrupt=interrupt)))
+    assert reason == "interrupted" and asked.is_set()
+    assert len(server.requests) == 1  # not retried
+    assert time.monotonic() - started < HANG_BOUND  # did not wait the 30 s
+    b.close()
+
+
+def test_waiting_after_a_cut_stream_is_interrupted(server: FakeServer) -> None:
+    server.push(Reply(events=completion_events("par"), done=False, cut=True))
+    b = backend(server, retry=RetryPolicy(max_retries=2, backoff=30.0, max_backoff=30.0))
+    _, reason = drain(b.generate(CONTEXT, GenerateOptions(interrupt=lambda: True)))
+    assert reason == "interrupted"
+    assert len(server.requests) == 1
     b.close()
