@@ -47,10 +47,13 @@ def agent_from_args(args: argparse.Namespace, **overrides: Any) -> Any:
         raise OptionError(str(exc)) from exc
 
     def pick(key: str) -> Any:
+        """The flag, else the config file, else the built-in default."""
         value = getattr(args, key, None)
         if value is not None:
             return value
-        return settings.get(key, config.model if key == "model" else DEFAULTS.get(key))
+        if key == "model" and config.model is not None:
+            return config.model
+        return settings.get(key, DEFAULTS.get(key))
 
     tools_value = pick("tools")
     tools = (

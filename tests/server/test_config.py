@@ -175,3 +175,33 @@ def test_unset_environment_references_and_incomplete_mcp_entries(
     config = load_config(write(tmp_path, "[[mcp]]\ncommand = 'x'\nurl = 'http://h/mcp'"))
     with pytest.raises(ConfigError, match=r"config.toml: mcp\[0\]: .*exactly one of"):
         config.mcp_specs()
+
+
+@pytest.mark.parametrize(
+    ("file_text", "flags", "expected"),
+    [
+        (None, [], "qwq-32b"),  # no config file: the built-in default
+        ("model = 'smollm2-135m'\n", [], "smollm2-135m"),  # the file beats the default
+        ("model = 'smollm2-135m'\n", ["--model", "scripted:x.yaml"], "scripted:x.yaml"),
+    ],
+)
+def test_the_model_comes_from_the_flag_else_the_file_else_the_default(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    file_text: str | None,
+    flags: list[str],
+    expected: str,
+) -> None:
+    from agent.cli import build_parser
+    from agent.cli_agent import agent_from_args
+
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    if file_text is not None:
+        (tmp_path / "qwq-agent").mkdir()
+        (tmp_path / "qwq-agent" / "config.toml").write_text(file_text, encoding="utf-8")
+    args = build_parser().parse_args(["ask", *flags, "hi"])
+    agent = agent_from_args(args)
+    assert agent._model_spec == expected
+    assert "calculator" in agent.registry.names()  # the default tools too
+    agent.close()
