@@ -206,14 +206,31 @@ class Agent:
         )
         if writer is not None:
             writer.start_run(prompt, self._describe())
+        answer: list[str] = []
+        undecided: Event | None = None  # an approval is written once the consumer answered
         try:
             for event in run_loop(state, self.history, prompt):
+                if event.kind == "text":
+                    answer.append(event.text)
                 if writer is not None:
-                    writer.write(event)
+                    if event.kind == "approval":
+                        undecided = event
+                    else:
+                        writer.write(event)
                 yield event
+                if writer is not None and undecided is not None:
+                    writer.write(undecided)
+                    undecided = None
         finally:
             executor.shutdown()
+            if state.new_messages and state.new_messages[-1]["role"] == "user":
+                # Abandoned (the consumer stopped iterating, or a callback raised): keep the
+                # turns alternating so that the next prompt is not a second user turn in a row.
+                text = "".join(answer).strip() or "(the run was stopped before an answer)"
+                state.new_messages.append({"role": "assistant", "content": text})
             if writer is not None:
+                if undecided is not None:
+                    writer.write(undecided)
                 writer.end_run(state.new_messages)
                 writer.close()  # reopened (append) by the next run of this conversation
             self.history.extend(state.new_messages)
@@ -264,7 +281,7 @@ class Agent:
         from agent.transcript import load_transcript
 
         saved = load_transcript(transcript)
-        self.reset()
+        self._forget()
         self.history.extend(saved.history())
         if self._transcript_setting is not False:
             self._writer = TranscriptWriter(saved.path)
@@ -274,11 +291,23 @@ class Agent:
         self._cancel.set()
 
     def reset(self) -> None:
-        """Forget the conversation and start a new transcript (the model stays loaded)."""
+        """Forget the conversation (the model stays loaded). The next run starts a new
+        transcript file; with a fixed ``transcript=PATH`` it goes on in that file after a
+        ``reset`` record, so that resuming the file continues only what came after."""
+        if self._writer is not None and self._fixed_transcript:
+            self._writer.reset()
+        self._forget()
+
+    def _forget(self) -> None:
         self.history.clear()
         if self._writer is not None:
             self._writer.close()
-        self._writer = None
+        if not self._fixed_transcript:
+            self._writer = None
+
+    @property
+    def _fixed_transcript(self) -> bool:
+        return isinstance(self._transcript_setting, str | Path)
 
     def close(self) -> None:
         """Free the model, the transcript file and the MCP server processes."""

@@ -137,6 +137,8 @@ class Finished:
     answer: str
     detail: str = ""
     """A sentence for a person when the reason is not ``completed`` (or the answer is empty)."""
+    duration: float = 0.0
+    """Wall-clock seconds of the run, tools and approvals included."""
     kind: Literal["finished"] = "finished"
 
 
@@ -216,6 +218,7 @@ class RunResult:
     steps: int = 0
     """Model generations made."""
     duration: float = 0.0
+    """Wall-clock seconds of the run (``Finished.duration``)."""
     transcript_path: str | None = None
     errors: list[str] = field(default_factory=list)
 
@@ -263,6 +266,7 @@ class RunResult:
             finish_reason=finished.reason,
             detail=finished.detail,
             steps=steps,
+            duration=finished.duration,
             transcript_path=transcript_path,
             errors=errors,
         )

@@ -95,6 +95,8 @@ class RunState:
     cancel: threading.Event
     usage: Usage = field(default_factory=Usage)
     new_messages: list[dict[str, Any]] = field(default_factory=list)
+    started: float = 0.0
+    """``time.monotonic()`` when the run began."""
 
 
 @dataclass
@@ -140,7 +142,7 @@ def render_prompt(state: RunState, messages: list[dict[str, Any]]) -> str:
 def run_loop(state: RunState, history: Sequence[dict[str, Any]], prompt: str) -> Iterator[Event]:
     """Run one task; yield its events; always end with exactly one ``Finished``."""
     backend, limits = state.backend, state.limits
-    started = time.monotonic()
+    started = state.started = time.monotonic()
     deadline = started + limits.timeout if limits.timeout is not None else None
     usage_start = backend.usage.copy()
     state.new_messages.append({"role": "user", "content": prompt})
@@ -150,7 +152,7 @@ def run_loop(state: RunState, history: Sequence[dict[str, Any]], prompt: str) ->
         ]
     except chat_template.TemplateError as exc:
         yield Error(f"the prompt could not be rendered: {exc}", "template", fatal=True)
-        yield Finished("error", "", detail=str(exc))
+        yield Finished("error", "", detail=str(exc), duration=time.monotonic() - started)
         return
 
     ids = iter(range(1, 1_000_000))
@@ -230,7 +232,7 @@ def run_loop(state: RunState, history: Sequence[dict[str, Any]], prompt: str) ->
             elif not answer:
                 detail = "the model gave an empty answer"
             state.new_messages.append({"role": "assistant", "content": "".join(turn_raw)})
-            yield Finished("completed", answer, detail=detail)
+            yield Finished("completed", answer, detail=detail, duration=time.monotonic() - started)
             return
 
         outputs, stop = yield from _run_calls(state, step.items, ids, repeats, deadline)
@@ -448,7 +450,7 @@ def _finish(
 ) -> Iterator[Event]:
     if turn_raw:
         state.new_messages.append({"role": "assistant", "content": "".join(turn_raw)})
-    yield Finished(reason, answer, detail=detail)
+    yield Finished(reason, answer, detail=detail, duration=time.monotonic() - state.started)
 
 
 def _run_usage(state: RunState, usage_start: Usage) -> Usage:

@@ -45,7 +45,10 @@ class TranscriptWriter:
     def _line(self, text: str) -> None:
         if self._file is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            torn = _ends_without_newline(self.path)
             self._file = self.path.open("a", encoding="utf-8")
+            if torn:  # a crash tore the last line: never glue a record onto it
+                self._file.write("\n")
         self._file.write(text + "\n")
         self._file.flush()
 
@@ -61,6 +64,10 @@ class TranscriptWriter:
     def end_run(self, messages: list[dict[str, Any]]) -> None:
         """Record the conversation messages the run added (what :meth:`Agent.resume` reads)."""
         self._line(json.dumps({"kind": "messages", "messages": messages}, ensure_ascii=False))
+
+    def reset(self) -> None:
+        """Record that the conversation was reset: :meth:`Transcript.history` starts after it."""
+        self._line(json.dumps({"kind": "reset", "time": time.time()}))
 
     def close(self) -> None:
         if self._file is not None:
@@ -92,12 +99,15 @@ class Transcript:
     runs: list[TranscriptRun]
     skipped_lines: int = 0
     """Lines that could not be read (a torn last line after a crash, for instance)."""
+    conversation_start: int = 0
+    """The index in ``runs`` of the first run after the last reset (0: never reset)."""
 
     def history(self) -> list[dict[str, Any]]:
-        """The conversation as messages, to continue it. A run that never ended (a crash)
-        contributes its prompt and whatever answer text it had produced."""
+        """The conversation as messages, to continue it: the runs since the last reset. A run
+        that never ended (a crash) contributes its prompt and whatever answer text it had
+        produced."""
         messages: list[dict[str, Any]] = []
-        for run in self.runs:
+        for run in self.runs[self.conversation_start :]:
             if run.messages is not None:
                 messages.extend(run.messages)
                 continue
@@ -117,6 +127,7 @@ def load_transcript(path: str | Path) -> Transcript:
     file = Path(path)
     runs: list[TranscriptRun] = []
     skipped = 0
+    start = 0
     with file.open("r", encoding="utf-8", errors="replace") as handle:
         for line in handle:
             if not line.strip():
@@ -126,6 +137,9 @@ def load_transcript(path: str | Path) -> Transcript:
                 if record.get("kind") == "run_started":
                     meta = {k: v for k, v in record.items() if k not in ("kind", "prompt")}
                     runs.append(TranscriptRun(str(record.get("prompt", "")), meta))
+                    continue
+                if record.get("kind") == "reset":
+                    start = len(runs)
                     continue
                 if record.get("kind") == "messages" and runs:
                     messages = record["messages"]
@@ -140,7 +154,20 @@ def load_transcript(path: str | Path) -> Transcript:
             if not runs:
                 runs.append(TranscriptRun("", {}))
             runs[-1].events.append(event)
-    return Transcript(file, runs, skipped)
+    return Transcript(file, runs, skipped, start)
+
+
+def _ends_without_newline(path: Path) -> bool:
+    """Whether ``path`` exists, is not empty and its last byte is not a newline."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, 2)
+            if handle.tell() == 0:
+                return False
+            handle.seek(-1, 2)
+            return handle.read(1) != b"\n"
+    except FileNotFoundError:
+        return False
 
 
 def list_sessions(folder: str | Path | None = None) -> list[Path]:

@@ -92,3 +92,69 @@ def test_history_of_a_killed_run_keeps_the_prompt_and_partial_answer(tmp_path: P
         {"role": "user", "content": "q"},
         {"role": "assistant", "content": "Partial answer"},
     ]
+
+
+def test_resuming_after_a_torn_last_line_starts_a_new_line(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    Agent(ScriptedBackend(["</think>one"]), transcript=path).run("first")
+    with path.open("a") as f:
+        f.write('{"kind": "text", "te')  # a crash mid-line
+    later = Agent(ScriptedBackend(["</think>two"]), transcript=path)
+    later.resume(path)
+    later.run("second")
+    transcript = load_transcript(path)
+    assert [r.prompt for r in transcript.runs] == ["first", "second"]
+    assert transcript.skipped_lines == 1 and transcript.runs[1].finished
+    answers = [m["content"].split("</think>")[-1] for m in transcript.history()]
+    assert answers == ["first", "one", "second", "two"]
+
+
+def test_reset_with_a_fixed_file_starts_the_conversation_over(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    agent = Agent(ScriptedBackend(["</think>1", "</think>2"]), transcript=path)
+    agent.run("one")
+    agent.reset()
+    agent.run("two")
+    transcript = load_transcript(path)
+    assert [r.prompt for r in transcript.runs] == ["one", "two"]  # everything is kept
+    answers = [m["content"].split("</think>")[-1] for m in transcript.history()]
+    assert answers == ["two", "2"]  # but only what followed the reset is resumed
+
+
+def test_an_approval_answered_by_the_stream_consumer_is_recorded(tmp_path: Path) -> None:
+    from agent import tool
+
+    @tool(risk="dangerous")
+    def wipe() -> str:
+        """Wipe something."""
+        return "wiped"
+
+    backend = ScriptedBackend(["</think>" + call("wipe"), "</think>done"])
+    agent = Agent(backend, tools=[wipe], approval="ask", transcript=tmp_path / "t.jsonl")
+    for event in agent.stream("go"):
+        if event.kind == "approval":
+            event.approve()
+    events = load_transcript(tmp_path / "t.jsonl").runs[0].events
+    approval = next(e for e in events if e.kind == "approval")
+    assert approval.decision is True and approval.decided_by == "consumer"
+    kinds = [e.kind for e in events]
+    assert kinds.index("approval") < kinds.index("tool_result")
+
+
+def test_an_abandoned_run_keeps_the_turns_alternating(tmp_path: Path) -> None:
+    backend = ScriptedBackend(["thinking" * 20 + "</think>never seen", "</think>fine"])
+    agent = Agent(backend, transcript=False)
+    for _event in agent.stream("one"):
+        break  # the consumer walks away
+    agent.run("two")
+    roles = [m["role"] for m in agent.history]
+    assert roles == ["user", "assistant", "user", "assistant"]
+    assert "<|im_start|>user\none<|im_end|>\n<|im_start|>assistant\n" in backend.prompts[1]
+
+
+def test_the_result_has_the_run_duration() -> None:
+    result = Agent(ScriptedBackend(["abc " * 30 + "</think>ok"], delay=0.01), transcript=False).run(
+        "go"
+    )
+    assert result.duration > 0 and result.events[-1].kind == "finished"
+    assert result.duration == result.events[-1].duration
