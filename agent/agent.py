@@ -57,7 +57,16 @@ class Agent:
         tool_settings: per-tool settings (limits) by tool name, seen by tools.
         transcript: write a JSONL transcript (``True``), not (``False``), or to this file.
         sessions_dir: where transcripts go (default: the user data folder).
-        backend_options: passed to the catalog when ``model`` is a name (``n_ctx`` …).
+        backend_options: the keyword arguments of :func:`models.catalog.open_backend`, used
+            when ``model`` is a name, a path or a URL: for llama.cpp ``n_ctx``,
+            ``n_gpu_layers``, ``flash_attn``, ``type_k``/``type_v``, ``chat_template``,
+            ``warm_start``…; for a server ``api_mode`` (``"completions"`` or ``"chat"``),
+            ``model_name``, ``api_key_env``, ``headers``. Unknown keys raise ``ValueError``.
+
+    Raises:
+        ValueError: an unknown option value, a limit that could never be met, or unknown
+            ``backend_options``.
+        tools.mcp.McpError: an MCP server could not be started or listed.
         mcp_servers: Model Context Protocol servers whose tools join ``tools``: commands
             (``"npx server-x --flag"``), ``http(s)://`` URLs, or ``tools.mcp.McpServerSpec``.
             They are started here and stopped by :meth:`close`; their tools are dangerous
@@ -93,8 +102,16 @@ class Agent:
             raise ValueError(f"placement must be 'interleaved' or 'template', got {placement!r}")
         if tool_choice not in ("auto", "required"):
             raise ValueError(f"tool_choice must be 'auto' or 'required', got {tool_choice!r}")
-        if max_steps < 1:
-            raise ValueError(f"max_steps must be at least 1, got {max_steps!r}")
+        limits = Limits(
+            max_steps=max_steps,
+            max_tokens=max_tokens,
+            timeout=timeout,
+            max_repeated_calls=max_repeated_calls,
+        )
+        if temperature is not None and temperature < 0:
+            raise ValueError(f"temperature must be 0 or more, got {temperature!r}")
+        if backend_options and not isinstance(model, Backend):
+            _check_backend_options(backend_options)
         self._model_spec = model
         self._backend: Backend | None = model if isinstance(model, Backend) else None
         self._backend_options = dict(backend_options or {})
@@ -110,12 +127,7 @@ class Agent:
         self.policy = ApprovalPolicy(approval)
         self.approval_callback = approval_callback
         self.workspace = Path(workspace).expanduser().resolve()
-        self.limits = Limits(
-            max_steps=max_steps,
-            max_tokens=max_tokens,
-            timeout=timeout,
-            max_repeated_calls=max_repeated_calls,
-        )
+        self.limits = limits
         self._sampling_override = sampling
         self._temperature = temperature
         self._seed = seed
@@ -359,3 +371,16 @@ def _close(iterator: Iterator[Event]) -> None:
     close: Callable[[], None] | None = getattr(iterator, "close", None)
     if close is not None:
         close()
+
+
+def _check_backend_options(options: Mapping[str, Any]) -> None:
+    """Refuse ``backend_options`` that :func:`models.catalog.open_backend` does not take, now
+    rather than when the model loads."""
+    import inspect
+
+    from models.catalog import open_backend
+
+    known = set(inspect.signature(open_backend).parameters) - {"spec", "progress"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(f"unknown backend_options {unknown}; known: {', '.join(sorted(known))}")

@@ -76,6 +76,19 @@ class Limits:
     timeout: float | None = None
     max_repeated_calls: int = 3
 
+    def __post_init__(self) -> None:
+        """Raises ``ValueError`` for a limit that could never be met (zero, negative)."""
+        if self.max_steps < 1:
+            raise ValueError(f"max_steps must be at least 1, got {self.max_steps!r}")
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be at least 1 (or None), got {self.max_tokens!r}")
+        if self.timeout is not None and not self.timeout > 0:
+            raise ValueError(f"timeout must be more than 0 seconds (or None), got {self.timeout!r}")
+        if self.max_repeated_calls < 1:
+            raise ValueError(
+                f"max_repeated_calls must be at least 1, got {self.max_repeated_calls!r}"
+            )
+
 
 @dataclass
 class RunState:

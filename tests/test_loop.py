@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -419,3 +420,32 @@ def test_required_tool_choice_is_asked_for_in_the_prompt(make_agent: MakeAgent) 
     agent, backend = make_agent([ANSWER])
     agent.run("q")
     assert "Call at least one tool" not in backend.prompts[0]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"max_steps": 0}, "max_steps must be at least 1"),
+        ({"max_tokens": 0}, "max_tokens must be at least 1"),
+        ({"max_tokens": -3}, "max_tokens must be at least 1"),
+        ({"timeout": 0}, "timeout must be more than 0"),
+        ({"timeout": -5}, "timeout must be more than 0"),
+        ({"max_repeated_calls": 0}, "max_repeated_calls must be at least 1"),
+        ({"temperature": -1}, "temperature must be 0 or more"),
+        ({"backend_options": {"api_mod": "chat"}}, r"unknown backend_options \['api_mod'\]"),
+    ],
+)
+def test_impossible_options_are_refused_when_the_agent_is_made(
+    options: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        Agent("smollm2-135m", transcript=False, **options)
+
+
+def test_backend_options_for_a_server_are_accepted() -> None:
+    agent = Agent(
+        "http://127.0.0.1:9/v1",
+        transcript=False,
+        backend_options={"api_mode": "chat", "model_name": "m", "headers": {"X": "1"}},
+    )
+    agent.close()
