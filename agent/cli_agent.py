@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from agent.cli import DEFAULTS, EXIT_BAD_INPUT, EXIT_OK
@@ -83,11 +84,17 @@ def agent_from_args(args: argparse.Namespace, **overrides: Any) -> Any:
     approval: Any = settings.get("approval", "ask")
     if args.yes:  # every tool of this agent was listed by the user (--tools, --mcp, config)
         approval = "allow"
+    workspace = Path(str(pick("workspace"))).expanduser()
+    if not workspace.is_dir():
+        raise OptionError(
+            f"the workspace folder {str(workspace)!r} does not exist (or is not a folder); "
+            "create it first, or pass --workspace with an existing folder"
+        )
     options: dict[str, Any] = {
         "tools": tools,
         "placement": pick("placement"),
         "approval": approval,
-        "workspace": pick("workspace"),
+        "workspace": workspace,
         "max_steps": pick("max_steps"),
         "max_tokens": pick("max_tokens"),
         "timeout": pick("timeout"),

@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 def _ask_person(call: Any) -> bool:
     from tools.display import escape_for_display
 
-    args = escape_for_display(json.dumps(call.arguments, ensure_ascii=False, indent=2))
+    pretty = json.dumps(call.arguments, ensure_ascii=False, indent=2)
+    args = "\n".join(escape_for_display(line) for line in pretty.splitlines())
     print(f"\nThe model wants to run {call.name!r} with:\n{args}", file=sys.stderr)
     try:
         answer = input("Allow this call? [y/N] ").strip().lower()
@@ -79,7 +80,8 @@ def run_ask(args: argparse.Namespace) -> int:
         print(json.dumps(payload, ensure_ascii=False, indent=2))
     else:
         out.print()
-        if not result.ok or result.detail:
+        shown = {e.message for e in events if e.kind == "error" and e.fatal}
+        if (not result.ok or result.detail) and result.detail not in shown:
             err.print(Text(f"[{result.finish_reason}] {result.detail}", style="yellow"))
     return EXIT_OK if result.ok else EXIT_FAILED
 
