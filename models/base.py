@@ -184,7 +184,7 @@ class ContextOverflowError(Exception):
         super().__init__(
             f"the context needs {needed} tokens but the model's window is {available}; "
             "start a new session, shorten the task or tool outputs, or raise the context "
-            "size (--ctx; above 32768 QwQ uses YaRN)"
+            "size (--ctx, or n_ctx in backend_options; above 32768 QwQ uses YaRN)"
         )
 
 

@@ -228,12 +228,11 @@ def open_backend(
         path = Path(parsed.value)
     from models.llama_cpp import LlamaCppBackend
 
+    size = path.stat().st_size if path.is_file() else None
     if progress is not None:
-        size = path.stat().st_size if path.is_file() else None
         progress(LoadProgress("load", path.name, 0, size))
-
     states = (Path(state_dir) if state_dir else _user_cache() / "kv-states") if warm_start else None
-    return LlamaCppBackend(
+    backend = LlamaCppBackend(
         path,
         n_ctx=n_ctx,
         n_gpu_layers=n_gpu_layers,
@@ -246,6 +245,9 @@ def open_backend(
         state_dir=states,
         default_sampling=default_sampling(spec),
     )
+    if progress is not None:
+        progress(LoadProgress("load", path.name, size or 0, size))
+    return backend
 
 
 def model_path(

@@ -22,7 +22,8 @@ class LoadProgress:
     """Where getting a model ready stands.
 
     ``done`` and ``total`` count bytes while downloading; while loading, ``total`` is the
-    file's size and ``done`` is 0 (llama.cpp reports no progress through llama-cpp-python).
+    file's size and ``done`` is 0, then the size once the model is loaded (llama.cpp reports
+    no progress in between through llama-cpp-python).
     """
 
     phase: Phase

@@ -251,7 +251,10 @@ class TestDownload:
         seen: list[LoadProgress] = []
         open_backend(str(gguf), progress=seen.append, warm_start=False)
         assert opened == [gguf]
-        assert seen == [LoadProgress("load", "m.gguf", 0, 1500)]
+        assert seen == [
+            LoadProgress("load", "m.gguf", 0, 1500),
+            LoadProgress("load", "m.gguf", 1500, 1500),
+        ]
         assert seen[0].describe() == "loading m.gguf (1.5 kB)"
 
     def test_a_missing_file_on_the_hub(self, tmp_path: Path) -> None:
