@@ -82,8 +82,11 @@ class ToolResult:
     duration: float
     """Seconds from start to result (0 for calls refused before running)."""
     error_type: str | None = None
-    """A short category when ``error`` is set: ``validation``, ``unknown_tool``, ``denied``,
-    ``timeout``, ``cancelled``, ``exception``, ``parse``, ``repeated``."""
+    """A short category when ``error`` is set: ``validation`` (bad arguments),
+    ``unknown_tool``, ``denied``, ``timeout``, ``cancelled``, ``error`` (the tool reported a
+    failure, :class:`tools.base.ToolError`) or ``exception`` (the tool raised anything else).
+    Malformed calls and repeated calls never run, so they are :class:`Error` events
+    (``error_type`` ``parse`` or ``repeated``), not results."""
     kind: Literal["tool_result"] = "tool_result"
 
     @property
@@ -99,7 +102,9 @@ class Approval:
     tool_risk: str = "dangerous"
     decision: bool | None = None
     decided_by: str | None = None
-    """``"policy"``, ``"callback"`` or ``"consumer"`` once decided."""
+    """Once decided: ``"policy"`` (the approval setting), ``"callback"``
+    (``approval_callback``), ``"consumer"`` (:meth:`approve`/:meth:`deny` on the streamed
+    event) or ``"default"`` (nobody answered, so the call was denied)."""
     kind: Literal["approval"] = "approval"
 
     def approve(self) -> None:

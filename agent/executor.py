@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.events import ToolCall, ToolResult
-from tools.base import Tool, ToolArgumentError, ToolContext, ToolError
+from tools.base import Tool, ToolArgumentError, ToolCancelledError, ToolContext, ToolError
 from tools.output import cap, neutralise
 from tools.registry import ToolRegistry, UnknownToolError
 
@@ -155,7 +155,9 @@ class ToolExecutor:
         try:
             value = future.result()
         except ToolError as exc:
-            return self._timed_error(call, str(exc) or type(exc).__name__, "error", t0)
+            cancelled = isinstance(exc, ToolCancelledError) or self.context.cancelled
+            kind = "cancelled" if cancelled else "error"
+            return self._timed_error(call, str(exc) or type(exc).__name__, kind, t0)
         except Exception as exc:  # a tool's bug is the model's observation, not our crash
             return self._timed_error(call, f"{type(exc).__name__}: {exc}", "exception", t0)
         text = cap(neutralise(format_output(value)), self.output_chars)

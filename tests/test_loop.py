@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -449,3 +450,26 @@ def test_backend_options_for_a_server_are_accepted() -> None:
         backend_options={"api_mode": "chat", "model_name": "m", "headers": {"X": "1"}},
     )
     agent.close()
+
+
+def test_a_tool_that_stops_because_the_run_was_cancelled_is_reported_as_cancelled(
+    tmp_path: Path,
+) -> None:
+    """Like an MCP tool: it notices the cancel itself and raises a plain ToolError."""
+    from agent import ToolContext, ToolError
+
+    started = threading.Event()
+
+    @tool
+    def waits(ctx: ToolContext) -> str:
+        """Wait until cancelled."""
+        started.set()
+        ctx.cancel_event.wait(HANG_BOUND)
+        raise ToolError("stopped: the run was cancelled")
+
+    backend = ScriptedBackend(["</think>" + call("waits"), "</think>unused"])
+    agent = Agent(backend, tools=[waits], transcript=False, workspace=tmp_path)
+    threading.Thread(target=lambda: started.wait(HANG_BOUND) and agent.cancel()).start()
+    result = agent.run("go")
+    assert result.finish_reason == "cancelled"
+    assert [c.error_type for c in result.tool_calls] == ["cancelled"]
