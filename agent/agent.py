@@ -22,8 +22,8 @@ from agent.loop import Limits, RunState, run_loop
 from agent.transcript import TranscriptWriter, default_sessions_dir
 from models.base import Backend, Sampling, Usage
 from models.progress import ProgressCallback
-from tools.base import ToolContext
-from tools.registry import ToolRegistry, ToolSpec
+from tools.base import ToolContext, ToolError
+from tools.registry import ToolRegistry, ToolSpec, check_tool_settings
 
 Placement = Literal["interleaved", "template"]
 ToolChoice = Literal["auto", "required"]
@@ -64,8 +64,8 @@ class Agent:
             ``model_name``, ``api_key_env``, ``headers``. Unknown keys raise ``ValueError``.
 
     Raises:
-        ValueError: an unknown option value, a limit that could never be met, or unknown
-            ``backend_options``.
+        ValueError: an unknown option value, a limit that could never be met, unknown
+            ``backend_options``, or ``tool_settings`` a built-in tool does not know.
         tools.mcp.McpError: an MCP server could not be started or listed.
         mcp_servers: Model Context Protocol servers whose tools join ``tools``: commands
             (``"npx server-x --flag"``), ``http(s)://`` URLs, or ``tools.mcp.McpServerSpec``.
@@ -135,6 +135,11 @@ class Agent:
         self.system = system
         self.tool_output_chars = tool_output_chars
         self.tool_settings: dict[str, Mapping[str, Any]] = dict(tool_settings or {})
+        try:
+            check_tool_settings(self.tool_settings, self.registry.names())
+        except ToolError as exc:
+            self._close_mcp()
+            raise ValueError(f"tool_settings: {exc}") from None
         self.history: list[dict[str, Any]] = []
         """The conversation so far, as OpenAI-style messages (reasoning included)."""
         self._cancel = threading.Event()
@@ -327,6 +332,9 @@ class Agent:
             self._writer.close()
         if self._backend is not None:
             self._backend.close()
+        self._close_mcp()
+
+    def _close_mcp(self) -> None:
         if self._mcp:
             from tools.mcp import close_all
 

@@ -280,7 +280,38 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     except ValidationError as exc:
         raise ConfigError(_explain(file, exc)) from None
     config._path = file
+    _check_meaning(config, file)
     return config
+
+
+def _check_meaning(config: Config, file: Path) -> None:
+    """What the schema cannot see: tools that exist, settings they know, a model that resolves.
+
+    Raises:
+        ConfigError: naming the file and the key.
+    """
+    from models.base import BackendError
+    from models.catalog import parse_spec
+    from tools.base import ToolError
+    from tools.registry import BUILTINS, check_tool_settings
+
+    for index, name in enumerate(config.tools or ()):
+        if name not in BUILTINS:
+            raise ConfigError(
+                f"{file}: tools[{index}]: unknown tool {name!r}; built-in tools are: "
+                f"{', '.join(sorted(BUILTINS))} (MCP servers' tools come from [[mcp]])"
+            )
+    for name, values in config.tool_settings.items():
+        try:
+            check_tool_settings({name: values})
+        except ToolError as exc:
+            raise ConfigError(f"{file}: tool_settings.{name}: {exc}") from None
+    if config.model is not None and config.endpoint(config.model) is None:
+        try:
+            parse_spec(config.model)
+        except BackendError as exc:
+            endpoints = ", ".join(sorted(config.endpoints)) or "none in this file"
+            raise ConfigError(f"{file}: model: {exc} (endpoints: {endpoints})") from None
 
 
 def _explain(file: Path, exc: ValidationError) -> str:

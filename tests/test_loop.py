@@ -473,3 +473,11 @@ def test_a_tool_that_stops_because_the_run_was_cancelled_is_reported_as_cancelle
     result = agent.run("go")
     assert result.finish_reason == "cancelled"
     assert [c.error_type for c in result.tool_calls] == ["cancelled"]
+
+
+def test_tool_settings_a_tool_does_not_know_are_refused_when_the_agent_is_made() -> None:
+    with pytest.raises(ValueError, match=r"tool_settings: unknown python settings \['cpu_secs'\]"):
+        Agent("smollm2-135m", tools=["python"], tool_settings={"python": {"cpu_secs": 3}})
+    with pytest.raises(ValueError, match=r"settings for 'nope', which is not a tool here"):
+        Agent("smollm2-135m", tool_settings={"nope": {}})
+    Agent("smollm2-135m", tools=[add], tool_settings={"add": {"anything": 1}}, transcript=False)

@@ -7,10 +7,10 @@ httpx, and ``import tools`` stays cheap.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from tools.base import Tool, make_tool
+from tools.base import Tool, ToolError, make_tool
 
 BUILTINS: dict[str, str] = {
     "calculator": "tools.calculator:calculator",
@@ -104,3 +104,67 @@ class ToolRegistry:
 
     def __contains__(self, name: object) -> bool:
         return name in self._tools
+
+
+def _numbers(tool: str, *allowed: str) -> Callable[[Mapping[str, Any]], None]:
+    """A check for settings that are all non-negative numbers among ``allowed``."""
+
+    def check(settings: Mapping[str, Any]) -> None:
+        unknown = sorted(set(settings) - set(allowed))
+        if unknown:
+            known = ", ".join(sorted(allowed)) or "none"
+            raise ToolError(f"unknown {tool} settings {unknown}; known: {known}")
+        for name, value in settings.items():
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ToolError(f"{tool} setting {name} must be a number >= 0, got {value!r}")
+
+    return check
+
+
+def _python(settings: Mapping[str, Any]) -> None:
+    from tools.python_tool import PythonLimits
+
+    PythonLimits.from_settings(settings)
+
+
+def _fetch(settings: Mapping[str, Any]) -> None:
+    from tools.fetch import FetchSettings
+
+    FetchSettings.from_settings(settings)
+
+
+SETTINGS_CHECKS: dict[str, Callable[[Mapping[str, Any]], None]] = {
+    "calculator": _numbers("calculator"),
+    "python": _python,
+    "web_search": _numbers("web_search", "retries", "backoff_seconds", "timeout"),
+    "fetch_url": _fetch,
+    "read_file": _numbers("read_file", "max_read_bytes"),
+    "write_file": _numbers("write_file", "max_write_bytes"),
+    "list_dir": _numbers("list_dir", "max_entries"),
+}
+"""How each built-in validates its ``tool_settings`` (the same checks the tool makes when it
+runs, so that a typo is caught when the agent is made instead of at the first call)."""
+
+
+def check_tool_settings(
+    settings: Mapping[str, Mapping[str, Any]], tool_names: Iterable[str] = ()
+) -> None:
+    """Check per-tool settings: each key names a built-in (or one of ``tool_names``, whose
+    settings are the tool's own business) and a built-in's settings are ones it knows.
+
+    Raises:
+        ToolError: the first problem, naming the tool and the setting.
+    """
+    others = set(tool_names)
+    for name, values in settings.items():
+        check = SETTINGS_CHECKS.get(name)
+        if check is None:
+            if name in others:
+                continue
+            raise ToolError(
+                f"settings for {name!r}, which is not a tool here; built-in tools are: "
+                f"{', '.join(sorted(BUILTINS))}"
+            )
+        if not isinstance(values, Mapping):
+            raise ToolError(f"the settings of {name!r} must be a table of names and values")
+        check(values)
