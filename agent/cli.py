@@ -162,6 +162,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     arguments = list(sys.argv[1:] if argv is None else argv)
     commands = {"ask", "chat", "web", "run", "tools", "models", "config"}
+    if arguments and not arguments[0].startswith("-") and arguments[0] not in commands:
+        print(
+            f"qwq-agent: unknown command {arguments[0]!r}; the commands are "
+            f"{', '.join(sorted(commands))} (to ask something: qwq-agent ask \"...\")",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
     if not any(a in commands or a in ("-h", "--help", "--version") for a in arguments[:1]):
         arguments.insert(0, "chat")  # `qwq-agent [options]` opens the TUI
     args = parser.parse_args(arguments)

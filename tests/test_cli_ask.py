@@ -96,3 +96,22 @@ def test_a_reader_that_leaves_early_is_not_an_error(tmp_path: Path) -> None:
         reader.stdin.close()
     assert writer.returncode == EXIT_OK, writer.stderr.decode()
     assert b"Traceback" not in writer.stderr and b"BrokenPipe" not in writer.stderr
+
+
+def test_an_unknown_command_is_named(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bogus"]) == EXIT_BAD_INPUT
+    assert "unknown command 'bogus'; the commands are ask, chat" in capsys.readouterr().err
+
+
+def test_the_tui_refuses_to_start_without_a_terminal() -> None:
+    """Without this it would wait forever on a pipe (``qwq-agent < /dev/null``)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "--model", ADD],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == EXIT_BAD_INPUT
+    assert b"the terminal UI needs a terminal" in done.stderr

@@ -387,6 +387,14 @@ def run_chat(args: argparse.Namespace) -> int:
     from agent.cli import EXIT_BAD_INPUT, agent_from_args
 
     parent_pid = os.getppid()  # before the model loads: the server may die meanwhile
+    web = os.environ.get("TEXTUAL_DRIVER", "").endswith(":WebDriver")  # under qwq-agent web
+    if not web and not (sys.stdin.isatty() and sys.stdout.isatty()):
+        print(
+            "qwq-agent chat: the terminal UI needs a terminal (stdin and stdout are not one); "
+            'for scripts use qwq-agent ask "..." or qwq-agent run TASKS.yaml',
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
 
     def factory(model: str | None) -> Agent:
         options = argparse.Namespace(**vars(args))
@@ -400,7 +408,7 @@ def run_chat(args: argparse.Namespace) -> int:
     except (ValueError, LookupError, TypeError, BackendError) as exc:
         print(f"qwq-agent chat: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    if os.environ.get("TEXTUAL_DRIVER", "").endswith(":WebDriver"):  # under qwq-agent web
+    if web:
         app.parent_pid = parent_pid
     code = app.run()
     app.run_done.wait(timeout=10)  # let a cancelled run end before the model is freed
