@@ -388,13 +388,6 @@ def run_chat(args: argparse.Namespace) -> int:
 
     parent_pid = os.getppid()  # before the model loads: the server may die meanwhile
     web = os.environ.get("TEXTUAL_DRIVER", "").endswith(":WebDriver")  # under qwq-agent web
-    if not web and not (sys.stdin.isatty() and sys.stdout.isatty()):
-        print(
-            "qwq-agent chat: the terminal UI needs a terminal (stdin and stdout are not one); "
-            'for scripts use qwq-agent ask "..." or qwq-agent run TASKS.yaml',
-            file=sys.stderr,
-        )
-        return EXIT_BAD_INPUT
 
     def factory(model: str | None) -> Agent:
         options = argparse.Namespace(**vars(args))
@@ -407,6 +400,14 @@ def run_chat(args: argparse.Namespace) -> int:
         app = make_app(factory, model_label=getattr(args, "model", None))
     except (ValueError, LookupError, TypeError, BackendError) as exc:
         print(f"qwq-agent chat: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if not web and not (sys.stdin.isatty() and sys.stdout.isatty()):
+        app.agent.close()
+        print(
+            "qwq-agent chat: the terminal UI needs a terminal (stdin and stdout are not one); "
+            'for scripts use qwq-agent ask "..." or qwq-agent run TASKS.yaml',
+            file=sys.stderr,
+        )
         return EXIT_BAD_INPUT
     if web:
         app.parent_pid = parent_pid
