@@ -2,20 +2,23 @@
 
 Exit codes (as :mod:`agent.cli`): 0 every task ran (now or, with ``--resume``, before) and
 passed; 1 some task failed, errored or was not run because of ``--fail-fast``; 2 bad input,
-reported before any task runs (task file, options, ``--only`` ids, results file, the first
-model); 130 interrupted by SIGINT or SIGTERM: the running task ends cleanly, is recorded as
+reported before any task runs (task file, options, ``--only`` ids, the first model, a results
+file that cannot be written or whose path holds something else: the task file, or a file
+that is not results); 130 interrupted by SIGINT or SIGTERM: the running task ends cleanly, is recorded as
 interrupted, and ``--resume`` picks the batch up from there (a second signal stops at once).
 
 Options given on the command line override the task file, tasks included; options not given
 leave the file's values (the ``run`` parser's defaults are ``None`` for that reason).
 Progress goes to stderr (a bar on a terminal, plain lines otherwise), the summary to stdout,
 results to ``--out`` (default: ``TASKS.results.jsonl`` beside the task file) and transcripts
-to the folder beside it (``TASKS.results.transcripts/ID.jsonl``).
+to the folder beside it (``TASKS.results.transcripts/ID.jsonl``). With ``--resume``, lines
+of ``--out`` that are not results are reported on stderr (``FILE:LINE:``) and left alone.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -82,6 +85,7 @@ def run_tasks(
         if args.concurrency < 1:
             raise BadInput(f"--concurrency must be at least 1, got {args.concurrency}")
         out_path = Path(args.out) if args.out else _default_out(Path(args.file))
+        _check_out(out_path, Path(args.file), resume=args.resume)
         results = ResultsFile(out_path, resume=args.resume)
     except TaskFileError as exc:
         for problem in exc.problems:
@@ -108,6 +112,8 @@ def run_tasks(
     try:
         if results.dropped_torn_line:
             reporter.note(f"{out_path}: dropped a torn last line left by an interrupted run")
+        for line in _unreadable_notes(out_path, results.unreadable):
+            reporter.note(line)
         runner.preload()
         with _signals(runner):
             runner.run(already_done=len(plans) - len(todo))
@@ -153,6 +159,53 @@ def _finish(
 
 def _default_out(task_file: Path) -> Path:
     return task_file.with_name(task_file.stem + ".results.jsonl")
+
+
+def _check_out(out_path: Path, task_file: Path, *, resume: bool) -> None:
+    """Refuse an ``--out`` whose content results would destroy: the task file itself, or an
+    existing file that is not a results file (see :func:`agent.results.not_a_results_file`).
+
+    Raises:
+        BadInput: with what was found and another path to use.
+        OSError: ``out_path`` exists but cannot be read.
+    """
+    from agent.results import not_a_results_file
+
+    other = _default_out(task_file)
+    if other.resolve() == out_path.resolve():
+        other = out_path.with_name(out_path.stem + ".new.jsonl")
+    instead = f"give --out another path, e.g. --out {other}"
+    if out_path.is_dir():
+        raise BadInput(f"--out {out_path} is a folder; results go to a file: {instead}")
+    if out_path.exists() and task_file.exists() and os.path.samefile(out_path, task_file):
+        raise BadInput(
+            f"--out {out_path} is the task file itself, which results would overwrite; {instead}"
+        )
+    found = not_a_results_file(out_path)
+    if found is not None:
+        would = "append results to it" if resume else "overwrite it"
+        raise BadInput(
+            f"--out {out_path} exists and is not a results file ({found}); running would "
+            f"{would}; {instead}, or delete the file first"
+        )
+
+
+_UNREADABLE_SHOWN = 5
+
+
+def _unreadable_notes(out_path: Path, unreadable: list[tuple[int, str]]) -> list[str]:
+    """Warnings for the lines of a resumed results file that are not results: one
+    ``FILE:LINE:`` note each (the first few), then how many more."""
+    from agent.results import quote_line
+
+    notes = [
+        f"{out_path}:{number}: not a result, ignored (left in the file): {quote_line(text)}"
+        for number, text in unreadable[:_UNREADABLE_SHOWN]
+    ]
+    if len(unreadable) > _UNREADABLE_SHOWN:
+        more = len(unreadable) - _UNREADABLE_SHOWN
+        notes.append(f"{out_path}: {more} more line{'s' if more > 1 else ''} that are not results")
+    return notes
 
 
 def _overrides(args: argparse.Namespace) -> Settings:

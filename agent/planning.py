@@ -1,5 +1,6 @@
 """Turn a validated task file into :class:`agent.tasks.TaskPlan` s, checking what the schema
-cannot: that models, tools, folders and files exist, and that prompts render.
+cannot: that models, tools, folders and files exist, that every ``approve:`` list names tools
+its ``tools:`` enables, and that prompts render.
 
 Each setting of a task comes from the first layer that sets it: the command line, the task,
 the file, then the built-in default (:data:`agent.tasks.DEFAULT_MODEL` …). ``system`` and
@@ -11,7 +12,7 @@ the file (or naming the command-line option), and raised together as a
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.safe_yaml import DocPath, YamlLoadError, dotted
 from agent.tasks import (
@@ -26,10 +27,19 @@ from agent.tasks import (
     read_text_file,
 )
 
+if TYPE_CHECKING:
+    from jinja2 import Environment
+
 Origin = DocPath | None
 """Where a setting came from: a path into the file, or ``None`` for the command line."""
 
 _OPTION_NAMES = {"timeout_s": "--timeout", "ctx": "--ctx"}
+
+LOAD_OPTIONS = ("ctx", "n_gpu_layers")
+"""The settings passed to the model loader, whose errors name them as command-line options."""
+
+LITERAL_BRACES = "write {% raw %}…{% endraw %} around text that must keep its braces"
+"""How a prompt keeps literal ``{{``, ``{%`` or ``{#``: every prompt is a Jinja2 template."""
 
 
 class Planner:
@@ -42,6 +52,7 @@ class Planner:
         self.base = spec.path.resolve().parent
         self.problems: list[YamlLoadError] = []
         self._seen: set[str] = set()
+        self._jinja: Environment | None = None
 
     def plan_all(self) -> list[TaskPlan]:
         """Plans for every task, in file order.
@@ -49,9 +60,10 @@ class Planner:
         Raises:
             TaskFileError: one or more problems (all of them are listed).
         """
+        self._check_approved()
         plans = [self._plan(i, task) for i, task in enumerate(self.spec.data.tasks)]
         if self.problems:
-            raise TaskFileError(self.problems)
+            raise TaskFileError(sorted(self.problems, key=_in_file_order))
         return [p for p in plans if p is not None]
 
     # -- helpers ---------------------------------------------------------------------------
@@ -126,7 +138,20 @@ class Planner:
             system=system,
             expect=task.expect,
             mcp=tuple(mcp or ()),
+            load_options_at=self._load_options_at(layers),
         )
+
+    def _load_options_at(self, layers: list[tuple[Settings, Origin]]) -> dict[str, str]:
+        """``FILE:LINE:COL`` of each load option that the task file (not the command line)
+        sets for this task, by setting name."""
+        where: dict[str, str] = {}
+        for name in LOAD_OPTIONS:
+            value, origin = self._pick(layers, name)
+            if value is None or origin is None:
+                continue
+            at = self.spec.source.locate((*origin, name))
+            where[name] = str(self.spec.path) + (f":{at.line}:{at.column}" if at else "")
+        return where
 
     def _model(self, layers: list[tuple[Settings, Origin]]) -> str | None:
         from models.base import BackendError
@@ -175,6 +200,50 @@ class Planner:
                 )
         return tuple(dict.fromkeys(value))
 
+    def _check_approved(self) -> None:
+        """Each ``approve:`` list may only name built-in tools that ``tools:`` enables where
+        the list applies: a task's list in that task, the file's list in the tasks that do not
+        set their own (at least one of them must enable the tool). Tools come from the task
+        file only (its ``tools:``, or the default): narrowing them with ``--tools`` never
+        breaks a file. Unknown names are :meth:`_tool_names`' to report.
+        """
+        file, tasks = self.spec.data, self.spec.data.tasks
+        inheriting = [[task, file] for task in tasks if task.approve is None]
+        if file.approve is not None and inheriting:
+            self._check_approve_list(file.approve, (), inheriting)
+        for index, task in enumerate(tasks):
+            if task.approve is not None:
+                self._check_approve_list(task.approve, ("tasks", index), [[task, file]])
+
+    def _check_approve_list(
+        self, approve: list[str], origin: DocPath, users: list[list[Settings]]
+    ) -> None:
+        """Check ``approve`` against the tools of ``users`` (the layers of each task that it
+        applies to, the task first). Skipped when MCP servers are in force for one of them:
+        their tools, which may be approved, are only known once the servers run."""
+        from tools.registry import BUILTINS
+
+        if any(_first(layers, "mcp") for layers in users):
+            return
+        enabled: dict[str, None] = {}
+        defaulted = 0
+        for layers in users:
+            tools = _first(layers, "tools")
+            defaulted += tools is None
+            enabled.update(dict.fromkeys(DEFAULT_TOOLS if tools is None else tools))
+        listed = ", ".join(enabled) or "none (tools: is empty)"
+        if defaulted == len(users):
+            listed += " (the default: tools: is not set)"
+        for i, name in enumerate(approve):
+            if name in BUILTINS and name not in enabled:
+                self._problem(
+                    origin,
+                    "approve",
+                    f"{name!r} is approved but not enabled, so it can never run; the enabled "
+                    f"tools are: {listed}. Add {name!r} to tools: or remove it from approve:",
+                    item=i,
+                )
+
     def _workspace(self, layers: list[tuple[Settings, Origin]]) -> Path | None:
         value, origin = self._pick(layers, "workspace")
         path = (self._base(origin) / Path(value or ".").expanduser()).resolve()
@@ -198,46 +267,85 @@ class Planner:
         return None
 
     def _prompt(self, index: int, task: Task) -> str | None:
+        """The prompt (inline or read from ``prompt_file``), always rendered as a Jinja2
+        template: with the task's ``inputs``, or with none."""
         origin: DocPath = ("tasks", index)
         if task.prompt_file is not None:
-            field = "prompt_file"
+            field, what = "prompt_file", task.prompt_file
             try:
                 text = read_text_file(self.base, task.prompt_file)
             except YamlLoadError as exc:
                 self._problem(origin, field, str(exc))
                 return None
         else:
-            field, text = "prompt", task.prompt or ""
-        if task.inputs is not None:
-            rendered = self._render(origin, field, text, task.inputs)
-            if rendered is None:
-                return None
-            text = rendered
-        if not text.strip():
+            field, what, text = "prompt", "the prompt", task.prompt or ""
+        rendered = self._render(origin, field, what, text, task.inputs or {})
+        if rendered is None:
+            return None
+        if not rendered.strip():
             self._problem(origin, field, "the prompt is empty")
             return None
-        return text
+        return rendered
 
-    def _render(self, origin: DocPath, field: str, text: str, inputs: dict[str, Any]) -> str | None:
-        from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
+    def _render(
+        self, origin: DocPath, field: str, what: str, text: str, inputs: dict[str, Any]
+    ) -> str | None:
+        """``text`` rendered in a sandbox with strict undefined names; ``None`` (and a problem
+        located at ``field``, naming the line of ``what``) when it cannot be."""
+        from jinja2 import TemplateError, TemplateSyntaxError
 
-        env = ImmutableSandboxedEnvironment(
-            undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False
-        )
         try:
-            return env.from_string(text).render(**inputs)
+            return self._environment().from_string(text).render(**inputs)
         except TemplateSyntaxError as exc:
             self._problem(
                 origin,
                 field,
-                f"line {exc.lineno} of the prompt is not a valid Jinja2 template: {exc.message}",
+                f"line {exc.lineno} of {what} is not a valid Jinja2 template: "
+                f"{(exc.message or 'a syntax error').rstrip('.')} (every prompt is a template; "
+                f"{LITERAL_BRACES})",
             )
         except TemplateError as exc:
+            line = _template_line(exc)
+            at = f" (line {line} of {what})" if line is not None else ""
+            given = ", ".join(sorted(inputs)) or "none"
             self._problem(
                 origin,
                 field,
-                f"the prompt cannot be rendered: {exc}; every {{{{ name }}}} it uses must be "
-                "given under inputs:",
+                f"the prompt cannot be rendered: {exc}{at}; every {{{{ name }}}} it uses must be "
+                f"given under inputs: (given: {given}), or {LITERAL_BRACES}",
             )
         return None
+
+    def _environment(self) -> Environment:
+        """The one Jinja2 environment of the plan: sandboxed, immutable, strict undefined."""
+        if self._jinja is None:
+            from jinja2 import StrictUndefined
+            from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+            self._jinja = ImmutableSandboxedEnvironment(
+                undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False
+            )
+        return self._jinja
+
+
+def _in_file_order(problem: YamlLoadError) -> tuple[int, int]:
+    """Command-line problems first (in the order found), then by place in the file."""
+    where = problem.location
+    return (where.line, where.column) if where is not None else (0, 0)
+
+
+def _first(layers: list[Settings], name: str) -> Any:
+    """The value of setting ``name`` in the first of ``layers`` that sets it (or ``None``)."""
+    return next((v for v in (getattr(layer, name) for layer in layers) if v is not None), None)
+
+
+def _template_line(exc: BaseException) -> int | None:
+    """The line of the template being rendered when ``exc`` was raised, when Jinja2 put it in
+    the traceback (it rewrites template frames to carry the template's own line numbers)."""
+    line = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line

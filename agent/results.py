@@ -5,7 +5,10 @@ A line is written and flushed the moment its task ends, so a batch killed at any
 :class:`ResultsFile` opened with ``resume=True`` repairs such a torn last line (dropped, or
 completed with its newline when it is whole JSON), reads what is there, and appends; without
 ``resume`` it starts the file anew. A result recorded as ``interrupted`` does not count as
-done: ``--resume`` runs that task again (the newer line wins when both are read).
+done: ``--resume`` runs that task again (the newer line wins when both are read). Lines that
+are not results are skipped, and their numbers kept (:attr:`ResultsFile.unreadable`) so that
+the caller can say so. :func:`not_a_results_file` tells, before any of this, whether an
+existing file looks like something else (a task file, a script) that must not be overwritten.
 
 The fields of a line are those of :class:`TaskResult`.
 """
@@ -71,25 +74,78 @@ class TaskResult:
         return "; ".join(f"{e.get('kind')}: {e.get('detail')}" for e in failed)
 
 
+PEEK_BYTES = 1024 * 1024
+"""How much of an existing ``--out`` :func:`not_a_results_file` reads, at most."""
+
+
 def read_results(path: str | Path) -> tuple[list[TaskResult], int]:
     """The complete results in ``path``, in file order, and how many lines were unreadable."""
+    results, unreadable = read_results_and_unreadable(path)
+    return results, len(unreadable)
+
+
+def read_results_and_unreadable(
+    path: str | Path,
+) -> tuple[list[TaskResult], list[tuple[int, str]]]:
+    """The complete results in ``path``, in file order, and each non-blank line that is not a
+    result: its number (from 1) and its text."""
     results: list[TaskResult] = []
-    skipped = 0
+    unreadable: list[tuple[int, str]] = []
     with Path(path).open("r", encoding="utf-8", errors="replace") as handle:
-        for line in handle:
+        for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
             try:
                 data = json.loads(line)
             except ValueError:
-                skipped += 1
-                continue
+                data = None
             result = TaskResult.from_dict(data) if isinstance(data, dict) else None
             if result is None:
-                skipped += 1
+                unreadable.append((number, line.rstrip("\r\n")))
             else:
                 results.append(result)
-    return results, skipped
+    return results, unreadable
+
+
+def not_a_results_file(path: Path) -> str | None:
+    """What ``path`` holds when it is an existing file but not results of ``qwq-agent run``
+    (for a person: ``its first line is not JSON: 'model: x'``), or ``None`` when writing
+    results there destroys nothing else: it does not exist, is not a regular file (a folder,
+    ``/dev/null``), is blank, or its first non-blank line is a result, or the start of one (a
+    line torn by a kill, or longer than :data:`PEEK_BYTES`, which is all that is read).
+
+    Raises:
+        OSError: the file exists but cannot be read.
+    """
+    if not path.is_file():
+        return None
+    with path.open("rb") as handle:
+        line = b" "
+        while line and not line.strip():
+            line = handle.readline(PEEK_BYTES)
+    text = line.strip()
+    if not text:
+        return None
+    shown = quote_line(text)
+    try:
+        data = json.loads(text)
+    except ValueError:
+        if not line.endswith(b"\n") and text.startswith(b'{"id":'):
+            return None  # how every result line starts (see TaskResult.to_json)
+        return f"its first line is not JSON: {shown}"
+    if not isinstance(data, dict):
+        return f"its first line is JSON but not an object: {shown}"
+    if TaskResult.from_dict(data) is None:
+        return f"its first line is a JSON object but not a result: {shown}"
+    return None
+
+
+def quote_line(text: str | bytes, limit: int = 60) -> str:
+    """A line quoted for a message: decoded leniently, cut to ``limit`` characters, control
+    characters escaped (``repr``)."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    return repr(text if len(text) <= limit else text[:limit] + "…")
 
 
 def repair_tail(path: Path) -> bool:
@@ -124,15 +180,22 @@ class ResultsFile:
         self.earlier: dict[str, TaskResult] = {}
         """The last complete result of each task already in the file (``resume`` only)."""
         self.dropped_torn_line = False
-        self.skipped_lines = 0
+        self.unreadable: list[tuple[int, str]] = []
+        """Lines already in the file that are not results (``resume`` only): number, text.
+        They are left in the file, and count for no task."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if resume and self.path.exists():
             self.dropped_torn_line = repair_tail(self.path)
-            results, self.skipped_lines = read_results(self.path)
+            results, self.unreadable = read_results_and_unreadable(self.path)
             for result in results:
                 self.earlier[result.id] = result
         self._file: IO[str] = self.path.open("a" if resume else "w", encoding="utf-8")
         self._lock = threading.Lock()
+
+    @property
+    def skipped_lines(self) -> int:
+        """How many lines of :attr:`unreadable` there are."""
+        return len(self.unreadable)
 
     def done_ids(self) -> set[str]:
         """Tasks whose result is in the file and was not interrupted."""

@@ -15,12 +15,14 @@ Contract:
   cancels the running tasks, which end cleanly and are recorded with ``interrupted: true``;
   no new task starts. ``fail_fast`` stops starting tasks after the first failure.
 * A task never takes the batch down: a model that fails to load, or an unexpected exception,
-  becomes that task's ``error``.
+  becomes that task's ``error``. A load error caused by an option the task file sets (``ctx``,
+  ``n_gpu_layers``) points at it in the file (:func:`explain_load_error`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 import threading
 import time
 from collections import Counter
@@ -53,6 +55,27 @@ def open_model(spec: str, options: Mapping[str, Any]) -> Backend:
 
 ModelKey = tuple[str, int | None, int | None]
 
+_LOAD_FLAGS = {"ctx": "--ctx", "n_gpu_layers": "--n-gpu-layers"}
+"""Load options by task-file key, and the flag that the model loader's messages name."""
+
+
+def explain_load_error(plan: TaskPlan, message: str) -> str:
+    """``message``, from loading the model of ``plan``, told in the task file's terms.
+
+    The loader names its options as command-line flags (``use --ctx 8192 or less``). Each
+    flag it mentions whose value came from the task file (``plan.load_options_at``) becomes
+    the file's key (``use ctx: 8192 or less``), and the message is prefixed with where the
+    file sets the first of them (``FILE:LINE:COL: ctx: ``). Other messages are unchanged.
+    """
+    where = ""
+    for name, flag in _LOAD_FLAGS.items():
+        at = plan.load_options_at.get(name)
+        if at is None or flag not in message:
+            continue
+        message = re.sub(rf"{re.escape(flag)}\b", f"{name}:", message)
+        where = where or f"{at}: {name}: "
+    return where + message
+
 
 class BackendPool:
     """Loaded models by key, with a use count so each is closed after its last task."""
@@ -74,13 +97,13 @@ class BackendPool:
         key = plan.model_key
         with self._lock:
             if key in self._failures:
-                raise BackendError(self._failures[key])
+                raise BackendError(explain_load_error(plan, self._failures[key]))
             if key not in self._backends:
                 try:
                     self._backends[key] = self._factory(plan.model, plan.backend_options())
                 except (BackendError, OSError, ValueError) as exc:
                     self._failures[key] = str(exc)
-                    raise BackendError(str(exc)) from exc
+                    raise BackendError(explain_load_error(plan, str(exc))) from exc
                 self._turns[key] = threading.Lock()
             return self._backends[key]
 

@@ -9,9 +9,10 @@ any task runs.
 Shape: file-level defaults (every field of :class:`Settings`), then ``tasks:``, a list of
 :class:`Task`; a task may override any default. :meth:`TaskFileSpec.plan` merges the layers,
 command line first (``--model`` beats the file), then the task, then the file, then the
-built-in defaults, and turns each task into a :class:`TaskPlan`: the prompt rendered (Jinja2,
-sandboxed, ``StrictUndefined``, only when the task has ``inputs``), files read, and paths
-resolved. Paths written in the file (``workspace``, ``system_file``, ``prompt_file``,
+built-in defaults, and turns each task into a :class:`TaskPlan`: the prompt rendered (every
+prompt is a Jinja2 template, sandboxed, ``StrictUndefined``, given the task's ``inputs`` if
+any: literal braces need ``{% raw %}``), files read, paths resolved, and each ``approve:``
+checked against the ``tools:`` it goes with. Paths written in the file (``workspace``, ``system_file``, ``prompt_file``,
 ``scripted:FILE``, a ``.gguf`` path) are relative to the task file's folder; paths on the
 command line to the current directory.
 """
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -136,6 +137,10 @@ class TaskPlan:
     expect: Expect | None
     mcp: tuple[str, ...] = ()
     """MCP servers (command lines or URLs) whose tools this task may use."""
+    load_options_at: Mapping[str, str] = field(default_factory=dict)
+    """Where the task file sets a load option of this task (``ctx``, ``n_gpu_layers``):
+    ``FILE:LINE:COL`` by setting name; options from the command line or the defaults are not
+    here. Lets a model-loading error point into the file instead of at a flag."""
 
     @property
     def model_key(self) -> tuple[str, int | None, int | None]:

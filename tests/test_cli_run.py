@@ -22,7 +22,7 @@ from agent.cli_run import run_tasks
 from agent.progress import PlainReporter, RichReporter, make_reporter, print_summary
 from agent.results import TaskResult, read_results
 from agent.transcript import load_transcript
-from models.base import Usage
+from models.base import BackendError, Usage
 from tests.conftest import call
 from tests.real_model import requires_tiny_model
 
@@ -98,6 +98,21 @@ def test_a_task_that_errors_exits_1(tmp_path: Path) -> None:
         (b"tasks: [{id: a, prompt: p}]\n", ["--concurrency", "0"], "--concurrency must be"),
         (b"tasks: [{id: a, prompt: p}]\n", ["--tools", "shell"], "--tools: unknown tool 'shell'"),
         (b"tasks: [{id: a, prompt: p}]\n", ["--model", "nope"], "--model: unknown model 'nope'"),
+        (
+            b"tasks:\n  - id: a\n    prompt: Hello {{ name }}\n",
+            [],
+            "tasks.yaml:3:13: tasks[0].prompt: the prompt cannot be rendered: 'name' is undefined",
+        ),
+        (
+            b"tasks:\n  - id: a\n    prompt: hi {{ name \n",
+            [],
+            "tasks.yaml:3:13: tasks[0].prompt: line 1 of the prompt is not a valid Jinja2",
+        ),
+        (
+            b"approve: [python]\ntasks: [{id: a, prompt: p}]\n",
+            [],
+            "tasks.yaml:1:11: approve[0]: 'python' is approved but not enabled",
+        ),
     ],
 )
 def test_bad_input_exits_2_before_any_task_runs(
@@ -128,6 +143,96 @@ def test_an_unusable_out_path_exits_2(tmp_path: Path, capsys: pytest.CaptureFixt
     path = task_file(tmp_path, [{"id": "a", "prompt": "p"}], model=script(tmp_path, "m", ANSWER))
     assert main(["run", str(path), "--out", str(tmp_path)]) == 2
     assert "qwq-agent:" in capsys.readouterr().err
+
+
+def test_out_may_not_be_the_task_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = task_file(tmp_path, [{"id": "a", "prompt": "p"}], model=script(tmp_path, "m", ANSWER))
+    before = path.read_bytes()
+    (tmp_path / "sub").mkdir()
+    for out in (path, tmp_path / "sub" / ".." / "tasks.yaml"):
+        for resume in ([], ["--resume"]):
+            assert main(["run", str(path), "--out", str(out), *resume]) == 2
+            err = capsys.readouterr().err
+            assert f"--out {out} is the task file itself" in err
+            assert f"--out {tmp_path / 'tasks.results.jsonl'}" in err  # what to use instead
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("content", "found"),
+    [
+        (b"model: qwq-32b\n", "its first line is not JSON: 'model: qwq-32b'"),
+        (b"\n\n[1, 2]\n", "its first line is JSON but not an object: '[1, 2]'"),
+        (b'{"kind": "session"}\n', "its first line is a JSON object but not a result"),
+        (b"GGUF\x03\x00\xff\xfe", "its first line is not JSON: 'GGUF\\x03\\x00"),
+    ],
+)
+def test_out_may_not_overwrite_a_file_that_is_not_results(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes, found: str
+) -> None:
+    path = task_file(tmp_path, [{"id": "a", "prompt": "p"}], model=script(tmp_path, "m", ANSWER))
+    out = tmp_path / "precious.txt"
+    out.write_bytes(content)
+    for resume, would in (([], "overwrite it"), (["--resume"], "append results to it")):
+        assert main(["run", str(path), "--out", str(out), *resume]) == 2
+        err = capsys.readouterr().err
+        assert f"--out {out} exists and is not a results file ({found}" in err
+        assert f"running would {would}; give --out another path, e.g. --out " in err
+    assert out.read_bytes() == content
+
+
+def test_out_may_be_a_results_file_even_one_torn_by_a_kill(tmp_path: Path) -> None:
+    path = task_file(
+        tmp_path, [{"id": "a", "prompt": "p"}], model=script(tmp_path, "m", ANSWER, ANSWER)
+    )
+    out = tmp_path / "o.jsonl"
+    out.write_text('{"id":"a","ok":tr', encoding="utf-8")  # killed while writing line 1
+    assert main(["run", str(path), "--out", str(out), "--resume"]) == 0
+    out.write_text("\n")
+    assert main(["run", str(path), "--out", str(out)]) == 0
+    assert ids(out) == ["a"]
+
+
+def test_resume_warns_about_lines_that_are_not_results_and_goes_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = task_file(
+        tmp_path, [{"id": i, "prompt": "p"} for i in "ab"], model=script(tmp_path, "m", ANSWER)
+    )
+    out = tmp_path / "o.jsonl"
+    done = TaskResult("a", True, "ok", "completed").to_json()
+    out.write_text(f"{done}\ngarbage\n\n[1]\n", encoding="utf-8")
+    assert main(["run", str(path), "--out", str(out), "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert f"{out}:2: not a result, ignored (left in the file): 'garbage'" in err
+    assert f"{out}:4: not a result, ignored (left in the file): '[1]'" in err
+    assert ids(out) == ["a", "b"] and read_results(out)[1] == 2
+
+
+def test_a_context_the_model_cannot_take_points_at_the_task_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def factory(spec: str, options: Any) -> Any:
+        limit = 8192
+        raise BackendError(
+            f"a context of {options['n_ctx']} tokens is more than this model supports "
+            f"({limit}); use --ctx {limit} or less"
+        )
+
+    path = tmp_path / "tasks.yaml"
+    path.write_text("model: qwq-32b\nctx: 100000\ntasks: [{id: a, prompt: p}]\n")
+    out = tmp_path / "o.jsonl"
+    args = args_for(path, out)
+    assert run_tasks(args, factory=factory) == 2
+    err = capsys.readouterr().err
+    assert (
+        f"qwq-agent: {path}:2:6: ctx: a context of 100000 tokens is more than this model "
+        "supports (8192); use ctx: 8192 or less"
+    ) in err.replace("\n", "")
+    assert "--ctx" not in err
+    assert run_tasks(args_for(path, out, "--ctx", "9000"), factory=factory) == 2
+    err = capsys.readouterr().err
+    assert "qwq-agent: a context of 9000 tokens" in err and "use --ctx 8192" in err
 
 
 # -- options ---------------------------------------------------------------------------------------
@@ -399,6 +504,7 @@ def test_sigterm_ends_the_task_cleanly_and_exits_130(tmp_path: Path) -> None:
         "reason": "cancelled",
         "answer": "",
         "detail": finished["detail"],
+        "duration": finished["duration"],
     }
 
     resumed = subprocess.run(

@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from agent import tool
-from agent.results import ResultsFile, TaskResult, read_results
-from agent.runner import Runner, open_model
+from agent.results import ResultsFile, TaskResult, not_a_results_file, read_results
+from agent.runner import Runner, explain_load_error, open_model
 from agent.tasks import TaskPlan, load_task_file
 from agent.transcript import load_transcript
 from models.base import Backend, BackendError, BackendInfo, GenerateOptions, Segment, StopReason
@@ -332,6 +332,41 @@ def test_a_model_that_fails_to_load_is_an_error_of_its_tasks(tmp_path: Path) -> 
         Runner(plans, results=file, reporter=Recorder(), factory=Models()).preload()
 
 
+def test_a_load_error_names_the_task_file_key_that_caused_it(tmp_path: Path) -> None:
+    def factory(spec: str, options: Mapping[str, Any]) -> Backend:
+        raise BackendError(
+            f"{options.get('n_ctx')} tokens: not enough memory. Use a smaller --ctx, "
+            "or fewer GPU layers (--n-gpu-layers), or the CPU (--n-gpu-layers 0)"
+        )
+
+    plans = plan(
+        tmp_path,
+        [
+            {"id": "a", "prompt": "p", "n_gpu_layers": -1},
+            {"id": "b", "prompt": "p", "ctx": 4096},
+        ],
+        model=script(tmp_path, "m", ANSWER),
+        ctx=100000,
+    )
+    _, results = run(plans, tmp_path, factory=factory)
+    file = tmp_path / "tasks.yaml"
+    assert results[0].error == (
+        f"the model {plans[0].model!r} could not be loaded: {file}:3:6: ctx: 100000 tokens: not "
+        "enough memory. Use a smaller ctx:, or fewer GPU layers (n_gpu_layers:), or the CPU "
+        "(n_gpu_layers: 0)"
+    )
+    assert results[1].error is not None and f"{file}:10:8: ctx: 4096 tokens" in results[1].error
+    assert "--n-gpu-layers 0" in (results[1].error or "")  # not set in the file: left as is
+
+
+def test_explain_load_error_leaves_other_messages_alone(tmp_path: Path) -> None:
+    (first,) = plan(tmp_path, [{"id": "a", "prompt": "p"}], model=script(tmp_path, "m", ANSWER))
+    assert explain_load_error(first, "use --ctx 8192 or less") == "use --ctx 8192 or less"
+    located = dataclasses.replace(first, load_options_at={"ctx": "t.yaml:1:6"})
+    assert explain_load_error(located, "no such file") == "no such file"
+    assert explain_load_error(located, "use --ctx 8192") == "t.yaml:1:6: ctx: use ctx: 8192"
+
+
 class Exploding(ScriptedBackend):
     def generate(
         self, context: Sequence[Segment], options: GenerateOptions
@@ -500,6 +535,40 @@ def test_interrupted_and_unreadable_lines_do_not_count_as_done(tmp_path: Path) -
     file.close()
     assert file.skipped_lines == 3
     assert file.done_ids() == {"a", "b"}  # the newer line of a wins; c was interrupted
+
+
+def test_unreadable_lines_are_kept_with_their_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    path.write_text(f"garbage\n\n{result('a').to_json()}\n" + '{"id": 1}\n', encoding="utf-8")
+    with ResultsFile(path, resume=True) as file:
+        assert file.unreadable == [(1, "garbage"), (4, '{"id": 1}')]
+        assert file.skipped_lines == 2 and file.done_ids() == {"a"}
+
+
+@pytest.mark.parametrize(
+    ("content", "found"),
+    [
+        (None, None),
+        (b"", None),
+        (b"\n  \n", None),
+        (f"\n{result('a').to_json()}\nanything\n".encode(), None),
+        (b'{"id":"a","ok":tr', None),  # torn by a kill
+        (b"tasks: []\n", "its first line is not JSON: 'tasks: []'"),
+        (b'{"id":"a","ok":tr\nmore\n', "its first line is not JSON"),  # torn, yet not last
+        (b'"text"\n', "its first line is JSON but not an object: '\"text\"'"),
+        (b'{"id": "a", "ok": 1}\n', "a JSON object but not a result"),
+        (b"x" * 100 + b"\n", "its first line is not JSON: '" + "x" * 60 + "…'"),
+    ],
+)
+def test_not_a_results_file_says_what_it_found(
+    tmp_path: Path, content: bytes | None, found: str | None
+) -> None:
+    path = tmp_path / "out.jsonl"
+    if content is not None:
+        path.write_bytes(content)
+    what = not_a_results_file(path)
+    assert what is None if found is None else what is not None and found in what, what
+    assert not_a_results_file(tmp_path) is None  # a folder: cannot be written, destroys nothing
 
 
 def test_without_resume_the_file_starts_anew(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
@@ -54,7 +55,7 @@ def test_every_field_is_planned(tmp_path: Path) -> None:
         min_p: 0.05
         presence_penalty: 1.5
         seed: 7
-        tools: [calculator]
+        tools: [calculator, write_file]
         approve: [write_file]
         placement: template
         tool_choice: required
@@ -65,7 +66,7 @@ def test_every_field_is_planned(tmp_path: Path) -> None:
         system_file: prompts/system.md
         tasks:
           - id: defaults
-            prompt: "Keep {{ literal }} braces: no inputs, no rendering."
+            prompt: "Keep {% raw %}{{ literal }}{% endraw %} braces: no inputs, still rendered."
           - id: overrides
             model: scripted:models/two.yaml
             ctx: 2048
@@ -103,12 +104,12 @@ def test_every_field_is_planned(tmp_path: Path) -> None:
         "presence_penalty": 1.5,
         "seed": 7,
     }
-    assert (first.tools, first.approve) == (("calculator",), ("write_file",))
+    assert (first.tools, first.approve) == (("calculator", "write_file"), ("write_file",))
     assert (first.placement, first.tool_choice) == ("template", "required")
     assert first.workspace == tmp_path / "ws"
     assert (first.max_steps, first.max_tokens, first.timeout_s) == (5, 300, 30)
     assert first.system == "Be terse.\n"
-    assert first.prompt == "Keep {{ literal }} braces: no inputs, no rendering."
+    assert first.prompt == "Keep {{ literal }} braces: no inputs, still rendered."
     assert first.expect is None
 
     assert second.model == f"scripted:{tmp_path / 'models/two.yaml'}"
@@ -370,7 +371,7 @@ def test_planning_errors_are_located(tmp_path: Path) -> None:
         ":3:11: approve[0]: unknown tool 'rm'",
         ":4:12: workspace: the folder",
         ":6:21: tasks[0].prompt: the prompt cannot be rendered: 'name' is undefined",
-        ":7:26: tasks[1].prompt_file: line 1 of the prompt is not a valid Jinja2 template",
+        ":7:26: tasks[1].prompt_file: line 1 of bad.j2 is not a valid Jinja2 template",
         ":8:26: tasks[2].prompt_file: ",
         ":9:37: tasks[3].system_file: ",
         ":10:31: tasks[4].model: unknown model 'no-such-model'",
@@ -394,3 +395,133 @@ def test_command_line_problems_name_the_option(tmp_path: Path) -> None:
     assert messages[0].startswith("command line: --model: unknown model 'nope'")
     assert messages[1].startswith("command line: --tools: unknown tool 'shell'")
     assert messages[2].startswith("command line: --workspace: the folder")
+
+
+# -- every prompt is a template -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("prompt", "rendered"),
+    [
+        ("plain text, {braces} and \\boxed{} stay", "plain text, {braces} and \\boxed{} stay"),
+        ("{% raw %}{{ kept }}{% endraw %}", "{{ kept }}"),
+        ("{{ '{{' }} kept }}", "{{ kept }}"),
+        ("{{ 'shout' | upper }}", "SHOUT"),
+    ],
+)
+def test_a_prompt_without_inputs_is_rendered_too(
+    tmp_path: Path, prompt: str, rendered: str
+) -> None:
+    path = write(tmp_path, f"tasks:\n  - id: a\n    prompt: {json.dumps(prompt)}\n")
+    (plan,) = load_task_file(path).plan(cwd=tmp_path)
+    assert plan.prompt == rendered
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "words"),
+    [
+        (
+            "tasks:\n  - id: a\n    prompt: Hello {{ name }}\n",
+            ":3:13: tasks[0].prompt:",
+            ["'name' is undefined (line 1 of the prompt)", "inputs: (given: none)", "{% raw %}"],
+        ),
+        (
+            "tasks:\n  - id: a\n    prompt: hi {{ name \n",
+            ":3:13: tasks[0].prompt:",
+            ["line 1 of the prompt is not a valid Jinja2 template", "{% raw %}"],
+        ),
+        (
+            "tasks:\n  - id: a\n    prompt: |\n      one\n      two {{ x }}\n    inputs: {y: 1}\n",
+            ":3:13: tasks[0].prompt:",
+            ["'x' is undefined (line 2 of the prompt)", "(given: y)"],
+        ),
+        (
+            "tasks:\n  - id: a\n    prompt_file: p.md\n",
+            ":3:18: tasks[0].prompt_file:",
+            ["'who' is undefined (line 2 of p.md)"],
+        ),
+        (
+            "tasks:\n  - id: a\n    prompt: '{# not closed'\n",
+            ":3:13: tasks[0].prompt:",
+            ["Missing end of comment tag"],
+        ),
+    ],
+)
+def test_a_prompt_that_does_not_render_is_a_located_error_without_inputs_too(
+    tmp_path: Path, text: str, where: str, words: list[str]
+) -> None:
+    write(tmp_path, "Hello,\n{{ who }}!\n", "p.md")
+    path = write(tmp_path, text)
+    message = one_problem(path)
+    assert message.startswith(str(path) + where), message
+    for word in words:
+        assert word in message
+
+
+# -- approve: only enabled tools ------------------------------------------------------------------
+
+
+def test_approving_a_tool_that_is_not_enabled_is_a_located_error(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """\
+        approve: [python]
+        tasks:
+          - {id: a, prompt: p}
+          - {id: b, prompt: p, tools: [calculator, write_file], approve: [write_file, python]}
+          - {id: c, prompt: p, tools: [], approve: [read_file]}
+        """,
+    )
+    found = problems(path)
+    assert len(found) == 3, found
+    assert found[0].startswith(f"{path}:1:11: approve[0]: 'python' is approved but not enabled")
+    assert "the enabled tools are: calculator (the default: tools: is not set)" in found[0]
+    assert "Add 'python' to tools: or remove it from approve:" in found[0]
+    assert found[1].startswith(f"{path}:4:79: tasks[1].approve[1]: 'python' is approved")
+    assert "the enabled tools are: calculator, write_file." in found[1]
+    assert found[2].startswith(f"{path}:5:45: tasks[2].approve[0]: 'read_file' is approved")
+    assert "the enabled tools are: none (tools: is empty)" in found[2]
+
+
+def test_approve_is_checked_where_it_applies(tmp_path: Path) -> None:
+    # The file's list applies to the tasks without their own: one of them enables each tool.
+    # A task that narrows its tools does not make the file's list wrong, nor does --tools.
+    path = write(
+        tmp_path,
+        """\
+        tools: [calculator, write_file]
+        approve: [write_file, python]
+        tasks:
+          - {id: a, prompt: p, tools: [python]}
+          - {id: b, prompt: p}
+          - {id: c, prompt: p, tools: [calculator]}
+          - {id: d, prompt: p, tools: [calculator], approve: []}
+        """,
+    )
+    plans = load_task_file(path).plan(Settings(tools=["calculator"]), cwd=tmp_path)
+    assert [p.approve for p in plans] == [("write_file", "python")] * 3 + [()]
+    assert all(p.tools == ("calculator",) for p in plans)
+
+
+def test_approve_is_not_checked_against_tools_when_mcp_servers_may_bring_them(
+    tmp_path: Path,
+) -> None:
+    path = write(
+        tmp_path,
+        "mcp: ['python server.py']\ntools: []\napprove: [python, add]\n"
+        "tasks: [{id: a, prompt: p}]\n",
+    )
+    (plan,) = load_task_file(path).plan(cwd=tmp_path)
+    assert plan.approve == ("python", "add")
+
+
+def test_load_options_remember_where_the_file_sets_them(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "ctx: 100000\ntasks:\n  - {id: a, prompt: p}\n  - {id: b, prompt: p, n_gpu_layers: 0}\n",
+    )
+    first, second = load_task_file(path).plan(cwd=tmp_path)
+    assert first.load_options_at == {"ctx": f"{path}:1:6"}
+    assert second.load_options_at == {"ctx": f"{path}:1:6", "n_gpu_layers": f"{path}:4:38"}
+    (from_flag,) = load_task_file(path).plan(Settings(ctx=4096), cwd=tmp_path)[:1]
+    assert from_flag.load_options_at == {}
