@@ -165,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if arguments and not arguments[0].startswith("-") and arguments[0] not in commands:
         print(
             f"qwq-agent: unknown command {arguments[0]!r}; the commands are "
-            f"{', '.join(sorted(commands))} (to ask something: qwq-agent ask \"...\")",
+            f'{", ".join(sorted(commands))} (to ask something: qwq-agent ask "...")',
             file=sys.stderr,
         )
         return EXIT_BAD_INPUT

@@ -21,7 +21,7 @@ import argparse
 import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
@@ -32,9 +32,11 @@ from agent.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from agent.config import Config
     from agent.results import TaskResult
     from agent.runner import BackendFactory, Runner
     from agent.tasks import Settings, TaskPlan
+    from models.base import Backend
 
 _OPTIONS = {
     "model": "model",
@@ -73,15 +75,20 @@ def run_tasks(
 
     from agent.progress import make_reporter
     from agent.results import ResultsFile
-    from agent.runner import Runner, open_model
+    from agent.runner import Runner
     from agent.tasks import TaskFileError, load_task_file
     from models.base import BackendError
 
     out = stdout or Console(highlight=False)
     err = stderr or Console(stderr=True, highlight=False)
     try:
+        config = _config(args)
         spec = load_task_file(args.file)
-        plans = _select(spec.plan(_overrides(args)), args.only, spec.ids())
+        plans = _select(
+            spec.plan(_overrides(args), endpoints=frozenset(config.endpoints)),
+            args.only,
+            spec.ids(),
+        )
         if args.concurrency < 1:
             raise BadInput(f"--concurrency must be at least 1, got {args.concurrency}")
         out_path = Path(args.out) if args.out else _default_out(Path(args.file))
@@ -107,7 +114,7 @@ def run_tasks(
         fail_fast=args.fail_fast,
         approve_all=args.yes,
         transcripts_dir=transcripts,
-        factory=factory or open_model,
+        factory=factory or _opener(config, _server_options(args)),
     )
     try:
         if results.dropped_torn_line:
@@ -220,6 +227,8 @@ def _overrides(args: argparse.Namespace) -> Settings:
     tools = getattr(args, "tools", None)
     if tools is not None:
         values["tools"] = [t.strip() for t in tools.split(",") if t.strip()]
+    if getattr(args, "mcp", None):
+        values["mcp"] = list(args.mcp)  # replaces the file's mcp:, as every flag does
     try:
         return Settings(**values)
     except ValidationError as exc:
@@ -230,6 +239,53 @@ def _overrides(args: argparse.Namespace) -> Settings:
             option = "--" + options.get(name, name).replace("_", "-")
             lines.append(f"{option}: {error['msg']} (got {error.get('input')!r})")
         raise BadInput("; ".join(lines)) from None
+
+
+def _config(args: argparse.Namespace) -> Config:
+    """The config file (``--config``, else the default place; none there: no settings).
+    A batch uses its endpoints, so that ``--model NAME`` and a task's ``model: NAME`` can
+    name one; everything else comes from the task file and the flags."""
+    from agent.config import ConfigError, load_config
+
+    try:
+        return load_config(getattr(args, "config", None))
+    except ConfigError as exc:
+        raise BadInput(str(exc)) from None
+
+
+def _server_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``--model-name``, ``--api-mode``, ``--api-key-env``, ``--header``: for URL models."""
+    from agent.cli_agent import OptionError, _headers
+
+    try:
+        headers = _headers(getattr(args, "header", None) or [])
+    except OptionError as exc:
+        raise BadInput(str(exc)) from None
+    options = {
+        "model_name": getattr(args, "model_name", None),
+        "api_mode": getattr(args, "api_mode", None),
+        "api_key_env": getattr(args, "api_key_env", None),
+        "headers": headers or None,
+    }
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def _opener(config: Config, server: Mapping[str, Any]) -> BackendFactory:
+    """How the batch opens models: config endpoints by name, URLs with the server flags,
+    anything else through :func:`agent.runner.open_model`."""
+    from agent.runner import open_model
+
+    def open_backend(spec: str, options: Mapping[str, Any]) -> Backend:
+        endpoint = config.endpoint(spec)
+        if endpoint is not None:
+            from models.openai import OpenAIBackend
+
+            return OpenAIBackend(**endpoint.backend_options())
+        if spec.startswith(("http://", "https://")):
+            options = {**options, **server}
+        return open_model(spec, options)
+
+    return open_backend
 
 
 def _select(plans: list[TaskPlan], only: list[str] | None, ids: list[str]) -> list[TaskPlan]:

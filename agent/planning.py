@@ -45,9 +45,17 @@ LITERAL_BRACES = "write {% raw %}…{% endraw %} around text that must keep its 
 class Planner:
     """Builds the plans of one task file; see the module docstring."""
 
-    def __init__(self, spec: TaskFileSpec, overrides: Settings, cwd: Path) -> None:
+    def __init__(
+        self,
+        spec: TaskFileSpec,
+        overrides: Settings,
+        cwd: Path,
+        endpoints: frozenset[str] = frozenset(),
+    ) -> None:
         self.spec = spec
         self.overrides = overrides
+        self.endpoints = endpoints
+        """Model names that are server endpoints of the config file (taken as they are)."""
         self.cwd = cwd.resolve()
         self.base = spec.path.resolve().parent
         self.problems: list[YamlLoadError] = []
@@ -161,6 +169,8 @@ class Planner:
         if value is None:
             return DEFAULT_MODEL
         text, base = str(value).strip(), self._base(origin)
+        if text in self.endpoints:
+            return text
         if text.startswith("scripted:"):
             text = "scripted:" + str((base / Path(text[9:]).expanduser()).resolve())
         elif text.lower().endswith(".gguf"):

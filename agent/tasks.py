@@ -300,8 +300,15 @@ class TaskFileSpec:
     def ids(self) -> list[str]:
         return [t.id for t in self.data.tasks]
 
-    def plan(self, overrides: Settings | None = None, *, cwd: Path | None = None) -> list[TaskPlan]:
+    def plan(
+        self,
+        overrides: Settings | None = None,
+        *,
+        cwd: Path | None = None,
+        endpoints: frozenset[str] = frozenset(),
+    ) -> list[TaskPlan]:
         """Merge the command line (``overrides``), each task and the file into plans.
+        ``endpoints``: model names that the config file defines as servers.
 
         Raises:
             TaskFileError: every problem found (unknown model or tool, missing file or folder,
@@ -309,7 +316,7 @@ class TaskFileSpec:
         """
         from agent.planning import Planner
 
-        return Planner(self, overrides or Settings(), cwd or Path.cwd()).plan_all()
+        return Planner(self, overrides or Settings(), cwd or Path.cwd(), endpoints).plan_all()
 
 
 def read_text_file(base: Path, name: str) -> str:

@@ -38,3 +38,25 @@ def test_an_unknown_approve_name_is_still_refused_without_mcp(tmp_path: Path) ->
     tasks = tmp_path / "tasks.yaml"
     tasks.write_text("approve: [nope]\ntasks:\n  - id: a\n    prompt: hi\n", encoding="utf-8")
     assert main(["run", str(tasks), "--out", str(tmp_path / "o.jsonl")]) == 2
+
+
+def test_the_mcp_flag_gives_a_batch_its_servers(tmp_path: Path) -> None:
+    script = tmp_path / "model.yaml"
+    script.write_text(
+        "turns:\n"
+        '  - "<tool_call>\\n{\\"name\\": \\"add\\", \\"arguments\\": {\\"a\\": 1, \\"b\\": 2}}\\n</tool_call>"\n'
+        '  - "It is 3.</think>3"\n',
+        encoding="utf-8",
+    )
+    tasks = tmp_path / "tasks.yaml"
+    tasks.write_text(
+        f"model: scripted:{script}\ntools: []\ntasks:\n  - id: sum\n    prompt: 1 + 2?\n"
+        "    expect:\n      tool_called: add\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "out.jsonl"
+    command = shlex.join([sys.executable, str(SERVER)])
+    argv = ["run", str(tasks), "--out", str(out), "--no-transcript", "--mcp", command, "--yes"]
+    assert main(argv) == 0
+    (result,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert result["ok"] and result["tool_calls"][0]["output"] == "3"

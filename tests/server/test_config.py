@@ -213,3 +213,34 @@ def test_the_model_comes_from_the_flag_else_the_file_else_the_default(
     assert agent._model_spec == expected
     assert "calculator" in agent.registry.names()  # the default tools too
     agent.close()
+
+
+def test_a_batch_reaches_a_config_endpoint_by_name_and_a_url_with_the_server_flags(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from agent.cli import main
+
+    monkeypatch.setenv("QWQ_TEST_TEAM", "blue")
+    monkeypatch.setenv("QWQ_TEST_KEY", "sk-test")
+    tasks = tmp_path / "tasks.yaml"
+    tasks.write_text(
+        "model: local\ntools: []\ntasks:\n  - id: a\n    prompt: hi\n    expect:\n"
+        "      equals: ok\n",
+        encoding="utf-8",
+    )
+    with FakeServer() as server:
+        server.push(Reply(events=completion_events("Done.\n</think>\n\nok")))
+        config = write(tmp_path, EXAMPLE.format(url=server.url))
+        out = tmp_path / "a.jsonl"
+        argv = ["run", str(tasks), "--config", str(config), "--out", str(out), "--no-transcript"]
+        assert main(argv) == 0
+        assert server.requests[-1].headers["X-Team"] == "blue"
+        server.push(Reply(events=completion_events("Done.\n</think>\n\nok")))
+        out = tmp_path / "b.jsonl"
+        argv = [
+            "run", str(tasks), "--model", server.url, "--model-name", "fake-model",
+            "--header", "X-Run:1", "--out", str(out), "--no-transcript",
+        ]  # fmt: skip
+        assert main(argv) == 0
+        last = server.requests[-1]
+    assert last.headers["X-Run"] == "1" and last.body["model"] == "fake-model"
