@@ -2,26 +2,44 @@
 
 ``@tool`` reads a function's signature and Google-style docstring and derives the tool's name,
 description and JSON Schema (through pydantic; never written by hand). Arguments the model
-sends are validated against that schema (jsonschema) before the function runs; a validation
-failure is a :class:`ToolArgumentError` whose message the model can read and act on.
+sends are validated against that schema (jsonschema) before the function runs, then converted
+to the annotated types by the pydantic model the schema came from (a ``BaseModel`` parameter
+receives an instance, an ``Enum`` a member, a ``date`` a date); a failure of either step is a
+:class:`ToolArgumentError` whose message the model can read and act on.
 
-A parameter annotated with :class:`ToolContext` is not part of the schema: the executor
-injects the run's context there (workspace folder, cancellation, limits).
+A parameter annotated with :class:`ToolContext` (or ``ToolContext | None``) is not part of the
+schema: the executor injects the run's context there (workspace folder, cancellation, limits).
 
-Contract of :meth:`Tool.invoke`: returns the function's result (any JSON-serialisable value or
-a string) or raises; sync and async functions are both accepted.
+Contract of :meth:`Tool.invoke`: returns the function's result (a string as it is; any other
+value JSON-compatible, dataclass and pydantic instances turned into plain data) or raises; sync
+and async functions are both accepted. A :class:`Tool` is also callable as the plain function.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import json
 import threading
+import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_type_hints, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Literal,
+    TypeVar,
+    Union,
+    get_args,
+    get_origin,
+    get_type_hints,
+    overload,
+)
+
+if TYPE_CHECKING:
+    import pydantic
 
 Risk = Literal["safe", "dangerous"]
 """``"dangerous"`` tools (side effects, code, network) go through the approval policy."""
@@ -70,7 +88,13 @@ class ToolContext:
 
 @dataclass
 class Tool:
-    """A callable the model may use, with the schema it is told about."""
+    """A callable the model may use, with the schema it is told about.
+
+    Calling the tool itself (``add(1, 2)``) calls the underlying function with exactly the
+    arguments given: no validation, no conversion, no context injection, and an async function
+    returns its coroutine. So a decorated function still works as a plain function in your own
+    code and tests; the agent goes through :meth:`validate` and :meth:`invoke` instead.
+    """
 
     name: str
     description: str
@@ -82,7 +106,15 @@ class Tool:
     """Seconds the executor waits for a result before reporting a timeout (``None``: no limit)."""
     context_param: str | None = None
     """Name of the parameter that receives the :class:`ToolContext`, if any."""
+    args_model: type[pydantic.BaseModel] | None = field(default=None, repr=False, compare=False)
+    """The pydantic model ``parameters`` came from (set by :func:`tool`). When set, arguments
+    are converted through it before the call; when ``None`` (tools built by hand, such as MCP
+    tools) they are passed as they are."""
     _validator: Any = field(default=None, repr=False, compare=False)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the underlying function as it is (see the class docstring)."""
+        return self.fn(*args, **kwargs)
 
     def spec(self) -> dict[str, Any]:
         """The declaration the chat template puts inside ``<tools>``."""
@@ -98,7 +130,10 @@ class Tool:
     def validate(self, arguments: Any) -> dict[str, Any]:
         """Check ``arguments`` against the schema; return them or raise :class:`ToolArgumentError`.
 
-        The message lists every problem with its location, in the model's terms.
+        The JSON Schema check (jsonschema) comes first, then the conversion :meth:`convert`
+        would do (so that, for instance, an impossible date is refused here too). The message
+        lists every problem with its location, in the model's terms. The arguments are
+        returned as given, not converted.
         """
         if not isinstance(arguments, dict):
             raise ToolArgumentError(
@@ -111,27 +146,103 @@ class Tool:
             self._validator = Draft202012Validator(self.parameters)
         errors = sorted(self._validator.iter_errors(arguments), key=lambda e: list(e.path))
         if errors:
-            lines = []
-            for error in errors[:10]:
-                where = "/".join(str(p) for p in error.path) or "(arguments)"
-                lines.append(f"{where}: {error.message}")
-            expected = json.dumps(self.parameters.get("properties", {}), ensure_ascii=False)
-            raise ToolArgumentError(
-                f"invalid arguments for {self.name!r}: "
-                + "; ".join(lines)
-                + f". Expected properties: {_short(expected, 600)}"
+            raise self._argument_error(
+                [f"{_where(error.path)}: {error.message}" for error in errors[:10]]
             )
+        self.convert(arguments)
         return arguments
 
+    def convert(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
+        """The keyword arguments for the function: ``arguments`` converted to the annotated types.
+
+        Only the arguments given are returned (the function's own defaults apply to the rest).
+        Conversion goes through :attr:`args_model` in pydantic's lax mode; it relies on
+        :meth:`validate` having refused what the JSON Schema does not allow (``"5"`` for an
+        integer). Without an :attr:`args_model` the arguments are returned as they are.
+
+        Raises:
+            ToolArgumentError: a value cannot be converted (an impossible date, a model's own
+                validator refusing it); the message says where and why, as :meth:`validate`.
+        """
+        if self.args_model is None:
+            return dict(arguments)
+        import pydantic
+
+        try:
+            converted = self.args_model.model_validate(dict(arguments))
+        except pydantic.ValidationError as exc:
+            raise self._argument_error(
+                [
+                    f"{_where(e['loc'])}: {e['msg']} (got {_short(repr(e.get('input')), 80)})"
+                    for e in exc.errors(include_url=False)[:10]
+                ]
+            ) from None
+        except Exception as exc:  # a user validator's bug must stay an observation
+            raise self._argument_error(
+                [f"(arguments): could not be converted: {type(exc).__name__}: {exc}"]
+            ) from exc
+        given = converted.model_fields_set
+        return {name: value for name, value in converted if name in given}
+
     def invoke(self, arguments: Mapping[str, Any], context: ToolContext | None = None) -> Any:
-        """Run the tool on already-validated arguments, blocking; async tools get a loop."""
-        kwargs = dict(arguments)
+        """Run the tool on already-validated arguments, blocking; async tools get a loop.
+
+        The arguments are converted first (:meth:`convert`, which may raise
+        :class:`ToolArgumentError`); the result comes back through :func:`jsonable`.
+        """
+        kwargs = self.convert(arguments)
         if self.context_param is not None:
             kwargs[self.context_param] = context if context is not None else ToolContext()
         result = self.fn(**kwargs)
         if inspect.isawaitable(result):
             result = asyncio.run(_await(result))
-        return result
+        return jsonable(result)
+
+    def _argument_error(self, problems: list[str]) -> ToolArgumentError:
+        expected = json.dumps(self.parameters.get("properties", {}), ensure_ascii=False)
+        return ToolArgumentError(
+            f"invalid arguments for {self.name!r}: "
+            + "; ".join(problems)
+            + f". Expected properties: {_short(expected, 600)}"
+        )
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` ready to be shown as JSON: dataclass and pydantic instances become plain data.
+
+    Strings, and values holding no dataclass or pydantic instance (looked for in lists,
+    tuples, sets and dict values, at any depth), are returned as they are. Otherwise the whole
+    value goes through pydantic's ``to_jsonable_python`` (dates become ISO strings, unknown
+    objects their ``repr``); should that fail (a cycle), the value is returned as it is.
+    """
+    if isinstance(value, str) or not _holds_model(value):
+        return value
+    from pydantic_core import to_jsonable_python
+
+    try:
+        return to_jsonable_python(value, fallback=repr)
+    except (TypeError, ValueError):
+        return value
+
+
+def _holds_model(value: Any) -> bool:
+    import pydantic
+
+    stack, seen = [value], set()
+    while stack:
+        item = stack.pop()
+        if isinstance(item, pydantic.BaseModel) or (
+            dataclasses.is_dataclass(item) and not isinstance(item, type)
+        ):
+            return True
+        if isinstance(item, list | tuple | set | frozenset | dict) and id(item) not in seen:
+            seen.add(id(item))
+            stack.extend(item.values() if isinstance(item, dict) else item)
+    return False
+
+
+def _where(path: Any) -> str:
+    return "/".join(str(p) for p in path) or "(arguments)"
 
 
 async def _await(awaitable: Any) -> Any:
@@ -169,14 +280,26 @@ def tool(
     """Turn a typed function with a Google-style docstring into a :class:`Tool`.
 
     Usable bare (``@tool``) or with options (``@tool(risk="dangerous", timeout=30)``).
-    Every parameter needs a type hint; its ``Args:`` entry becomes its description.
+    Every parameter needs a type hint; its ``Args:`` entry becomes its description. Hints are
+    resolved in the function's module, closure and the scope that applies ``@tool`` (so a
+    class defined in the same function works, even with ``from __future__ import
+    annotations``).
 
     Raises:
-        TypeError: a parameter has no type hint, or a type pydantic cannot describe.
+        TypeError: a parameter has no type hint, a hint that cannot be resolved, or a type
+            pydantic cannot describe.
     """
+    namespace = _caller_namespace()
 
     def wrap(f: F) -> Tool:
-        return make_tool(f, name=name, description=description, risk=risk, timeout=timeout)
+        return make_tool(
+            f,
+            name=name,
+            description=description,
+            risk=risk,
+            timeout=timeout,
+            namespace=namespace,
+        )
 
     return wrap(fn) if fn is not None else wrap
 
@@ -188,41 +311,116 @@ def make_tool(
     description: str | None = None,
     risk: Risk = "safe",
     timeout: float | None = 60.0,
+    namespace: Mapping[str, Any] | None = None,
 ) -> Tool:
-    """The function behind :func:`tool`, for building tools programmatically."""
+    """The function behind :func:`tool`, for building tools programmatically.
+
+    ``namespace`` adds names for resolving string type hints (the function's closure and
+    module are always used); see :func:`tool` for what raises.
+    """
     import docstring_parser
     import pydantic
 
+    tool_name = name or fn.__name__
     doc = docstring_parser.parse(inspect.getdoc(fn) or "")
     arg_docs = {p.arg_name: (p.description or "").strip() for p in doc.params}
     summary = "\n\n".join(x for x in (doc.short_description, doc.long_description) if x)
-    hints = get_type_hints(fn)
+    localns = {**(namespace or {}), **_closure_namespace(fn)}
     fields: dict[str, Any] = {}
     context_param: str | None = None
     for param in inspect.signature(fn).parameters.values():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             raise TypeError(f"tool {fn.__name__!r}: *args and **kwargs cannot be described")
-        if param.name not in hints:
+        if param.annotation is param.empty:
             raise TypeError(f"tool {fn.__name__!r}: parameter {param.name!r} needs a type hint")
-        if hints[param.name] is ToolContext:
+        hint = _resolve_hint(fn, tool_name, param.name, param.annotation, localns)
+        if _is_context_hint(hint):
             context_param = param.name
             continue
         default = ... if param.default is inspect.Parameter.empty else param.default
         fields[param.name] = (
-            hints[param.name],
+            hint,
             pydantic.Field(default, description=arg_docs.get(param.name) or None),
         )
-    model = pydantic.create_model(f"{fn.__name__}_args", **fields)
+    model = pydantic.create_model(
+        f"{fn.__name__}_args", __config__=pydantic.ConfigDict(extra="forbid"), **fields
+    )
     schema = _clean_schema(model.model_json_schema())
     return Tool(
-        name=name or fn.__name__,
+        name=tool_name,
         description=(description or summary or fn.__name__).strip(),
         parameters=schema,
         fn=fn,
         risk=risk,
         timeout=timeout,
         context_param=context_param,
+        args_model=model,
     )
+
+
+def _caller_namespace() -> dict[str, Any] | None:
+    """A copy of the local names where :func:`tool` was called; ``None`` at module level."""
+    frame = inspect.currentframe()
+    try:
+        caller = frame.f_back.f_back if frame is not None and frame.f_back is not None else None
+        if caller is None or caller.f_locals is caller.f_globals:
+            return None
+        return dict(caller.f_locals)
+    finally:
+        del frame
+
+
+def _closure_namespace(fn: Callable[..., Any]) -> dict[str, Any]:
+    """The free variables ``fn`` closes over that are bound, by name."""
+    fn = inspect.unwrap(fn)
+    code = getattr(fn, "__code__", None)
+    cells = getattr(fn, "__closure__", None) or ()
+    found: dict[str, Any] = {}
+    for var, cell in zip(code.co_freevars if code is not None else (), cells, strict=False):
+        try:
+            found[var] = cell.cell_contents
+        except ValueError:  # not bound yet
+            continue
+    return found
+
+
+def _resolve_hint(
+    fn: Callable[..., Any], tool_name: str, param: str, annotation: Any, localns: Mapping[str, Any]
+) -> Any:
+    """One parameter's annotation evaluated as :func:`typing.get_type_hints` would.
+
+    Only parameters are resolved (the return annotation is never needed).
+
+    Raises:
+        TypeError: the hint names something that is not defined, or cannot be evaluated.
+    """
+
+    def probe() -> None: ...
+
+    probe.__annotations__ = {param: annotation}
+    globalns = getattr(inspect.unwrap(fn), "__globals__", {})
+    try:
+        return get_type_hints(probe, globalns=globalns, localns=dict(localns) or None)[param]
+    except NameError as exc:
+        raise TypeError(
+            f"tool {tool_name!r}: cannot resolve the type hint {annotation!r} of parameter "
+            f"{param!r} ({exc}); define that type at module level (or import it there), so "
+            "the hint can be evaluated when the tool is built"
+        ) from exc
+    except Exception as exc:
+        raise TypeError(
+            f"tool {tool_name!r}: the type hint {annotation!r} of parameter {param!r} cannot "
+            f"be evaluated: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _is_context_hint(hint: Any) -> bool:
+    """``ToolContext``, ``ToolContext | None`` or ``Optional[ToolContext]``."""
+    if hint is ToolContext:
+        return True
+    if get_origin(hint) in (Union, types.UnionType):
+        return [a for a in get_args(hint) if a is not type(None)] == [ToolContext]
+    return False
 
 
 def _clean_schema(schema: dict[str, Any]) -> dict[str, Any]:
