@@ -187,6 +187,9 @@ class HttpSession:
                         "use that address as the base URL"
                     )
                 detail = error_detail(response)
+                overflow = context_overflow(detail)
+                if overflow is not None:  # some servers say it with a 500: retrying is futile
+                    raise overflow
                 if status not in _RETRY_STATUS:
                     raise self.http_error(url, status, detail)
                 retry_after = _retry_after(response)

@@ -291,14 +291,16 @@ def test_discovery_failure_is_a_clear_error_at_construction() -> None:
         ),
     ],
 )
+@pytest.mark.parametrize("status", [400, 500])  # llama-cpp-python's server answers 500
 def test_context_overflow_is_recognised(
-    server: FakeServer, message: str, needed: int, available: int
+    server: FakeServer, message: str, needed: int, available: int, status: int
 ) -> None:
-    server.push(Reply(status=400, body=f'{{"error": {{"message": "{message}"}}}}'))
+    server.push(Reply(status=status, body=f'{{"error": {{"message": "{message}"}}}}'))
     b = backend(server)
     with pytest.raises(ContextOverflowError) as caught:
         drain(b.generate(CONTEXT, GenerateOptions()))
     assert (caught.value.needed, caught.value.available) == (needed, available)
+    assert len(server.requests) == 1  # not retried
     b.close()
 
 
