@@ -150,9 +150,15 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("action", choices=("path", "show"))
     config.add_argument("--config", help="a config file other than the default")
 
-    models = sub.add_parser("models", help="the model catalog; `models pull NAME` downloads")
+    models = sub.add_parser(
+        "models",
+        help="the model catalog; `models pull NAME` downloads",
+        description="list: the catalog and what is already here (default); "
+        "pull NAME: download a catalog model (qwq-32b, qwq-32b:Q5_K_M); "
+        "info NAME: what NAME resolves to and how it would fit this machine (no download)",
+    )
     models.add_argument("action", nargs="?", choices=("list", "pull", "info"), default="list")
-    models.add_argument("name", nargs="?", default=None)
+    models.add_argument("name", nargs="?", default=None, help="a model (for pull and info)")
 
     return parser
 

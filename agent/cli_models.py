@@ -22,6 +22,10 @@ def run_models(args: argparse.Namespace) -> int:
 
     try:
         if args.action == "list":
+            if args.name:
+                print(f"qwq-agent: `models list` takes no name (got {args.name!r}); "
+                      f"try `qwq-agent models info {args.name}`", file=sys.stderr)  # fmt: skip
+                return EXIT_BAD_INPUT
             for row in list_models():
                 where = str(row.local_path) if row.local_path else "not downloaded"
                 size = f"{row.size_gb:.1f} GB" if row.size_gb else "?"

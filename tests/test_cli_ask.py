@@ -115,3 +115,8 @@ def test_the_tui_refuses_to_start_without_a_terminal() -> None:
     )
     assert done.returncode == EXIT_BAD_INPUT
     assert b"the terminal UI needs a terminal" in done.stderr
+
+
+def test_models_list_takes_no_name(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models", "list", "extra"]) == EXIT_BAD_INPUT
+    assert "`models list` takes no name" in capsys.readouterr().err
