@@ -347,6 +347,7 @@ class ChatApp(App[int]):
         old.close()
         self.model_label = label
         self.status.set_placement(agent.placement)
+        self.status.clear_run()
         self._start_loading()
 
 

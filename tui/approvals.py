@@ -57,11 +57,16 @@ class ApprovalBridge:
         card = app.turn.card(call.id) if app.turn is not None else None
         if card is not None:
             card.awaiting()
+        block = app.turn.thinking if app.turn is not None else None
+        if block is not None:
+            block.pause_clock()  # "Thought for" counts the model's time, not the person's
         registry = app.agent.registry
         risk = registry.get(call.name).risk if call.name in registry else "unknown"
         self._pending = answer
 
         def decided(decision: Decision | None) -> None:
+            if block is not None:
+                block.resume_clock()
             if not answer.done():
                 answer.set_result(decision or "deny")
 

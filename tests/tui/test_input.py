@@ -151,6 +151,11 @@ async def test_model_switches_through_the_factory(tmp_path: Path) -> None:
         assert isinstance(first_backend, ScriptedBackend) and first_backend.closed
         await run_to_end(pilot, "hi")
         assert app.turn is not None and app.turn.answer_text == "Hello!"
+        assert app.status.usage is not None and app.status.step == 1
+        await send(pilot, "/model third")
+        await wait_until(pilot, lambda: app.status.model == "third")
+        # the status bar does not show the previous model's last run as this one's
+        assert app.status.usage is None and app.status.step == 0 and app.status._elapsed == 0
 
 
 async def test_model_without_a_factory_is_refused(make_chat: MakeApp) -> None:

@@ -110,6 +110,20 @@ async def test_approving_a_dangerous_call_runs_it(make_chat: MakeApp) -> None:
         assert backend.observations[0] == "\n<tool_response>\nran ls\u202e -la\n</tool_response>\n"
 
 
+async def test_time_spent_on_the_approval_is_not_thinking_time(make_chat: MakeApp) -> None:
+    backend = ScriptedBackend(["Run it.\n" + call("shell", command="ls"), ANSWER])
+    app = make_chat(backend, tools=[shell])
+    async with app.run_test(size=(100, 40)) as pilot:
+        await send(pilot, "list files")
+        await wait_until(pilot, lambda: isinstance(app.screen, ApprovalScreen), what="the modal")
+        await pilot.pause(2.0)  # the person reads the arguments
+        await pilot.press("y")
+        await wait_until(pilot, lambda: not app.running, what="the run to end")
+        block = app.query_one(ThinkingBlock)
+        assert block._paused >= 2.0
+        assert block._elapsed < block._paused  # the model itself took a fraction of that
+
+
 async def test_denying_a_call_tells_the_model(make_chat: MakeApp) -> None:
     backend = ScriptedBackend(["Run it.\n" + call("shell", command="rm -rf /"), ANSWER])
     app = make_chat(backend, tools=[shell])

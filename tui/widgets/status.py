@@ -83,9 +83,15 @@ class StatusBar(Horizontal):
         self._set_activity(progress.describe(), running=True)
 
     def start_run(self) -> None:
-        self.usage, self.step = None, 0
-        self._started, self._elapsed = time.monotonic(), 0.0
+        self.clear_run()
+        self._started = time.monotonic()
         self._set_activity("running", running=True)
+
+    def clear_run(self) -> None:
+        """Forget the last run's figures (a new model has nothing to show yet)."""
+        self.usage, self.step = None, 0
+        self._started, self._elapsed = None, 0.0
+        self.refresh_status()
 
     def end_run(self, outcome: str = "idle") -> None:
         if self._started is not None:

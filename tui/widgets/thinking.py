@@ -69,6 +69,9 @@ class ThinkingBlock(Fold):
         self._segment: ThinkingSegment | None = None
         self._started = time.monotonic()
         self._elapsed = 0.0
+        self._paused_at: float | None = None
+        self._paused = 0.0
+        """Seconds spent waiting for a person (an approval), not thinking."""
 
     async def append(self, text: str) -> None:
         """Stream more thinking ``text`` (untrusted; made safe here)."""
@@ -110,12 +113,23 @@ class ThinkingBlock(Fold):
         """All the thinking text shown in this block (made safe)."""
         return "".join(w.text for w in self.body.query(ThinkingSegment))
 
+    def pause_clock(self) -> None:
+        """Stop counting "Thought for" time (a person is being asked something)."""
+        if self._paused_at is None:
+            self._paused_at = time.monotonic()
+
+    def resume_clock(self) -> None:
+        if self._paused_at is not None:
+            self._paused += time.monotonic() - self._paused_at
+            self._paused_at = None
+
     def close(self) -> None:
         """The thought is over: stop streaming and collapse."""
         if not self.streaming:
             return
+        self.resume_clock()
         self.streaming = False
-        self._elapsed = time.monotonic() - self._started
+        self._elapsed = time.monotonic() - self._started - self._paused
         self.collapsed = True
         self.set_class(True, "-done")
         self.refresh_header()
