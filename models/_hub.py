@@ -59,6 +59,12 @@ def fetch(
     if not download or offline():
         why = "downloads are off" if not download else "HF_HUB_OFFLINE is set"
         raise BackendError(f"{filename} is not in the local cache and {why}. {_by_hand(url)}")
+    unresolved = _unresolvable_host(url)
+    if unresolved is not None:  # offline: fail now, not after a minute of retries
+        raise BackendError(
+            f"could not reach the Hugging Face Hub to download {filename} from {repo_id} "
+            f"({unresolved}). {_by_hand(url)}"
+        )
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (
         EntryNotFoundError,
@@ -93,6 +99,30 @@ def fetch(
         raise BackendError(
             f"downloading {filename} from {repo_id} failed: {exc}. {_by_hand(url)}"
         ) from exc
+
+
+_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY")
+
+
+def _unresolvable_host(url: str) -> str | None:
+    """Why ``url``'s host certainly cannot be reached (its name does not resolve), or ``None``
+    when it may be reachable. With a proxy configured nothing is concluded: the proxy
+    resolves names, not this machine."""
+    import socket
+    from urllib.parse import urlsplit
+
+    if any(os.environ.get(name) for name in _PROXY_VARIABLES):
+        return None
+    host = urlsplit(url).hostname
+    if not host:
+        return None
+    try:
+        socket.getaddrinfo(host, None)
+    except socket.gaierror as exc:
+        return f"the name {host} does not resolve: {exc.strerror or exc}"
+    except OSError:
+        return None
+    return None
 
 
 def _by_hand(url: str) -> str:

@@ -274,6 +274,29 @@ class TestDownload:
         assert f"{url}/{REPO}/resolve/main/qwq-32b-q4_k_m.gguf" in message
         assert "--model /path/to/that.gguf" in message
 
+    def test_a_hub_name_that_does_not_resolve_fails_at_once(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        import huggingface_hub
+
+        for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY"):
+            monkeypatch.delenv(name, raising=False)
+        calls: list[str] = []
+        fetched = str(tmp_path / "fetched.gguf")
+        monkeypatch.setattr(
+            huggingface_hub,
+            "hf_hub_download",
+            lambda *a, **k: calls.append("download") or fetched,
+        )
+        endpoint = "http://no-such-hub.invalid"
+        with pytest.raises(BackendError, match=r"the name no-such-hub.invalid does not resolve"):
+            pull("qwq-32b:Q2_K", cache_dir=tmp_path, endpoint=endpoint)
+        assert calls == []  # no minute of retries
+        # behind a proxy the name is the proxy's business: the download is attempted
+        monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+        assert str(pull("qwq-32b:Q2_K", cache_dir=tmp_path, endpoint=endpoint)) == fetched
+        assert calls == ["download"]
+
     def test_offline_mode_uses_the_cache_only(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
