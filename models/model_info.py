@@ -161,7 +161,11 @@ def describe_spec(spec: str) -> dict[str, Any]:
     if parsed.kind == "catalog":
         entry = CATALOG[parsed.value]
         if entry.repo_id is not None:
-            out.update(repo_id=entry.repo_id, filename=entry.filename(parsed.quant))
+            out.update(
+                quant=entry._quant(parsed.quant),
+                repo_id=entry.repo_id,
+                filename=entry.filename(parsed.quant),
+            )
         else:
             out.update(package=entry.package)
     return out

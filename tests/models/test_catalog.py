@@ -326,9 +326,11 @@ def test_describe_and_fit_never_download(tmp_path: Path) -> None:
     assert model_info.describe_spec("qwq-32b:q6_k") == {
         "kind": "catalog",
         "value": "qwq-32b",
+        "quant": "Q6_K",
         "repo_id": REPO,
         "filename": "qwq-32b-q6_k.gguf",
     }
+    assert model_info.describe_spec("qwq-32b")["quant"] == "Q4_K_M"  # the default, said
     fit = model_info.machine_fit("qwq-32b", cache_dir=tmp_path)
     assert fit["downloaded"] is False and fit["file_gb"] == 19.9
     assert model_info.machine_fit("scripted:x.yaml") == {}
