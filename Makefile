@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 MODEL  ?= smollm2-135m
-PROMPT ?= What is 17 * 23? Use the calculator.
+PROMPT ?= What is 2 + 3?
 
 .PHONY: setup run chat test pytest lint format typecheck bench clean
 

@@ -62,7 +62,7 @@ def tool_call_grammar(tool_specs: Sequence[Mapping[str, Any]], allow_thinking: b
         call_rule = converter.visit(schema, "call")  # type: ignore[no-untyped-call]
     except (AssertionError, KeyError, ValueError, TypeError) as exc:
         raise GrammarError(f"cannot build a grammar from the tools' schemas: {exc}") from exc
-    rules = converter.format_grammar()  # type: ignore[no-untyped-call]
+    rules = _json_strings(converter.format_grammar())  # type: ignore[no-untyped-call]
     head = f"root ::= {'thought ' if allow_thinking else ''}call-block"
     block = f"call-block ::= {_literal(TOOL_CALL_OPEN)} {call_rule} {_literal(TOOL_CALL_CLOSE)}"
     parts = [head, block, rules]
@@ -90,6 +90,20 @@ def _call_schema(spec: Mapping[str, Any]) -> dict[str, Any]:
         "required": ["name", "arguments"],
         "additionalProperties": False,
     }
+
+
+_LAX_CHAR = 'char ::= [^"\\\\] |'
+_JSON_CHAR = 'char ::= [^"\\\\\\x7F\\x00-\\x1F] |'
+
+
+def _json_strings(rules: str) -> str:
+    """The converter's rules with JSON strings that cannot hold raw control characters.
+
+    llama-cpp-python's converter lets a string hold raw newlines, which JSON forbids; a weak
+    model then writes its whole answer, ``</tool_call>`` included, inside an argument that
+    never closes. Newer llama.cpp converters exclude them the same way.
+    """
+    return rules.replace(_LAX_CHAR, _JSON_CHAR)
 
 
 def _literal(text: str) -> str:

@@ -441,3 +441,28 @@ def test_unresolvable_hints_say_what_to_do() -> None:
         """Only the return annotation is local: it is not needed."""
 
     assert make_tool(h).parameters["properties"] == {"p": {"type": "integer"}}
+
+
+def test_annotated_field_constraints_reach_the_schema_and_validation() -> None:
+    from typing import Annotated
+
+    from pydantic import Field
+
+    @tool
+    def repeat(
+        text: Annotated[str, Field(min_length=1)], times: Annotated[int, Field(ge=1)]
+    ) -> str:
+        """Repeat text.
+
+        Args:
+            text: What to repeat.
+            times: How often.
+        """
+        return text * times
+
+    properties = repeat.parameters["properties"]
+    assert properties["text"]["minLength"] == 1 and properties["times"]["minimum"] == 1
+    assert properties["text"]["description"] == "What to repeat."
+    with pytest.raises(ToolArgumentError, match="times"):
+        repeat.validate({"text": "a", "times": 0})
+    assert repeat.invoke({"text": "ab", "times": 2}) == "abab"

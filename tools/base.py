@@ -400,7 +400,10 @@ def _resolve_hint(
     probe.__annotations__ = {param: annotation}
     globalns = getattr(inspect.unwrap(fn), "__globals__", {})
     try:
-        return get_type_hints(probe, globalns=globalns, localns=dict(localns) or None)[param]
+        hints = get_type_hints(
+            probe, globalns=globalns, localns=dict(localns) or None, include_extras=True
+        )
+        return hints[param]
     except NameError as exc:
         raise TypeError(
             f"tool {tool_name!r}: cannot resolve the type hint {annotation!r} of parameter "

@@ -26,6 +26,9 @@ import re
 from collections.abc import Callable
 from decimal import Decimal, localcontext
 from fractions import Fraction
+from typing import Annotated
+
+from pydantic import Field
 
 from tools.base import ToolError, tool
 
@@ -393,7 +396,7 @@ def evaluate(expression: str) -> Number:
 
 
 @tool
-def calculator(expression: str) -> str:
+def calculator(expression: Annotated[str, Field(min_length=1)]) -> str:
     """Evaluate an arithmetic expression exactly (no code is run).
 
     Supports integers of any size (up to about 10,000 digits), exact fractions (1/3 stays

@@ -417,3 +417,23 @@ class TestLoadErrors:
     def test_too_large_a_context(self, gguf: Path) -> None:
         with pytest.raises(BackendError, match="--ctx 8192 or less"):
             LlamaCppBackend(gguf, n_ctx=100_000)
+
+
+def test_string_arguments_under_the_grammar_are_valid_json(backend: LlamaCppBackend) -> None:
+    """A raw newline cannot appear inside a JSON string: the tiny model, which rambles inside
+    an open string, is kept to one line, and whatever it writes there is valid JSON."""
+    from tools.calculator import calculator
+
+    grammar = tool_call_grammar([calculator.spec()], allow_thinking=False)
+    assert 'char ::= [^"\\\\\\x7F\\x00-\\x1F]' in grammar
+    system = ct.declare_tools("You are a helpful assistant.", [calculator.spec()])
+    text = ct.render(
+        backend.info.chat_template,
+        [{"role": "system", "content": system}, {"role": "user", "content": "What is 17 * 23?"}],
+    )
+    out, _ = drain(backend.generate([Segment(text, "template")], opts(60, grammar=grammar)))
+    assert out.startswith('<tool_call>\n{"name": "calculator", "arguments": {')
+    inside = out.removeprefix("<tool_call>\n")
+    assert "\n" not in inside.split("\n</tool_call>")[0]  # no raw newline in the JSON
+    if "\n</tool_call>" in out:  # finished within the token budget: it parses
+        json.loads(inside.split("\n</tool_call>")[0])
