@@ -34,9 +34,10 @@ from typing import (
     Union,
     get_args,
     get_origin,
-    get_type_hints,
     overload,
 )
+
+from tools._hints import caller_namespace, closure_namespace, resolve_hint
 
 if TYPE_CHECKING:
     import pydantic
@@ -289,7 +290,7 @@ def tool(
         TypeError: a parameter has no type hint, a hint that cannot be resolved, or a type
             pydantic cannot describe.
     """
-    namespace = _caller_namespace()
+    namespace = caller_namespace()
 
     def wrap(f: F) -> Tool:
         return make_tool(
@@ -325,7 +326,7 @@ def make_tool(
     doc = docstring_parser.parse(inspect.getdoc(fn) or "")
     arg_docs = {p.arg_name: (p.description or "").strip() for p in doc.params}
     summary = "\n\n".join(x for x in (doc.short_description, doc.long_description) if x)
-    localns = {**(namespace or {}), **_closure_namespace(fn)}
+    localns = {**(namespace or {}), **closure_namespace(fn)}
     fields: dict[str, Any] = {}
     context_param: str | None = None
     for param in inspect.signature(fn).parameters.values():
@@ -333,7 +334,7 @@ def make_tool(
             raise TypeError(f"tool {fn.__name__!r}: *args and **kwargs cannot be described")
         if param.annotation is param.empty:
             raise TypeError(f"tool {fn.__name__!r}: parameter {param.name!r} needs a type hint")
-        hint = _resolve_hint(fn, tool_name, param.name, param.annotation, localns)
+        hint = resolve_hint(fn, tool_name, param.name, param.annotation, localns)
         if _is_context_hint(hint):
             context_param = param.name
             continue
@@ -356,65 +357,6 @@ def make_tool(
         context_param=context_param,
         args_model=model,
     )
-
-
-def _caller_namespace() -> dict[str, Any] | None:
-    """A copy of the local names where :func:`tool` was called; ``None`` at module level."""
-    frame = inspect.currentframe()
-    try:
-        caller = frame.f_back.f_back if frame is not None and frame.f_back is not None else None
-        if caller is None or caller.f_locals is caller.f_globals:
-            return None
-        return dict(caller.f_locals)
-    finally:
-        del frame
-
-
-def _closure_namespace(fn: Callable[..., Any]) -> dict[str, Any]:
-    """The free variables ``fn`` closes over that are bound, by name."""
-    fn = inspect.unwrap(fn)
-    code = getattr(fn, "__code__", None)
-    cells = getattr(fn, "__closure__", None) or ()
-    found: dict[str, Any] = {}
-    for var, cell in zip(code.co_freevars if code is not None else (), cells, strict=False):
-        try:
-            found[var] = cell.cell_contents
-        except ValueError:  # not bound yet
-            continue
-    return found
-
-
-def _resolve_hint(
-    fn: Callable[..., Any], tool_name: str, param: str, annotation: Any, localns: Mapping[str, Any]
-) -> Any:
-    """One parameter's annotation evaluated as :func:`typing.get_type_hints` would.
-
-    Only parameters are resolved (the return annotation is never needed).
-
-    Raises:
-        TypeError: the hint names something that is not defined, or cannot be evaluated.
-    """
-
-    def probe() -> None: ...
-
-    probe.__annotations__ = {param: annotation}
-    globalns = getattr(inspect.unwrap(fn), "__globals__", {})
-    try:
-        hints = get_type_hints(
-            probe, globalns=globalns, localns=dict(localns) or None, include_extras=True
-        )
-        return hints[param]
-    except NameError as exc:
-        raise TypeError(
-            f"tool {tool_name!r}: cannot resolve the type hint {annotation!r} of parameter "
-            f"{param!r} ({exc}); define that type at module level (or import it there), so "
-            "the hint can be evaluated when the tool is built"
-        ) from exc
-    except Exception as exc:
-        raise TypeError(
-            f"tool {tool_name!r}: the type hint {annotation!r} of parameter {param!r} cannot "
-            f"be evaluated: {type(exc).__name__}: {exc}"
-        ) from exc
 
 
 def _is_context_hint(hint: Any) -> bool:
