@@ -223,3 +223,21 @@ def test_every_builtin_used_for_real_in_one_session(
     assert "example.org/qwq" in (outputs["web_search"] or "")
     assert result.ok
     assert os.listdir(tmp_path) == ["notes"]
+
+
+def test_a_parent_secret_stays_out_of_reach_through_an_exception(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The route a review found (2026-11-24): an AttributeError's ``obj`` was the real module,
+    whose ``sys`` led to ``os`` and the parent's /proc/PID/environ."""
+    monkeypatch.setenv("QWQ_TEST_SECRET", "sk-parent-secret")
+    code = (
+        "import statistics\ntry:\n    statistics.nope\nexcept AttributeError as e:\n"
+        "    m = e.obj\nos = m.sys.modules['os']\n"
+        "fd = os.open('/proc/%d/environ' % os.getppid(), os.O_RDONLY)\nos.read(fd, 100000)"
+    )
+    result, backend = run(tmp_path, [call("python", code=code), DONE], ["python"])
+    assert result.ok
+    observation = backend.observations[0]
+    assert "sk-parent-secret" not in observation
+    assert "AttributeError.obj is not available in the sandbox" in observation

@@ -122,6 +122,16 @@ class _Modules:
             self.proxies[name] = self._make_proxy(module)
         return self.proxies[name]
 
+    def screen(self, value: Any) -> Any:
+        """``value``, except that a real module never reaches the code: an allowed one is
+        replaced by its proxy, any other is refused. Applied to every attribute, item and
+        iterated value the code obtains, whatever route led there."""
+        if isinstance(value, ModuleType):
+            if value.__name__ not in ALLOWED_MODULES:
+                raise AttributeError(f"the module {value.__name__!r} is not available")
+            return self.proxy(value)
+        return value
+
     def _make_proxy(self, module: ModuleType) -> object:
         # The module is held in closures, not in an attribute: nothing reachable names it.
         name, denied = module.__name__, DENIED.get(module.__name__, frozenset())
@@ -129,7 +139,11 @@ class _Modules:
         def get(self_: object, attr: str) -> Any:
             if attr.startswith("_") or attr in denied:
                 raise AttributeError(f"{name}.{attr} is not available in the sandbox")
-            value = getattr(module, attr)
+            value = getattr(module, attr, _MISSING)
+            if value is _MISSING:
+                # A fresh error, raised outside any except block: the one getattr raises
+                # carries the real module in its ``obj`` (and would in ``__context__``).
+                raise AttributeError(f"module {name!r} has no attribute {attr!r}")
             if isinstance(value, ModuleType):
                 if value.__name__ not in ALLOWED_MODULES:
                     raise AttributeError(f"{name}.{attr} is not available in the sandbox")
@@ -242,6 +256,16 @@ _EXTRA_BUILTINS = (
 )  # fmt: skip
 
 
+_MISSING = object()
+_EXCEPTION_ATTRIBUTES = frozenset(
+    {"args", "name", "msg", "errno", "strerror", "filename", "filename2", "lineno", "offset",
+     "text", "end_lineno", "end_offset", "value", "code", "reason", "start", "end", "encoding",
+     "with_traceback", "add_note", "exceptions", "message", "doc", "pos", "colno"}
+)  # fmt: skip
+"""What code may read of an exception: its plain data. Not ``obj`` (an AttributeError's real
+object, a module when raised by a module's getattr) nor anything not listed."""
+
+
 def _policy(output: _Output) -> dict[str, Any]:
     """The globals of a run: restricted builtins and RestrictedPython's guard functions."""
     from RestrictedPython.Guards import (
@@ -252,10 +276,14 @@ def _policy(output: _Output) -> dict[str, Any]:
     )
     from RestrictedPython.PrintCollector import PrintCollector
 
+    modules = _Modules()
+
     def guarded_getattr(obj: object, name: str, *default: object) -> Any:
         if len(default) > 1:
             raise TypeError("getattr expected at most 3 arguments")
-        return safer_getattr_raise(obj, name, *default)  # type: ignore[no-untyped-call]
+        if isinstance(obj, BaseException) and name not in _EXCEPTION_ATTRIBUTES:
+            raise AttributeError(f"{type(obj).__name__}.{name} is not available in the sandbox")
+        return modules.screen(safer_getattr_raise(obj, name, *default))  # type: ignore[no-untyped-call]
 
     def guarded_hasattr(obj: object, name: str) -> bool:
         try:
@@ -276,7 +304,7 @@ def _policy(output: _Output) -> dict[str, Any]:
         def __call__(self) -> str:
             return output.text()
 
-    modules, writes, printer = _Modules(), _Writes(), SharedPrint(guarded_getattr)
+    writes, printer = _Writes(), SharedPrint(guarded_getattr)
     builtins = dict(safe_builtins)
     builtins.update({name: getattr(real_builtins, name) for name in _EXTRA_BUILTINS})
     builtins.update(
@@ -291,8 +319,8 @@ def _policy(output: _Output) -> dict[str, Any]:
         "__name__": "__sandbox__",
         "__metaclass__": writes.make_class,
         "_getattr_": guarded_getattr,
-        "_getitem_": lambda obj, key: obj[key],
-        "_getiter_": iter,
+        "_getitem_": lambda obj, key: modules.screen(obj[key]),
+        "_getiter_": lambda obj: map(modules.screen, iter(obj)),
         "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
         "_unpack_sequence_": guarded_unpack_sequence,
         "_write_": writes.guard,

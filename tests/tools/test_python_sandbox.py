@@ -79,6 +79,19 @@ def test_prints_and_last_expression() -> None:
     assert run("None") == run("x = 1")
 
 
+def test_exceptions_keep_their_plain_data() -> None:
+    code = (
+        "try:\n    {}['k']\nexcept KeyError as e:\n    a = e.args\n"
+        "try:\n    int('x')\nexcept ValueError as e:\n    b = str(e)\n"
+        "import math\ntry:\n    math.nope\nexcept AttributeError as e:\n    c = (e.name, str(e))\n"
+        "[a, b, c]"
+    )
+    assert run(code) == (
+        'Result: [["k"], "invalid literal for int() with base 10: \'x\'", '
+        "[\"nope\", \"module 'math' has no attribute 'nope'\"]]"
+    )
+
+
 def test_allowed_modules_and_classes_work() -> None:
     code = """
 import math, statistics, json, re, datetime, itertools, fractions, decimal, random, string
@@ -189,6 +202,32 @@ ESCAPES: list[tuple[str, type[PythonSandboxError]]] = [
     ("class A:\n    pass\nsetattr(A(), '__class__', int)", PythonRuntimeError),
     ("import math\nmath.__loader__", PythonCompileError),
     ("print.__self__", PythonCompileError),
+    # An AttributeError raised by getattr carries the real object in ``obj``: a module, whose
+    # attributes lead to sys.modules and os (found by review, 2026-11-24).
+    *[
+        (
+            f"import {module}\ntry:\n    {module}.{path}nope\nexcept AttributeError as e:\n"
+            "    m = e.obj\n'the real object leaked'",
+            PythonRuntimeError,
+        )
+        for module, path in [
+            ("statistics", ""),
+            ("collections", "abc."),
+            ("re", "functools."),
+            ("time", ""),
+            ("datetime", "datetime."),
+        ]
+    ],
+    (
+        "import statistics\ntry:\n    statistics.nope\nexcept AttributeError as e:\n"
+        "    m = getattr(e, 'obj')\nm.sys",
+        PythonRuntimeError,
+    ),
+    (
+        "import statistics\ntry:\n    statistics.nope\nexcept AttributeError as e:\n"
+        "    m = [x for x in [e]][0].obj",
+        PythonRuntimeError,
+    ),
 ]
 
 
