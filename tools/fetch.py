@@ -131,6 +131,10 @@ class _Decoder:
 
 
 def _check_url(url: httpx.URL) -> None:
+    try:
+        url.host  # noqa: B018 (decoding an IDNA host can fail: say so, as for any bad URL)
+    except Exception as exc:
+        raise FetchError(f"the URL {str(url)[:200]!r} has an invalid host name: {exc}") from None
     if url.scheme not in ("http", "https"):
         raise FetchError(
             f"only http and https URLs can be fetched, not {url.scheme or 'a relative'!r} URLs"
@@ -257,7 +261,7 @@ def fetch(
         # A client per hop: no connection (and no TLS session checked for another name) is reused.
         with httpx.Client(trust_env=False, follow_redirects=False, transport=transport) as client:
             try:
-                response = client.send(request, stream=True)
+                response = _send_within(client, request, deadline, cancel_event)
             except httpx.TimeoutException:
                 raise FetchError(
                     f"{current} did not answer within {settings.timeout:g} s"
@@ -269,7 +273,7 @@ def fetch(
                 if response.status_code in REDIRECTS and location:
                     try:
                         current = current.join(location)
-                    except httpx.InvalidURL as exc:
+                    except Exception as exc:  # InvalidURL, or an IDNA error from a bad label
                         raise FetchError(
                             f"bad redirect location {location[:200]!r}: {exc}"
                         ) from None
@@ -278,6 +282,48 @@ def fetch(
             finally:
                 response.close()
     raise FetchError(f"too many redirects (more than {settings.max_redirects}); last: {current}")
+
+
+def _send_within(
+    client: httpx.Client,
+    request: httpx.Request,
+    deadline: float,
+    cancel_event: threading.Event | None,
+) -> httpx.Response:
+    """``client.send(request, stream=True)``, but bounded by ``deadline`` and the cancel event.
+
+    httpx's timeouts apply to each read, so a server that sends its headers a byte at a time
+    would hold the call for as long as it likes. The request runs in a helper thread; when the
+    deadline passes (or the run is cancelled) the client is closed, which ends the helper's
+    connection, and the caller gets the error at once.
+
+    Raises:
+        httpx.TimeoutException: the deadline passed before the headers were in.
+        ToolCancelledError: the run was cancelled meanwhile.
+        httpx.HTTPError: as ``client.send``.
+    """
+    outcome: dict[str, Any] = {}
+
+    def send() -> None:
+        try:
+            outcome["response"] = client.send(request, stream=True)
+        except BaseException as exc:  # handed to the caller below
+            outcome["error"] = exc
+
+    helper = threading.Thread(target=send, name="fetch-send", daemon=True)
+    helper.start()
+    while helper.is_alive():
+        helper.join(0.05)
+        if cancel_event is not None and cancel_event.is_set():
+            client.close()
+            raise ToolCancelledError("the fetch was cancelled")
+        if helper.is_alive() and time.monotonic() > deadline:
+            client.close()
+            raise httpx.ReadTimeout("the headers did not arrive in time", request=request)
+    if "error" in outcome:
+        raise outcome["error"]
+    response: httpx.Response = outcome["response"]
+    return response
 
 
 def _page(response: httpx.Response, url: str, settings: FetchSettings, deadline: float,

@@ -107,6 +107,12 @@ def make_handler(server: Server) -> type[BaseHTTPRequestHandler]:
                 self.reply(b"looks like text\x00\x00\x01", "text/plain")
             elif route == "/missing":
                 self.reply(b"not here", "text/plain", 404)
+            elif route == "/slow-headers":  # a header byte every 0.3 s, for a minute
+                self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+                for _ in range(200):
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(0.3)
             elif route == "/drip":
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain")
@@ -430,6 +436,23 @@ def test_slow_drip_is_stopped_at_the_total_timeout(server: Server) -> None:
     assert time.monotonic() - started < HANG_BOUND  # the drip lasts 20 s
 
 
+def test_headers_sent_a_byte_at_a_time_are_stopped_at_the_total_timeout(server: Server) -> None:
+    """httpx's read timeout restarts with every byte; the fetch's own deadline does not."""
+    started = time.monotonic()
+    with pytest.raises(FetchError, match="did not answer within 1 s"):
+        fetch(server.url("/slow-headers"), FetchSettings(timeout=1, allow_loopback=True))
+    assert time.monotonic() - started < HANG_BOUND  # the server would go on for a minute
+
+
+def test_cancel_stops_a_fetch_waiting_for_headers(server: Server) -> None:
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()
+    started = time.monotonic()
+    with pytest.raises(ToolCancelledError):
+        fetch(server.url("/slow-headers"), FetchSettings(timeout=60, allow_loopback=True), cancel)
+    assert time.monotonic() - started < HANG_BOUND
+
+
 def test_proxy_variables_are_ignored(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
     proxy = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
     proxy_state = Server(port=proxy.server_address[1])
@@ -472,3 +495,9 @@ def test_html_to_text_falls_back_to_all_text_for_tiny_pages() -> None:
         "one\ntwo"
     )
     assert html_to_text("<title>T</title><div>only</div>") == "Title: T\n\nonly"
+
+
+@pytest.mark.parametrize("url", ["http://xn--127-0.0.0.1/", "http://xn--a.com/"])
+def test_an_invalid_idna_host_is_a_fetch_error(url: str) -> None:
+    with pytest.raises(FetchError, match="invalid host name"):
+        fetch(url)
