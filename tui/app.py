@@ -60,6 +60,7 @@ AgentFactory = Callable[[str | None], Agent]
 DRAIN_HZ = 20
 QUIT_WINDOW = 2.0
 ORPHAN_CHECK_SECONDS = 1.0
+ORPHAN_GRACE_SECONDS = 5.0
 """How often a chat process under `qwq-agent web` checks that its server is still there."""
 WELCOME = (
     "Type a task and press Enter. /help lists commands and keys; "
@@ -107,9 +108,6 @@ class ChatApp(App[int]):
         self._pending_prompt: str | None = None
         self.approvals = ApprovalBridge(self)
         self._last_interrupt = 0.0
-        self.parent_pid: int | None = None
-        """Quit when this process's parent is no longer this pid (``qwq-agent web`` sets it:
-        a chat process whose server died has nobody to serve and must not linger)."""
         agent.approval_callback = self.approvals.ask
 
     # -- layout ----------------------------------------------------------------------------
@@ -139,15 +137,29 @@ class ChatApp(App[int]):
         self.status.set_placement(self.agent.placement)
         await self.note(WELCOME)
         self.prompt_input.focus()
-        if self.parent_pid is not None:
-            self.set_interval(ORPHAN_CHECK_SECONDS, self._exit_if_orphaned)
-            self._exit_if_orphaned()
         self._start_loading()
 
-    def _exit_if_orphaned(self) -> None:
-        if self.parent_pid is not None and os.getppid() != self.parent_pid:
+    def exit_with_parent(self, parent_pid: int) -> None:
+        """Quit when this process's parent is no longer ``parent_pid`` (``qwq-agent web``: a
+        chat process whose server died has nobody to serve and must not linger).
+
+        A daemon thread checks every :data:`ORPHAN_CHECK_SECONDS`, so it works whatever state
+        the app is in, even one that never finished starting; it asks the app to exit, and
+        ends the process itself if the app has not within :data:`ORPHAN_GRACE_SECONDS`.
+        """
+
+        def watch() -> None:
+            while os.getppid() == parent_pid:
+                time.sleep(ORPHAN_CHECK_SECONDS)
             self.agent.cancel()
-            self.exit(return_code=1, message="qwq-agent chat: the web server went away")
+            with suppress(Exception):
+                self.call_from_thread(
+                    self.exit, return_code=1, message="qwq-agent chat: the web server went away"
+                )
+            time.sleep(ORPHAN_GRACE_SECONDS)
+            os._exit(1)  # the app did not exit: nobody is left to see it, and it must not run
+
+        threading.Thread(target=watch, name="qwq-agent-parent-watch", daemon=True).start()
 
     async def note(self, text: str, kind: str = "info") -> Note:
         """Show a line from the app in the conversation."""
@@ -411,7 +423,7 @@ def run_chat(args: argparse.Namespace) -> int:
         )
         return EXIT_BAD_INPUT
     if web:
-        app.parent_pid = parent_pid
+        app.exit_with_parent(parent_pid)
     code = app.run()
     app.run_done.wait(timeout=10)  # let a cancelled run end before the model is freed
     app.agent.close()

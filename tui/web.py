@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import ipaddress
 import secrets
 import shlex
@@ -87,16 +88,28 @@ class ChatService(AppService):
     """textual-serve's process per websocket, with a bounded :meth:`stop`."""
 
     async def stop(self) -> None:
-        """Ask the app to quit; kill it if it has not within :data:`STOP_SECONDS`."""
+        """Ask the app to quit; kill it if it has not exited within :data:`STOP_SECONDS`.
+
+        textual-serve's own ``stop`` returns once its reader task ends, which is not the
+        process exiting: a process that never finished starting (a tab closed at once) went
+        on running, so the exit itself is waited for here.
+        """
+        deadline = asyncio.get_running_loop().time() + STOP_SECONDS
         try:
             await asyncio.wait_for(super().stop(), STOP_SECONDS)
         except TimeoutError:
-            process = self._process
-            if process is not None and process.returncode is None:
-                log.warning("a chat process did not quit; killing it")
-                process.kill()
-                await process.wait()
             self._task = None
+        process = self._process
+        if process is None or process.returncode is not None:
+            return
+        try:
+            left = max(0.0, deadline - asyncio.get_running_loop().time())
+            await asyncio.wait_for(process.wait(), left)
+        except TimeoutError:
+            log.warning("a chat process did not quit; killing it")
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
 
 
 class TokenServer(Server):

@@ -49,6 +49,8 @@ class Served:
     token: str
     cookie: str
     """The name of the token cookie."""
+    pid: int
+    """The server process."""
 
 
 def _stop_group(process: subprocess.Popen[bytes]) -> None:
@@ -99,6 +101,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             base=base,
             token=match.group(3),
             cookie=f"qwq_agent_token_{match.group(2)}",
+            pid=process.pid,
         )
     finally:
         _stop_group(process)
@@ -170,6 +173,47 @@ async def _first_bytes(served: Served, *, origin: str | None = None) -> int:
 
 def test_the_websocket_runs_a_chat_process(served: Served) -> None:
     assert asyncio.run(_first_bytes(served, origin=served.base)) >= 2000
+
+
+def _chat_children(pid: int) -> list[int]:
+    """Live (not zombie) chat processes whose parent is ``pid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat[1]) == pid and stat[0] not in "ZX" and b"chat" in command:
+            found.append(int(entry.name))
+    return found
+
+
+async def _open_resize_and_leave(served: Served) -> None:
+    """What a browser tab closed at once does: resizes, then goes, before the app is up."""
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(cookie_jar=jar) as session:
+        async with session.get(served.url) as page:
+            assert page.status == 200
+        url = served.base.replace("http", "ws", 1) + "/ws?width=100&height=30"
+        async with session.ws_connect(url, headers={"Origin": served.base}) as socket:
+            for height in (30, 35):
+                await socket.send_json(["resize", {"width": 100, "height": height}])
+            await asyncio.sleep(0.1)
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
+def test_a_tab_closed_during_startup_leaves_no_chat_process(served: Served) -> None:
+    """Such a process once went on spinning a CPU forever (found 2026-11-24): textual-serve's
+    stop returned before the process exited, and nothing killed it."""
+    for _ in range(3):
+        asyncio.run(_open_resize_and_leave(served))
+    deadline = time.monotonic() + web.STOP_SECONDS + HANG_BOUND
+    while _chat_children(served.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _chat_children(served.pid) == []
 
 
 def test_the_websocket_refuses_another_origin(served: Served) -> None:
