@@ -83,6 +83,22 @@ async def test_markup_and_escapes_in_model_and_tool_output(make_chat: MakeApp) -
         assert "ZXZpbA" not in app.export_screenshot()
 
 
+async def test_raw_html_in_the_answer_is_shown_as_text(make_chat: MakeApp) -> None:
+    """The Markdown widget drops HTML blocks: an answer in <pre>, or after an unclosed
+    comment, used to vanish from the screen."""
+    answer = "Before.\n\n<pre>\n<code>import math</code>\n</pre>\n\n<!-- never closed\n\nAfter."
+    app = make_chat(ScriptedBackend(["Ok.\n</think>\n\n" + answer]))
+    async with app.run_test(size=(100, 40)) as pilot:
+        await run_to_end(pilot, "show html")
+        blocks = [str(b.render()) for b in app.query_one(AssistantTurn).answer.children]
+        assert blocks == [
+            "Before.",
+            "<pre> <code>import math</code> </pre>",
+            "<!-- never closed",
+            "After.",
+        ]
+
+
 async def test_a_10_mb_line_of_tool_output_stays_responsive(make_chat: MakeApp) -> None:
     app = make_chat(ScriptedBackend([]))
     async with app.run_test(size=(100, 30)) as pilot:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import assert_never
 
+from markdown_it import MarkdownIt
 from textual.containers import Vertical
 from textual.content import Content
 from textual.widget import Widget
@@ -35,6 +36,12 @@ from agent.events import (
 from tui import render
 from tui.widgets.thinking import ThinkingBlock
 from tui.widgets.tool_card import ToolCard
+
+
+def answer_parser() -> MarkdownIt:
+    """Markdown for the model's answer, with raw HTML shown as text: the Markdown widget drops
+    HTML blocks, so an answer in ``<pre>`` (or after an unclosed ``<!--``) would vanish."""
+    return MarkdownIt("gfm-like").disable(["html_block", "html_inline"])
 
 
 def coalesce(events: Iterable[Event]) -> list[Event]:
@@ -145,7 +152,7 @@ class AssistantTurn(Vertical):
                 return  # the blank line after </think> is not an answer yet
             text, self._pending_space = self._pending_space.lstrip(), ""
             self._close_thinking()
-            self.answer = Markdown("", classes="answer")
+            self.answer = Markdown("", classes="answer", parser_factory=answer_parser)
             await self._mount_here(self.answer)
         text = render.safe(text)
         self.answer_text += text
