@@ -241,3 +241,13 @@ def test_a_parent_secret_stays_out_of_reach_through_an_exception(
     observation = backend.observations[0]
     assert "sk-parent-secret" not in observation
     assert "AttributeError.obj is not available in the sandbox" in observation
+
+
+def test_a_print_flood_reaches_the_model_with_the_python_marker_intact(tmp_path: Path) -> None:
+    """The python tool's own marker (how much was printed beyond its cap) used to be cut
+    off by the context cap of 20,000 characters, leaving a misleading '57 of 20057 cut'."""
+    code = "print('y' * 50000)"
+    _, backend = run(tmp_path, [call("python", code=code), DONE], ["python"])
+    observation = backend.observations[0]
+    assert "more characters were printed]" in observation
+    assert "characters cut]" not in observation

@@ -16,7 +16,7 @@ Settings (``ctx.settings_for("python")``), defaults from SECURITY.md:
 ``wall_seconds``       10        wall-clock time, killed by the parent
 ``memory_mb``          512       address space (RLIMIT_AS)
 ``max_source_bytes``   100000    source size, checked before anything is started
-``max_output_chars``   20000     printed output kept (the rest is cut, with a marker)
+``max_output_chars``   19000     printed output kept (the rest is cut, with a marker)
 ``max_file_bytes``     1048576   largest file the child may write (RLIMIT_FSIZE)
 ``os_sandbox``         "auto"    bubblewrap layer: "auto" (when usable), "off", "require"
 =====================  ========  ==================================================
@@ -104,7 +104,9 @@ class PythonLimits:
     wall_seconds: float = 10.0
     memory_mb: int = 512
     max_source_bytes: int = 100_000
-    max_output_chars: int = 20_000
+    max_output_chars: int = 19_000
+    """Under the 20,000 characters a result may place in the context, so that the marker
+    saying how much was cut, and the result, are not themselves cut."""
     max_file_bytes: int = 1 << 20
     os_sandbox: OsSandbox = "auto"
 
