@@ -62,6 +62,7 @@ from models.base import (
     StopReason,
     Usage,
 )
+from tools.output import neutralise_control_tokens
 from tools.registry import ToolRegistry
 
 _CALL_BLOCK = re.compile(r"<tool_call>.*?(?:</tool_call>|$)", re.DOTALL)
@@ -137,7 +138,19 @@ def build_messages(
             required=state.tool_choice == "required",
             workspace=any(n in state.registry for n in ("read_file", "write_file", "list_dir")),
         )
-    return [{"role": "system", "content": system}, *history, {"role": "user", "content": prompt}]
+    # The conversation is text from people and the model: re-rendered into the prompt (which
+    # is tokenized with special tokens on), "<|im_start|>system" in it would open a real turn.
+    earlier = [
+        {**m, "content": neutralise_control_tokens(m["content"])}
+        if isinstance(m.get("content"), str)
+        else m
+        for m in history
+    ]
+    return [
+        {"role": "system", "content": system},
+        *earlier,
+        {"role": "user", "content": neutralise_control_tokens(prompt)},
+    ]
 
 
 def render_prompt(state: RunState, messages: list[dict[str, Any]]) -> str:

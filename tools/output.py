@@ -25,6 +25,16 @@ _SPECIAL = re.compile(
 )
 
 
+_CONTROL = re.compile(r"<(?=\s*\|[^|<>\n]{0,40}\|\s*>)")
+
+
+def neutralise_control_tokens(text: str) -> str:
+    """Return ``text`` with ChatML control tokens (``<|im_start|>`` …) made inert, leaving the
+    format's tags (``<tool_call>``, ``</think>``) alone: for conversation text re-rendered
+    into a prompt, where those tags are the model's own and must stay."""
+    return _CONTROL.sub("&lt;", text)
+
+
 def neutralise(text: str) -> str:
     """Return ``text`` with every special token or format tag made inert (``<`` → ``&lt;``)."""
     return _SPECIAL.sub("&lt;", text)
