@@ -50,7 +50,7 @@ def run_ask(args: argparse.Namespace) -> int:
         agent: Agent = agent_from_args(args, approval_callback=callback)
         agent.load()
     except (UnknownToolError, ValueError, BackendError, OSError) as exc:
-        err.print(Text(f"qwq-agent: {exc}", style="bold red"))
+        err.print(Text(f"qwq-agent: {clean_for_terminal(str(exc))}", style="bold red"))
         return EXIT_BAD_INPUT
 
     events: list[Event] = []
@@ -82,7 +82,8 @@ def run_ask(args: argparse.Namespace) -> int:
         out.print()
         shown = {e.message for e in events if e.kind == "error" and e.fatal}
         if (not result.ok or result.detail) and result.detail not in shown:
-            err.print(Text(f"[{result.finish_reason}] {result.detail}", style="yellow"))
+            detail = clean_for_terminal(result.detail)
+            err.print(Text(f"[{result.finish_reason}] {detail}", style="yellow"))
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
@@ -121,5 +122,5 @@ def _show(
         case Approval(decision=False, call=call):
             out.print(Text(f"✗ {call.name} denied (use --yes to allow)", style="yellow"))
         case Error(fatal=True, message=message):
-            err.print(Text(f"qwq-agent: {message}", style="bold red"))
+            err.print(Text(f"qwq-agent: {clean_for_terminal(message)}", style="bold red"))
     return mid_thought

@@ -70,7 +70,8 @@ class HttpSession:
     Args:
         base_url: the API root, e.g. ``http://127.0.0.1:8080/v1``.
         headers: extra headers sent with every request.
-        api_key: sent as ``Authorization: Bearer …`` (never stored elsewhere).
+        api_key: sent as ``Authorization: Bearer …``; also kept to blank it out of anything
+            the server says back (an error that echoes the header), never shown or logged.
         api_key_env: the name of the variable that held the key, for error messages.
         connect_timeout: seconds to open a connection.
         read_timeout: seconds without a byte from the server before giving up.
@@ -97,6 +98,7 @@ class HttpSession:
         all_headers = {"Accept": "text/event-stream, application/json", **headers}
         if api_key:
             all_headers["Authorization"] = f"Bearer {api_key}"
+        self._secret = api_key or None
         self._client = httpx.Client(
             headers=all_headers,
             timeout=httpx.Timeout(
@@ -109,6 +111,12 @@ class HttpSession:
 
     def close(self) -> None:
         self._client.close()
+
+    def redact(self, text: str) -> str:
+        """``text`` with the API key blanked out (a server may echo the request's headers)."""
+        if self._secret and len(self._secret) >= 4:
+            return text.replace(self._secret, "[API key hidden]")
+        return text
 
     def get_json(self, url: str, *, retries: bool = True, timeout: float | None = None) -> Any:
         """GET ``url`` (absolute) and decode its JSON body.
@@ -186,7 +194,7 @@ class HttpSession:
                         f"the server at {url} redirects (HTTP {status}) to {location!r}; "
                         "use that address as the base URL"
                     )
-                detail = error_detail(response)
+                detail = self.redact(error_detail(response))
                 overflow = context_overflow(detail)
                 if overflow is not None:  # some servers say it with a 500: retrying is futile
                     raise overflow
@@ -289,7 +297,7 @@ class HttpSession:
                 f"the server at {url} sent an event that is not an object: {data[:200]!r}"
             )
         if "error" in value:
-            detail = _message(value)
+            detail = self.redact(_message(value))
             raise context_overflow(detail) or BackendError(
                 f"the server at {url} reported an error in the stream: {detail}"
             )

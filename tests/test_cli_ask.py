@@ -120,3 +120,17 @@ def test_the_tui_refuses_to_start_without_a_terminal() -> None:
 def test_models_list_takes_no_name(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["models", "list", "extra"]) == EXIT_BAD_INPUT
     assert "`models list` takes no name" in capsys.readouterr().err
+
+
+def test_escape_sequences_in_server_errors_do_not_reach_the_terminal(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tests.server.fake_openai import FakeServer, Reply
+
+    with FakeServer() as server:
+        hostile = "denied\x1b[2J\x1b]52;c;ZXZpbA==\x07"
+        server.push(Reply(status=400, body=json.dumps({"error": {"message": hostile}})))
+        code = main(["ask", "--no-transcript", "--model", server.url, "hi"])
+    err = capsys.readouterr().err
+    assert code != EXIT_OK and "denied" in err
+    assert "\x1b" not in err and "\x07" not in err

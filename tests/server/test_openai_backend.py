@@ -319,6 +319,24 @@ def test_the_api_key_is_sent_but_never_shown(
     b.close()
 
 
+@pytest.mark.parametrize("where", ["status", "stream"])
+def test_an_api_key_the_server_echoes_is_hidden(
+    server: FakeServer, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    monkeypatch.setenv("FAKE_KEY", "sk-very-secret")
+    echo = "bad header: Authorization: Bearer sk-very-secret"
+    if where == "status":
+        server.push(Reply(status=403, body=json.dumps({"error": {"message": echo}})))
+    else:
+        server.push(Reply(events=[{"error": {"message": echo}}]))
+    b = backend(server, api_key_env="FAKE_KEY")
+    with pytest.raises(BackendError) as caught:
+        drain(b.generate(CONTEXT, GenerateOptions()))
+    assert "sk-very-secret" not in str(caught.value)
+    assert "Bearer [API key hidden]" in str(caught.value)
+    b.close()
+
+
 def test_a_missing_api_key_variable_is_a_clear_error(
     server: FakeServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
