@@ -53,6 +53,8 @@ class Agent:
         system: the system prompt (default: ``prompts/system.md.j2``).
         max_repeated_calls: an identical call (same name and arguments) beyond this many
             times ends the run with ``"repeated_call"``.
+        max_calls_per_step: calls run from one generation; further ones are not run and
+            get an error observation (``error_type`` ``"limit"``).
         tool_output_chars: cap on each tool result placed in the context.
         tool_settings: per-tool settings (limits) by tool name, seen by tools.
         transcript: write a JSONL transcript (``True``), not (``False``), or to this file.
@@ -91,6 +93,7 @@ class Agent:
         tool_choice: ToolChoice = "auto",
         system: str | None = None,
         max_repeated_calls: int = 3,
+        max_calls_per_step: int = 16,
         tool_output_chars: int = 20_000,
         tool_settings: Mapping[str, Mapping[str, Any]] | None = None,
         transcript: bool | str | Path = True,
@@ -107,6 +110,7 @@ class Agent:
             max_tokens=max_tokens,
             timeout=timeout,
             max_repeated_calls=max_repeated_calls,
+            max_calls_per_step=max_calls_per_step,
         )
         if temperature is not None and temperature < 0:
             raise ValueError(f"temperature must be 0 or more, got {temperature!r}")

@@ -83,7 +83,8 @@ class ToolResult:
     """Seconds from start to result (0 for calls refused before running)."""
     error_type: str | None = None
     """A short category when ``error`` is set: ``validation`` (bad arguments),
-    ``unknown_tool``, ``denied``, ``timeout``, ``cancelled``, ``error`` (the tool reported a
+    ``unknown_tool``, ``denied``, ``timeout``, ``cancelled``, ``limit`` (beyond
+    ``max_calls_per_step``, not run), ``error`` (the tool reported a
     failure, :class:`tools.base.ToolError`) or ``exception`` (the tool raised anything else).
     Malformed calls and repeated calls never run, so they are :class:`Error` events
     (``error_type`` ``parse`` or ``repeated``), not results."""

@@ -76,6 +76,9 @@ class Limits:
     max_tokens: int | None = None
     timeout: float | None = None
     max_repeated_calls: int = 3
+    max_calls_per_step: int = 16
+    """Calls run from one generation; the rest get an error observation (one step cannot
+    start thousands of tools or sandboxes)."""
 
     def __post_init__(self) -> None:
         """Raises ``ValueError`` for a limit that could never be met (zero, negative)."""
@@ -85,6 +88,10 @@ class Limits:
             raise ValueError(f"max_tokens must be at least 1 (or None), got {self.max_tokens!r}")
         if self.timeout is not None and not self.timeout > 0:
             raise ValueError(f"timeout must be more than 0 seconds (or None), got {self.timeout!r}")
+        if self.max_calls_per_step < 1:
+            raise ValueError(
+                f"max_calls_per_step must be at least 1, got {self.max_calls_per_step!r}"
+            )
         if self.max_repeated_calls < 1:
             raise ValueError(
                 f"max_repeated_calls must be at least 1, got {self.max_repeated_calls!r}"
@@ -390,6 +397,7 @@ def _run_calls(
     observations: dict[int, str] = {}
     runnable: list[tuple[int, PreparedCall]] = []
     executor = state.executor
+    calls = 0
     for index, item in enumerate(items):
         call_id = f"call_{next(ids)}"
         if isinstance(item, CallError):
@@ -408,6 +416,17 @@ def _run_calls(
             )
             yield Error(detail, "repeated", fatal=True, call_id=call_id)
             return [], ("repeated_call", "", detail)
+        calls += 1
+        if calls > state.limits.max_calls_per_step:
+            skipped = executor.error(
+                call,
+                f"not run: at most {state.limits.max_calls_per_step} calls run per step and "
+                f"this was call {calls}; make fewer calls at a time",
+                "limit",
+            )
+            yield skipped
+            observations[index] = f"Error: {skipped.error}"
+            continue
         prepared = executor.prepare(call)
         if isinstance(prepared, ToolResult):
             yield prepared

@@ -481,3 +481,13 @@ def test_tool_settings_a_tool_does_not_know_are_refused_when_the_agent_is_made()
     with pytest.raises(ValueError, match=r"settings for 'nope', which is not a tool here"):
         Agent("smollm2-135m", tool_settings={"nope": {}})
     Agent("smollm2-135m", tools=[add], tool_settings={"add": {"anything": 1}}, transcript=False)
+
+
+def test_calls_beyond_the_per_step_limit_are_not_run(make_agent: MakeAgent) -> None:
+    turn = "</think>" + "".join(call("add", a=i, b=1) for i in range(5))
+    agent, backend = make_agent([turn, ANSWER], max_calls_per_step=3)
+    result = agent.run("go")
+    assert [c.output for c in result.tool_calls[:3]] == ["1", "2", "3"]
+    assert [c.error_type for c in result.tool_calls[3:]] == ["limit", "limit"]
+    assert "at most 3 calls run per step" in (result.tool_calls[3].error or "")
+    assert result.ok and backend.observations[0].count("not run: at most 3") == 2
