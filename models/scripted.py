@@ -53,6 +53,8 @@ class ScriptedBackend:
         opens_thinking: whether the generation prompt opens ``<think>`` (QwQ: yes).
         context_size: the window reported to the loop, in approximate tokens.
         name: a display name.
+        loop: start again from the first turn once every turn was played (a demo that
+            answers every question the same way); otherwise asking for more is an error.
     """
 
     def __init__(
@@ -64,12 +66,14 @@ class ScriptedBackend:
         opens_thinking: bool = True,
         context_size: int = 32_768,
         name: str = "scripted",
+        loop: bool = False,
     ) -> None:
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size!r}")
         self.turns = list(turns)
         self.chunk_size = chunk_size
         self.delay = delay
+        self.loop = loop
         self.prompts: list[str] = []
         self.observations: list[str] = []
         self.options: list[GenerateOptions] = []
@@ -108,7 +112,7 @@ class ScriptedBackend:
         turns = data["turns"]
         if not all(isinstance(t, str) for t in turns):
             raise BackendError(f"every turn in {str(file)!r} must be a string")
-        allowed = {"chunk_size", "delay", "opens_thinking", "context_size"}
+        allowed = {"chunk_size", "delay", "opens_thinking", "context_size", "loop"}
         unknown = sorted(set(data) - allowed - {"turns"})
         if unknown:
             raise BackendError(
@@ -138,6 +142,8 @@ class ScriptedBackend:
         if self.closed:
             raise BackendError("the scripted backend is closed")
         self._account_prompt(context)
+        if self._next >= len(self.turns) and self.loop and self.turns:
+            self._next = 0
         if self._next >= len(self.turns):
             raise ScriptExhaustedError(
                 f"the script has no turn {self._next + 1} (it has {len(self.turns)}); "

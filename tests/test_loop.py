@@ -491,3 +491,13 @@ def test_calls_beyond_the_per_step_limit_are_not_run(make_agent: MakeAgent) -> N
     assert [c.error_type for c in result.tool_calls[3:]] == ["limit", "limit"]
     assert "at most 3 calls run per step" in (result.tool_calls[3].error or "")
     assert result.ok and backend.observations[0].count("not run: at most 3") == 2
+
+
+def test_a_looping_script_answers_every_question(tmp_path: Path) -> None:
+    backend = ScriptedBackend(["</think>same"], loop=True)
+    agent = Agent(backend, transcript=False, workspace=tmp_path)
+    assert [agent.run(q).answer for q in ("one", "two", "three")] == ["same"] * 3
+    once = Agent(ScriptedBackend(["</think>x"]), transcript=False, workspace=tmp_path)
+    assert once.run("one").ok
+    second = once.run("two")
+    assert second.finish_reason == "error" and "has no turn 2" in second.detail
