@@ -156,6 +156,12 @@ class Agent:
     # -- the model -----------------------------------------------------------------------
 
     @property
+    def model_spec(self) -> str | None:
+        """The model as named (a catalog name, a path, a URL …); ``None`` when a
+        :class:`~models.base.Backend` was given."""
+        return self._model_spec if isinstance(self._model_spec, str) else None
+
+    @property
     def backend(self) -> Backend:
         """The backend, loaded on first access."""
         if self._backend is None:

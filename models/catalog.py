@@ -148,6 +148,24 @@ def parse_spec(spec: str) -> Spec:
     )
 
 
+def check_spec(spec: str) -> None:
+    """Refuse, without loading or downloading anything, a spec that cannot work: an unknown
+    name or quantization, or a local file (model or script) that is not there.
+
+    Raises:
+        BackendError: saying what is wrong.
+    """
+    parsed = parse_spec(spec)
+    if parsed.kind == "catalog":
+        entry = CATALOG[parsed.value]
+        if entry.repo_id is not None:
+            entry.filename(parsed.quant)  # raises for an unknown quantization
+        return
+    if parsed.kind in ("path", "scripted") and not Path(parsed.value).is_file():
+        what = "model file" if parsed.kind == "path" else "script"
+        raise BackendError(f"there is no {what} at {parsed.value!r}")
+
+
 def default_sampling(spec: str) -> Sampling:
     """The recommended sampling for ``spec``: the catalog's, QwQ's for QwQ-looking files."""
     parsed = parse_spec(spec)

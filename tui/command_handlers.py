@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, get_args
 from agent.agent import Placement
 from agent.transcript import load_transcript
 from models.base import BackendError
+from models.catalog import check_spec
 from tui import commands, render
 from tui.export import transcript_markdown
 from tui.screens.sessions import SessionsScreen
@@ -68,6 +69,14 @@ async def _model(app: ChatApp, argument: str) -> None:
     except (ValueError, LookupError, TypeError, OSError, BackendError) as exc:
         await app.note(f"Cannot use model {argument!r}: {exc}", "error")
         return
+    if agent.model_spec is not None:
+        try:
+            check_spec(agent.model_spec)  # before the working model is given up for it
+        except BackendError as exc:
+            agent.close()
+            kept = render.safe(app.model_label)
+            await app.note(f"Cannot use model {argument!r}: {exc}. Still using {kept}.", "error")
+            return
     app.replace_agent(agent, argument)
     await app.note(f"Loading {render.safe(argument)}; a new conversation starts with it.")
 

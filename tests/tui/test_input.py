@@ -158,6 +158,28 @@ async def test_model_switches_through_the_factory(tmp_path: Path) -> None:
         assert app.status.usage is None and app.status.step == 0 and app.status._elapsed == 0
 
 
+async def test_a_model_that_cannot_work_keeps_the_current_one(tmp_path: Path) -> None:
+    def factory(model: str | None) -> Agent:
+        if model is None:
+            return Agent(ScriptedBackend([HELLO], name="first"), workspace=tmp_path)
+        return Agent(model, workspace=tmp_path)  # by name: checked before the switch
+
+    app = make_app(factory, deterministic=True)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(pilot, lambda: app.status.model == "first")
+        first = app.agent
+        for bad, why in [
+            ("nonexistent-model", "unknown model"),
+            ("qwq-32b:Q9_Z", "no quantization"),
+            (str(tmp_path / "missing.gguf"), "there is no model file"),
+        ]:
+            await send(pilot, f"/model {bad}")
+            assert why in notes(app)[-1] and "Still using first" in notes(app)[-1]
+            assert app.agent is first and app.status.model == "first"
+        await run_to_end(pilot, "hi")
+        assert app.turn is not None and app.turn.answer_text == "Hello!"
+
+
 async def test_model_without_a_factory_is_refused(make_chat: MakeApp) -> None:
     app = make_chat(ScriptedBackend([]))
     async with app.run_test(size=(100, 30)) as pilot:
