@@ -69,6 +69,8 @@ _V6_REFUSED: list[tuple[str, str]] = [
     ("fe80::/10", "link-local"),
     ("fec0::/10", "site-local"),
     ("ff00::/8", "multicast"),
+    ("::ffff:0:0:0/96", "an IPv4-translated address (SIIT), which may reach a private host"),
+    ("64:ff9b:1::/48", "a local-use NAT64 prefix, which may reach a private IPv4 host"),
 ]
 _V4_NETS = [(ipaddress.IPv4Network(n), why) for n, why in _V4_REFUSED]
 _V6_NETS = [(ipaddress.IPv6Network(n), why) for n, why in _V6_REFUSED]

@@ -166,7 +166,8 @@ def no_connections(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
      "239.255.255.250", "240.0.0.1", "255.255.255.255", "::", "::1", "fc00::1", "fd12:3456::1",
      "fe80::1", "fec0::1", "ff02::1", "2001:db8::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1",
      "::ffff:169.254.169.254", "::127.0.0.1", "64:ff9b::7f00:1", "64:ff9b::a9fe:a9fe",
-     "2002:7f00:1::1", "2002:a00:1::", "2001:0:4136:e378:8000:63bf:80ff:fffe", "100::1"],
+     "2002:7f00:1::1", "2002:a00:1::", "2001:0:4136:e378:8000:63bf:80ff:fffe", "100::1",
+     "::ffff:0:7f00:1", "64:ff9b:1::a9fe:a9fe"],
 )  # fmt: skip
 def test_private_and_special_addresses_are_refused(address: str) -> None:
     reason = refusal(ipaddress.ip_address(address))
