@@ -364,9 +364,7 @@ class OpenAIBackend:
                         f"the server at {self.base_url} cut the stream {cuts} times ({cut}); "
                         "the conversation is kept: try again, and check the server"
                     ) from cut
-                try:
-                    pause(self._http.retry.delay(cuts - 1, None), options.interrupt)
-                except Interrupted:
+                if not self._wait_to_retry(cuts, options):
                     return "interrupted"
             finally:
                 events.close()
@@ -413,13 +411,20 @@ class OpenAIBackend:
                         f"{attempt.characters} characters of the answer; the "
                         "conversation is kept: ask again, and check the server"
                     ) from cut
-                try:
-                    pause(self._http.retry.delay(cuts - 1, None), options.interrupt)
-                except Interrupted:
+                if not self._wait_to_retry(cuts, options):
                     return "interrupted"
             finally:
                 events.close()
                 self._meter.record(attempt)
+
+    def _wait_to_retry(self, cuts: int, options: GenerateOptions) -> bool:
+        """Wait before asking again after the ``cuts``-th cut stream; ``False`` when
+        ``options.interrupt`` asked to stop meanwhile."""
+        try:
+            pause(self._http.retry.delay(cuts - 1, None), options.interrupt)
+        except Interrupted:
+            return False
+        return True
 
     def _reason(self, finish: str, options: GenerateOptions) -> StopReason:
         if finish == "length":
