@@ -29,6 +29,23 @@ def _headers(values: list[str]) -> dict[str, str]:
     return headers
 
 
+def server_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options given for a server model (``--model-name``, ``--api-mode``,
+    ``--api-key-env``, ``--header``), as :func:`models.catalog.open_backend` keywords; the
+    ones not given are left out.
+
+    Raises:
+        OptionError: a ``--header`` that is not ``NAME:VALUE``.
+    """
+    options = {
+        "model_name": getattr(args, "model_name", None),
+        "api_mode": getattr(args, "api_mode", None),
+        "api_key_env": getattr(args, "api_key_env", None),
+        "headers": _headers(getattr(args, "header", None) or []) or None,
+    }
+    return {k: v for k, v in options.items() if v is not None}
+
+
 def agent_from_args(args: argparse.Namespace, **overrides: Any) -> Any:
     """The agent the options describe (its model is loaded on first use).
 
@@ -75,12 +92,7 @@ def agent_from_args(args: argparse.Namespace, **overrides: Any) -> Any:
 
         model = OpenAIBackend(**endpoint.backend_options())
     elif model_spec.startswith(("http://", "https://")):
-        backend_options.update(
-            model_name=args.model_name,
-            api_mode=args.api_mode,
-            api_key_env=args.api_key_env,
-            headers=_headers(args.header) or None,
-        )
+        backend_options.update(server_options(args))
     approval: Any = settings.get("approval", "ask")
     if args.yes:  # every tool of this agent was listed by the user (--tools, --mcp, config)
         approval = "allow"

@@ -254,20 +254,13 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 def _server_options(args: argparse.Namespace) -> dict[str, Any]:
-    """``--model-name``, ``--api-mode``, ``--api-key-env``, ``--header``: for URL models."""
-    from agent.cli_agent import OptionError, _headers
+    """:func:`agent.cli_agent.server_options`, a bad ``--header`` being bad input."""
+    from agent.cli_agent import OptionError, server_options
 
     try:
-        headers = _headers(getattr(args, "header", None) or [])
+        return server_options(args)
     except OptionError as exc:
         raise BadInput(str(exc)) from None
-    options = {
-        "model_name": getattr(args, "model_name", None),
-        "api_mode": getattr(args, "api_mode", None),
-        "api_key_env": getattr(args, "api_key_env", None),
-        "headers": headers or None,
-    }
-    return {k: v for k, v in options.items() if v is not None}
 
 
 def _opener(config: Config, server: Mapping[str, Any]) -> BackendFactory:
