@@ -163,7 +163,7 @@ class Planner:
 
     def _model(self, layers: list[tuple[Settings, Origin]]) -> str | None:
         from models.base import BackendError
-        from models.catalog import parse_spec
+        from models.catalog import check_spec
 
         value, origin = self._pick(layers, "model")
         if value is None:
@@ -176,13 +176,9 @@ class Planner:
         elif text.lower().endswith(".gguf"):
             text = str((base / Path(text).expanduser()).resolve())
         try:
-            spec = parse_spec(text)
+            check_spec(text)
         except BackendError as exc:
             self._problem(origin, "model", str(exc))
-            return None
-        if spec.kind in ("scripted", "path") and not Path(spec.value).is_file():
-            what = "script" if spec.kind == "scripted" else "model file"
-            self._problem(origin, "model", f"no {what} at {spec.value!r}; fix the path")
             return None
         return text
 

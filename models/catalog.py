@@ -163,7 +163,7 @@ def check_spec(spec: str) -> None:
         return
     if parsed.kind in ("path", "scripted") and not Path(parsed.value).is_file():
         what = "model file" if parsed.kind == "path" else "script"
-        raise BackendError(f"there is no {what} at {parsed.value!r}")
+        raise BackendError(f"no {what} at {parsed.value!r}; fix the path")
 
 
 def default_sampling(spec: str) -> Sampling:

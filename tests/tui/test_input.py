@@ -171,7 +171,7 @@ async def test_a_model_that_cannot_work_keeps_the_current_one(tmp_path: Path) ->
         for bad, why in [
             ("nonexistent-model", "unknown model"),
             ("qwq-32b:Q9_Z", "no quantization"),
-            (str(tmp_path / "missing.gguf"), "there is no model file"),
+            (str(tmp_path / "missing.gguf"), "no model file at"),
         ]:
             await send(pilot, f"/model {bad}")
             assert why in notes(app)[-1] and "Still using first" in notes(app)[-1]
