@@ -4,6 +4,11 @@ Thinking is printed dimmed, each tool call and its result on their own lines, th
 plain; ``--json`` prints one JSON object instead. Dangerous calls are approved with
 ``--yes``, or asked on the terminal when stdin is one; otherwise they are denied and the
 model is told.
+
+``qwq-agent ask -`` reads the prompt from stdin (as ``-`` means in Unix tools); an empty
+prompt is refused with exit 2. Ctrl+C (SIGINT) cancels the agent, which stops the generation
+or kills the running tool's process group at once, and exits 130; a second Ctrl+C stops
+without waiting for the run to end.
 """
 
 from __future__ import annotations
@@ -11,10 +16,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from agent.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, agent_from_args
+from agent.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, agent_from_args
 from agent.terminal import clean_for_terminal
 
 if TYPE_CHECKING:
@@ -23,17 +33,72 @@ if TYPE_CHECKING:
     from agent.events import Event
 
 
+class _Interrupts:
+    """What Ctrl+C does during a run: the first cancels the agent (the run ends "cancelled",
+    a running tool's process group is killed), a second raises :class:`KeyboardInterrupt`.
+    While the person is asked to approve a call, Ctrl+C also ends the question (denied)."""
+
+    def __init__(self) -> None:
+        self.agent: Any = None
+        self.count = 0
+        self.asking = False
+
+    def handle(self, signum: int, frame: FrameType | None) -> None:
+        self.count += 1
+        if self.count > 1 or self.agent is None:
+            raise KeyboardInterrupt
+        self.agent.cancel()
+        print("\ninterrupted: stopping the run (Ctrl+C again to quit at once)", file=sys.stderr)
+        if self.asking:
+            raise KeyboardInterrupt  # ends input(); the call is denied
+
+    @contextmanager
+    def installed(self, agent: Any) -> Iterator[None]:
+        """Handle SIGINT as above while the block runs (main thread only)."""
+        self.agent = agent
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = signal.signal(signal.SIGINT, self.handle)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+_interrupts = _Interrupts()
+
+
 def _ask_person(call: Any) -> bool:
     from tools.display import escape_for_display
 
     pretty = json.dumps(call.arguments, ensure_ascii=False, indent=2)
     args = "\n".join(escape_for_display(line) for line in pretty.splitlines())
     print(f"\nThe model wants to run {call.name!r} with:\n{args}", file=sys.stderr)
+    _interrupts.asking = True
     try:
         answer = input("Allow this call? [y/N] ").strip().lower()
-    except EOFError:
+    except (EOFError, KeyboardInterrupt):
         return False
+    finally:
+        _interrupts.asking = False
     return answer in ("y", "yes")
+
+
+def read_prompt(value: str) -> str:
+    """The prompt: ``value``, or stdin when ``value`` is ``-``.
+
+    Raises:
+        ValueError: the prompt is empty or only whitespace (nothing to ask).
+    """
+    prompt = sys.stdin.read() if value == "-" else value
+    if not prompt.strip():
+        where = "stdin gave nothing" if value == "-" else "the prompt is empty"
+        raise ValueError(
+            f"nothing to ask: {where}; give the task as an argument "
+            '(qwq-agent ask "What is 2 + 3?") or pipe it in (echo "..." | qwq-agent ask -)'
+        )
+    return prompt
 
 
 def run_ask(args: argparse.Namespace) -> int:
@@ -45,6 +110,11 @@ def run_ask(args: argparse.Namespace) -> int:
 
     out = Console(highlight=False, soft_wrap=True)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
+    try:
+        prompt = read_prompt(args.prompt)
+    except (ValueError, OSError) as exc:
+        err.print(Text(f"qwq-agent: {clean_for_terminal(str(exc))}", style="bold red"))
+        return EXIT_BAD_INPUT
     callback = _ask_person if sys.stdin.isatty() and not args.yes else None
     try:
         agent: Agent = agent_from_args(args, approval_callback=callback)
@@ -55,8 +125,9 @@ def run_ask(args: argparse.Namespace) -> int:
 
     events: list[Event] = []
     in_thinking_line = False
-    with agent:
-        for event in agent.stream(args.prompt):
+    _interrupts.count = 0
+    with agent, _interrupts.installed(agent):
+        for event in agent.stream(prompt):
             events.append(event)
             if args.json:
                 continue
@@ -84,6 +155,8 @@ def run_ask(args: argparse.Namespace) -> int:
         if (not result.ok or result.detail) and result.detail not in shown:
             detail = clean_for_terminal(result.detail)
             err.print(Text(f"[{result.finish_reason}] {detail}", style="yellow"))
+    if _interrupts.count and result.finish_reason == "cancelled":
+        return EXIT_INTERRUPTED
     return EXIT_OK if result.ok else EXIT_FAILED
 
 

@@ -134,3 +134,121 @@ def test_escape_sequences_in_server_errors_do_not_reach_the_terminal(
     err = capsys.readouterr().err
     assert code != EXIT_OK and "denied" in err
     assert "\x1b" not in err and "\x07" not in err
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` (children of children too), from /proc."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process tree from /proc")
+def test_ctrl_c_stops_the_running_tool_at_once_and_leaves_no_process(tmp_path: Path) -> None:
+    """Ctrl+C cancels the agent and kills the tool's process group; it does not wait for
+    the tool (a 120 s sleep here) to end."""
+    import os
+    import signal
+    import time
+
+    from tests.conftest import HANG_BOUND
+
+    sleep = 'import time\\ntime.sleep(120)\\nprint(\\"woke\\")'
+    (tmp_path / "sleep.yaml").write_text(
+        "turns:\n"
+        "  - |-\n"
+        "    I will wait.\n"
+        "    <tool_call>\n"
+        f'    {{"name": "python", "arguments": {{"code": "{sleep}"}}}}\n'
+        "    </tool_call>\n"
+        "  - |-\n"
+        "    </think>\n\n    Done.\n",
+        encoding="utf-8",
+    )
+    config = tmp_path / "config.toml"
+    config.write_text("[tool_settings.python]\nwall_seconds = 300\n", encoding="utf-8")
+    out = tmp_path / "out.txt"
+    command = [
+        sys.executable, "-m", "agent.cli", "ask", "--no-transcript", "--yes",
+        "--config", str(config), "--tools", "python",
+        "--model", f"scripted:{tmp_path / 'sleep.yaml'}", "wait",
+    ]  # fmt: skip
+    with out.open("wb") as stdout, (tmp_path / "err.txt").open("wb") as stderr:
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=stderr,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    try:
+        deadline = time.monotonic() + 60
+        children: set[int] = set()
+        while not children:  # the tool has started when its process is there
+            assert time.monotonic() < deadline, (tmp_path / "err.txt").read_text()
+            assert process.poll() is None, (tmp_path / "err.txt").read_text()
+            if "→ python(" in out.read_text(encoding="utf-8"):
+                children = _descendants(process.pid)
+            time.sleep(0.05)
+        time.sleep(0.5)  # let the sandbox child reach its sleep
+        children = _descendants(process.pid)
+        process.send_signal(signal.SIGINT)
+        code = process.wait(timeout=HANG_BOUND)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    err = (tmp_path / "err.txt").read_text(encoding="utf-8")
+    assert code == 130, err
+    assert "interrupted" in err and "← woke" not in out.read_text(encoding="utf-8")
+    assert children and not [pid for pid in children if _alive(pid)]
+
+
+def test_a_dash_reads_the_prompt_from_stdin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import io
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setattr("sys.stdin", io.StringIO("What is 2 + 3, from a pipe?\n"))
+    assert main(["ask", "--json", "--model", ADD, "-"]) == EXIT_OK
+    payload = json.loads(capsys.readouterr().out)
+    transcript = Path(payload["transcript_path"]).read_text(encoding="utf-8")
+    assert "What is 2 + 3, from a pipe?" in transcript
+    assert '"-"' not in transcript
+
+
+@pytest.mark.parametrize(("argument", "stdin"), [("-", ""), ("-", " \n\n"), ("  ", "")])
+def test_an_empty_prompt_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argument: str,
+    stdin: str,
+) -> None:
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+    assert main(["ask", "--no-transcript", "--model", ADD, argument]) == EXIT_BAD_INPUT
+    captured = capsys.readouterr()
+    assert "nothing to ask" in captured.err and captured.out == ""
