@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     ask = sub.add_parser("ask", help="run one task headless and print thinking, calls and answer")
-    ask.add_argument("prompt", help="the task")
+    ask.add_argument("prompt", help="the task ('-': read it from stdin)")
     ask.add_argument("--json", action="store_true", help="print one JSON result instead")
     ask.add_argument("--hide-thinking", action="store_true", help="do not print the thinking")
     _common(ask)
@@ -198,6 +198,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_chat(args)
         if command == "web":
+            problem = _web_problem(args)
+            if problem is not None:  # refused before anything is bound or served
+                print(f"qwq-agent web: {problem}", file=sys.stderr)
+                return EXIT_BAD_INPUT
             from tui.web import run_web
 
             return run_web(args)
@@ -229,6 +233,17 @@ def agent_from_args(args: argparse.Namespace, **overrides: Any) -> Any:
     from agent.cli_agent import agent_from_args as build
 
     return build(args, **overrides)
+
+
+def _web_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with ``qwq-agent web``'s options (port, agent options, config file,
+    workspace, model spec), or ``None``. Each tab's chat process would hit the same problem
+    only after the page is served, leaving the tab blank."""
+    if not 0 <= args.port <= 65535:
+        return f"--port must be 0-65535 (0: any free port), got {args.port}"
+    from agent.cli_agent import options_problem
+
+    return options_problem(args)
 
 
 def _list_tools(args: argparse.Namespace) -> int:

@@ -131,6 +131,31 @@ def agent_from_args(args: argparse.Namespace, **overrides: Any) -> Any:
         raise OptionError(f"an MCP server could not be used: {exc}") from exc
 
 
+def options_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with the options, the config file, the workspace or the model spec, or
+    ``None``: everything :func:`agent_from_args` checks, and that the model spec names
+    something that exists (:func:`models.catalog.check_spec`), without loading or downloading
+    a model and without starting MCP servers. For commands that hand the options to another
+    process (``qwq-agent web``), which must refuse bad input before it serves anything.
+    """
+    from models.base import BackendError
+    from models.catalog import check_spec
+    from tools.registry import UnknownToolError
+
+    try:
+        agent = agent_from_args(args, mcp_servers=())
+    except (UnknownToolError, ValueError, BackendError, OSError) as exc:
+        return str(exc)
+    try:
+        if agent.model_spec is not None:  # None: a config endpoint, already set up
+            check_spec(agent.model_spec)
+    except BackendError as exc:
+        return str(exc)
+    finally:
+        agent.close()
+    return None
+
+
 def run_config(args: argparse.Namespace) -> int:
     """``qwq-agent config path|show``."""
     from agent.config import ConfigError, config_path, load_config
