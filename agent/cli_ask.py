@@ -69,12 +69,14 @@ class _Interrupts:
 _interrupts = _Interrupts()
 
 
-def _ask_person(call: Any) -> bool:
+def _ask_person(call: Any, reason: str | None = None) -> bool:
     from tools.display import escape_for_display
 
     pretty = json.dumps(call.arguments, ensure_ascii=False, indent=2)
     args = "\n".join(escape_for_display(line) for line in pretty.splitlines())
     print(f"\nThe model wants to run {call.name!r} with:\n{args}", file=sys.stderr)
+    if reason:
+        print(f"Why you are asked: {escape_for_display(reason)}", file=sys.stderr)
     _interrupts.asking = True
     try:
         answer = input("Allow this call? [y/N] ").strip().lower()

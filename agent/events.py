@@ -97,7 +97,8 @@ class ToolResult:
 
 @dataclass(slots=True)
 class Approval:
-    """A dangerous call waits for a yes or no. ``decision`` is ``None`` until answered."""
+    """A call waits for a yes or no (a dangerous one, or one the run's data flow holds, see
+    :mod:`agent.approval`). ``decision`` is ``None`` until answered."""
 
     call: ToolCall
     tool_risk: str = "dangerous"
@@ -106,6 +107,9 @@ class Approval:
     """Once decided: ``"policy"`` (the approval setting), ``"callback"``
     (``approval_callback``), ``"consumer"`` (:meth:`approve`/:meth:`deny` on the streamed
     event) or ``"default"`` (nobody answered, so the call was denied)."""
+    reason: str | None = None
+    """Why this call needs a yes beyond its risk, for the person to read (e.g. "this run has
+    read private data (read_file '.env'); this call sends data off the machine")."""
     kind: Literal["approval"] = "approval"
 
     def approve(self) -> None:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import prompts
-from agent.approval import ApprovalCallback, ApprovalPolicy
+from agent.approval import ApprovalCallback, ApprovalPolicy, DataFlow, ask_callback
 from agent.events import (
     Approval,
     Error,
@@ -118,6 +118,8 @@ class RunState:
     new_messages: list[dict[str, Any]] = field(default_factory=list)
     started: float = 0.0
     """``time.monotonic()`` when the run began."""
+    flow: DataFlow = field(default_factory=DataFlow)
+    """The private reads so far, for the exfiltration gate (:mod:`agent.approval`)."""
 
 
 @dataclass
@@ -178,6 +180,7 @@ def run_loop(state: RunState, history: Sequence[dict[str, Any]], prompt: str) ->
     started = state.started = time.monotonic()
     deadline = started + limits.timeout if limits.timeout is not None else None
     usage_start = backend.usage.copy()
+    state.flow.note_history(history, state.registry)
     state.new_messages.append({"role": "user", "content": prompt})
     try:
         context = [
@@ -432,12 +435,13 @@ def _run_calls(
             yield prepared
             observations[index] = f"Error: {prepared.error}"
             continue
-        approved = yield from _approve(state, prepared)
+        approved, gate = yield from _approve(state, prepared)
         if not approved:
             denied = executor.error(
                 call,
-                f"the user denied this call to {call.name!r}; do not repeat it, "
-                "continue without it or explain what you need",
+                f"the user denied this call to {call.name!r}"
+                + (f" (it needed a yes because {gate})" if gate else "")
+                + "; do not repeat it, continue without it or explain what you need",
                 "denied",
             )
             yield denied
@@ -446,31 +450,45 @@ def _run_calls(
         runnable.append((index, prepared))
     if runnable:
         t0 = time.monotonic()
-        by_id = {p.call.id: i for i, p in runnable}
+        by_id = {p.call.id: (i, p) for i, p in runnable}
         for result in executor.run([p for _, p in runnable], deadline):
+            index, ran = by_id[result.call_id]
+            if result.error_type not in ("timeout", "cancelled"):  # what it gave reaches the model
+                state.flow.note(ran.call, ran.tool)
             yield result
-            observations[by_id[result.call_id]] = (
+            observations[index] = (
                 result.output if result.output is not None else f"Error: {result.error}"
             )
         state.usage.tool_seconds += time.monotonic() - t0
     return [observations[i] for i in range(len(items))], None
 
 
-def _approve(state: RunState, prepared: PreparedCall) -> Generator[Event, None, bool]:
-    decision = state.policy.decide(prepared.call, prepared.tool)
+def _approve(
+    state: RunState, prepared: PreparedCall
+) -> Generator[Event, None, tuple[bool, str | None]]:
+    """Whether the call may run, and why the data flow held it (``None``: it did not)."""
+    call, tool = prepared.call, prepared.tool
+    gate = state.flow.gate(tool)
+    decision = state.policy.decide(call, tool, gate)
+    reason = (
+        "; ".join(
+            r for r in (gate, tool.approval_note(call.arguments, state.executor.context)) if r
+        )
+        or None
+    )
     if decision == "ask" and state.approval_callback is not None:
-        allowed = bool(state.approval_callback(prepared.call))
-        yield Approval(prepared.call, prepared.tool.risk, allowed, "callback")
-        return allowed
+        allowed = ask_callback(state.approval_callback, call, reason)
+        yield Approval(call, tool.risk, allowed, "callback", reason)
+        return allowed, gate
     if decision == "ask":
-        event = Approval(prepared.call, prepared.tool.risk)
+        event = Approval(call, tool.risk, reason=reason)
         yield event  # the consumer may answer before asking for the next event
         if event.decision is None:
             event.decision, event.decided_by = False, "default"
-        return event.decision
-    if prepared.tool.risk == "dangerous":
-        yield Approval(prepared.call, prepared.tool.risk, decision == "allow", "policy")
-    return decision == "allow"
+        return event.decision, gate
+    if tool.risk == "dangerous" or gate is not None:
+        yield Approval(call, tool.risk, decision == "allow", "policy", reason)
+    return decision == "allow", gate
 
 
 def _record_tool_turn(

@@ -193,11 +193,12 @@ def test_every_builtin_used_for_real_in_one_session(
         turns = [
             call("calculator", expression="6 * 7"),
             call("python", code="sum(range(10))"),
+            # before any private read: afterwards they would need a person's yes
+            call("fetch_url", url=f"http://{local_server}/"),
+            call("web_search", query="qwq"),
             call("write_file", path="notes/a.txt", content="hello"),
             call("read_file", path="notes/a.txt"),
             call("list_dir", path="notes"),
-            call("fetch_url", url=f"http://{local_server}/"),
-            call("web_search", query="qwq"),
             DONE,
         ]
         settings = {"fetch_url": {"allow_loopback": True}}

@@ -23,7 +23,7 @@ import inspect
 import json
 import threading
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import (
@@ -38,6 +38,7 @@ from typing import (
 )
 
 from tools._hints import caller_namespace, closure_namespace, resolve_hint
+from tools.capabilities import Capability, check_capabilities
 
 if TYPE_CHECKING:
     import pydantic
@@ -103,6 +104,9 @@ class Tool:
     """JSON Schema of the arguments object (``type: object``)."""
     fn: Callable[..., Any]
     risk: Risk = "safe"
+    capabilities: Iterable[Capability] | None = None
+    """What the tool does with data (:mod:`tools.capabilities`); ``None``: the default for
+    ``risk``. Normalised to a ``frozenset`` when the tool is made (unknown names raise)."""
     timeout: float | None = 60.0
     """Seconds the executor waits for a result before reporting a timeout (``None``: no limit)."""
     context_param: str | None = None
@@ -111,7 +115,28 @@ class Tool:
     """The pydantic model ``parameters`` came from (set by :func:`tool`). When set, arguments
     are converted through it before the call; when ``None`` (tools built by hand, such as MCP
     tools) they are passed as they are."""
+    describe_for_approval: Callable[[Mapping[str, Any], ToolContext], str | None] | None = field(
+        default=None, repr=False, compare=False
+    )
+    """Says what a person approving a call should know beyond its arguments (``write_file``:
+    the path is sensitive); ``None`` or a ``None`` result: nothing."""
     _validator: Any = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.capabilities = check_capabilities(self.capabilities, self.risk)
+
+    def can(self, capability: Capability) -> bool:
+        """Whether the tool declares ``capability`` (or has it by default for its risk)."""
+        return capability in check_capabilities(self.capabilities, self.risk)
+
+    def approval_note(self, arguments: Mapping[str, Any], context: ToolContext) -> str | None:
+        """:attr:`describe_for_approval` for this call; a failure of it is itself the note."""
+        if self.describe_for_approval is None:
+            return None
+        try:
+            return self.describe_for_approval(arguments, context)
+        except Exception as exc:  # the person should hear that the check itself failed
+            return f"the tool could not describe this call ({type(exc).__name__}: {exc})"
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Call the underlying function as it is (see the class docstring)."""
@@ -265,6 +290,7 @@ def tool(
     name: str | None = None,
     description: str | None = None,
     risk: Risk = "safe",
+    capabilities: Iterable[Capability] | None = None,
     timeout: float | None = 60.0,
 ) -> Callable[[F], Tool]: ...
 
@@ -276,11 +302,15 @@ def tool(
     name: str | None = None,
     description: str | None = None,
     risk: Risk = "safe",
+    capabilities: Iterable[Capability] | None = None,
     timeout: float | None = 60.0,
 ) -> Tool | Callable[[F], Tool]:
     """Turn a typed function with a Google-style docstring into a :class:`Tool`.
 
     Usable bare (``@tool``) or with options (``@tool(risk="dangerous", timeout=30)``).
+    ``capabilities`` declares what the tool does with data (``{"reads_private"}``,
+    ``{"sends_out", "untrusted_content"}`` …, see :mod:`tools.capabilities`); left out, a
+    safe tool declares none and a dangerous one ``{"sends_out"}``.
     Every parameter needs a type hint; its ``Args:`` entry becomes its description. Hints are
     resolved in the function's module, closure and the scope that applies ``@tool`` (so a
     class defined in the same function works, even with ``from __future__ import
@@ -298,6 +328,7 @@ def tool(
             name=name,
             description=description,
             risk=risk,
+            capabilities=capabilities,
             timeout=timeout,
             namespace=namespace,
         )
@@ -311,13 +342,15 @@ def make_tool(
     name: str | None = None,
     description: str | None = None,
     risk: Risk = "safe",
+    capabilities: Iterable[Capability] | None = None,
     timeout: float | None = 60.0,
     namespace: Mapping[str, Any] | None = None,
 ) -> Tool:
     """The function behind :func:`tool`, for building tools programmatically.
 
     ``namespace`` adds names for resolving string type hints (the function's closure and
-    module are always used); see :func:`tool` for what raises.
+    module are always used); see :func:`tool` for what raises (and ``ValueError`` for an
+    unknown capability).
     """
     import docstring_parser
     import pydantic
@@ -353,6 +386,7 @@ def make_tool(
         parameters=schema,
         fn=fn,
         risk=risk,
+        capabilities=capabilities,
         timeout=timeout,
         context_param=context_param,
         args_model=model,

@@ -352,7 +352,8 @@ def _page(response: httpx.Response, url: str, settings: FetchSettings, deadline:
     )
 
 
-@tool(risk="dangerous", timeout=None)  # enforces its own deadline, then kills
+# timeout=None: fetch_url enforces its own deadline, then kills
+@tool(risk="dangerous", capabilities={"sends_out", "untrusted_content"}, timeout=None)
 def fetch_url(url: str, ctx: ToolContext) -> str:
     """Fetch a public web page (http or https) and return its readable text.
 

@@ -180,7 +180,7 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-@tool
+@tool(capabilities={"reads_private"})
 def read_file(path: str, ctx: ToolContext) -> str:
     """Read a text file from the workspace.
 
@@ -227,7 +227,7 @@ def read_file(path: str, ctx: ToolContext) -> str:
     return text
 
 
-@tool(risk="dangerous")
+@tool(risk="dangerous", capabilities=())
 def write_file(path: str, content: str, ctx: ToolContext) -> str:
     """Create or replace a text file in the workspace (missing folders are created).
 
@@ -298,7 +298,7 @@ def _replace(folder: int, name: str, data: bytes, path: str) -> str:
     return f"{verb} {_show(path)} ({len(data)} bytes)"
 
 
-@tool
+@tool(capabilities={"reads_private"})
 def list_dir(path: str = ".", *, ctx: ToolContext) -> str:
     """List a folder of the workspace: sub-folders end with "/", files show their size.
 

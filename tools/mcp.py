@@ -350,6 +350,7 @@ class McpServer:
             parameters=schema,
             fn=call,
             risk="safe" if self.spec.is_safe(name) else "dangerous",
+            capabilities={"reads_private", "sends_out", "untrusted_content"},
             timeout=self.spec.timeout + 2.0,
             context_param=CONTEXT_PARAM,
         )

@@ -329,7 +329,8 @@ def run_code(
         raise
 
 
-@tool(risk="dangerous", timeout=None)  # enforces its own deadline, then kills
+# no capabilities: the sandbox has no network and sees only its scratch folder
+@tool(risk="dangerous", capabilities=(), timeout=None)  # enforces its own deadline, then kills
 def python(code: str, ctx: ToolContext) -> str:
     """Run Python code in a sandbox and return what it prints and the value of its last line.
 

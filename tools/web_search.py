@@ -140,7 +140,7 @@ def search(
     )
 
 
-@tool
+@tool(capabilities={"sends_out", "untrusted_content"})
 def web_search(query: str, max_results: int = 5, *, ctx: ToolContext) -> str:
     """Search the web and return the top results, each with title, URL and snippet.
 

@@ -33,11 +33,12 @@ class ApprovalBridge:
         """Set when the app quits: a waiting :meth:`ask` returns ``False`` at once."""
         self._pending: Future[Decision] | None = None
 
-    def ask(self, call: ToolCall) -> bool:
-        """Whether ``call`` may run (called on the run's worker thread; blocks)."""
+    def ask(self, call: ToolCall, reason: str | None = None) -> bool:
+        """Whether ``call`` may run (called on the run's worker thread; blocks); ``reason``:
+        why it needs a yes beyond its risk (shown on the screen)."""
         answer: Future[Decision] = Future()
         try:
-            self.app.wait_on_ui(partial(self._show, call, answer))
+            self.app.wait_on_ui(partial(self._show, call, answer, reason))
         except RuntimeError:  # the app is not running any more
             return False
         while True:
@@ -51,7 +52,7 @@ class ApprovalBridge:
             self.app.agent.policy.allow_always(call.name)
         return decision != "deny"
 
-    async def _show(self, call: ToolCall, answer: Future[Decision]) -> None:
+    async def _show(self, call: ToolCall, answer: Future[Decision], reason: str | None) -> None:
         app = self.app
         await app.drain()  # the card of this call is on screen before the question
         card = app.turn.card(call.id) if app.turn is not None else None
@@ -70,7 +71,7 @@ class ApprovalBridge:
             if not answer.done():
                 answer.set_result(decision or "deny")
 
-        await app.push_screen(ApprovalScreen(call, risk), callback=decided)
+        await app.push_screen(ApprovalScreen(call, risk, reason), callback=decided)
 
     def deny_pending(self) -> None:
         """Deny the question on screen, if any, and close it (UI thread)."""

@@ -36,10 +36,11 @@ class ApprovalScreen(ModalScreen[Decision]):
         Binding("n,escape", "decide('deny')", "Deny"),
     ]
 
-    def __init__(self, call: ToolCall, risk: str = "dangerous") -> None:
+    def __init__(self, call: ToolCall, risk: str = "dangerous", reason: str | None = None) -> None:
         super().__init__()
         self.call = call
         self.risk = risk
+        self.reason = reason  # why it needs a yes beyond its risk (agent.events.Approval)
 
     def compose(self) -> ComposeResult:
         name = render.safe(self.call.name)
@@ -52,6 +53,8 @@ class ApprovalScreen(ModalScreen[Decision]):
                 ),
                 id="approval-title",
             )
+            if self.reason:
+                yield Static(Content(render.safe(self.reason)), id="approval-reason")
             with VerticalScroll(id="approval-arguments"):
                 yield Static(Content(render.argument_lines(self.call.arguments)))
             with Horizontal(id="approval-buttons"):
