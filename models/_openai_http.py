@@ -77,6 +77,8 @@ class HttpSession:
         read_timeout: seconds without a byte from the server before giving up.
         retry: the retry policy.
         trust_env: honour proxy variables and ``.netrc`` (httpx's ``trust_env``).
+        transport: the httpx transport that carries the requests (default: httpx's own, over
+            the network); e.g. ``httpx.MockTransport`` in tests.
     """
 
     def __init__(
@@ -90,6 +92,7 @@ class HttpSession:
         read_timeout: float,
         retry: RetryPolicy,
         trust_env: bool,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.base_url = base_url
         self.api_key_env = api_key_env
@@ -107,6 +110,7 @@ class HttpSession:
             trust_env=trust_env,
             follow_redirects=False,
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+            transport=transport,
         )
 
     def close(self) -> None:

@@ -50,6 +50,8 @@ import os
 from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import Any, Literal
 
+import httpx
+
 from models import chat_template as templates
 from models._openai_chat import ChatFormatError, ChatStreamAssembler, chatml_to_chat
 from models._openai_http import (
@@ -116,6 +118,9 @@ class OpenAIBackend:
             giving up.
         retry: the retry policy (retries, backoff, the longest ``Retry-After`` honoured).
         trust_env: honour proxy environment variables (httpx's ``trust_env``).
+        transport: the httpx transport that carries the requests (default: httpx's own, over
+            the network). Tests pass an ``httpx.MockTransport`` to script the server; a
+            caller can pass one with its own TLS, proxy or retry settings.
         discover: ask the server for its models and ``/props`` now (else only on use).
         name: a display name (default: ``MODEL @ URL``).
 
@@ -143,6 +148,7 @@ class OpenAIBackend:
         read_timeout: float = 300.0,
         retry: RetryPolicy | None = None,
         trust_env: bool = True,
+        transport: httpx.BaseTransport | None = None,
         discover: bool = True,
         name: str | None = None,
     ) -> None:
@@ -174,6 +180,7 @@ class OpenAIBackend:
             read_timeout=read_timeout,
             retry=retry or RetryPolicy(),
             trust_env=trust_env,
+            transport=transport,
         )
         self._meter = UsageMeter()
         self._closed = False

@@ -1,4 +1,9 @@
-"""The agent loop over the server backend (fake server): both placements, failures mid-run."""
+"""The agent loop over the server backend: both placements, failures mid-run.
+
+The first test runs over a real connection (the threaded :class:`FakeServer`): the loop closes
+the stream at ``</tool_call>`` while the server is still sending. The others script the server
+as an ``httpx.MockTransport`` (:class:`MockServer`).
+"""
 
 from __future__ import annotations
 
@@ -12,33 +17,39 @@ from agent import Agent
 from models.openai import OpenAIBackend, RetryPolicy
 from tests.conftest import add, call
 from tests.server.fake_openai import FakeServer, Reply, chat_events, completion_events
+from tests.server.mock_openai import MockServer
 
 FAST = RetryPolicy(max_retries=1, backoff=0.01, max_backoff=0.02)
 
 
 @pytest.fixture
-def server() -> Iterator[FakeServer]:
-    with FakeServer() as fake:
-        yield fake
+def fake() -> Iterator[FakeServer]:
+    with FakeServer() as running:
+        yield running
+
+
+@pytest.fixture
+def server() -> MockServer:
+    return MockServer()
 
 
 def test_interleaved_call_inside_thinking_over_completions(
-    server: FakeServer, tmp_path: Path
+    fake: FakeServer, tmp_path: Path
 ) -> None:
     # The model keeps writing after </tool_call>; the loop closes the stream right there.
     first = completion_events("I should add.\n", call("add", a=2, b=3), "\n<tool_response>FAKE")
-    server.push(
+    fake.push(
         Reply(events=first, event_delay=0.01),
         Reply(events=completion_events("So 5.\n</think>\n\nThe answer is 5.")),
     )
-    agent = Agent(OpenAIBackend(server.url, retry=FAST), tools=[add], workspace=tmp_path)
+    agent = Agent(OpenAIBackend(fake.url, retry=FAST), tools=[add], workspace=tmp_path)
     result = agent.run("What is 2 + 3?")
     agent.close()
     assert result.ok and result.answer == "The answer is 5."
     assert [(c.name, c.output, c.placement) for c in result.tool_calls] == [
         ("add", "5", "thinking")
     ]
-    prompts = [r.body["prompt"] for r in server.requests]
+    prompts = [r.body["prompt"] for r in fake.requests]
     assert prompts[1] == (
         prompts[0]
         + "I should add.\n"
@@ -48,7 +59,7 @@ def test_interleaved_call_inside_thinking_over_completions(
     assert "FAKE" not in prompts[1]
 
 
-def test_template_placement_over_chat(server: FakeServer, tmp_path: Path) -> None:
+def test_template_placement_over_chat(server: MockServer, tmp_path: Path) -> None:
     tool_call = {
         "index": 0,
         "id": "x",
@@ -58,7 +69,7 @@ def test_template_placement_over_chat(server: FakeServer, tmp_path: Path) -> Non
         Reply(events=chat_events({"reasoning_content": "Add them."}, {"tool_calls": [tool_call]})),
         Reply(events=chat_events({"reasoning_content": "It is 5."}, {"content": "5"})),
     )
-    backend = OpenAIBackend(server.url, mode="chat", retry=FAST)
+    backend = server.backend(mode="chat", retry=FAST)
     agent = Agent(backend, tools=[add], placement="template", workspace=tmp_path)
     result = agent.run("What is 2 + 3?")
     agent.close()
@@ -75,10 +86,10 @@ def test_template_placement_over_chat(server: FakeServer, tmp_path: Path) -> Non
 
 
 def test_a_failing_server_ends_the_run_and_the_conversation_is_kept(
-    server: FakeServer, tmp_path: Path
+    server: MockServer, tmp_path: Path
 ) -> None:
     server.push(Reply(status=500, body="overloaded"), Reply(status=500, body="overloaded"))
-    agent = Agent(OpenAIBackend(server.url, retry=FAST), tools=[add], workspace=tmp_path)
+    agent = Agent(server.backend(retry=FAST), tools=[add], workspace=tmp_path)
     failed = agent.run("What is 2 + 3?")
     assert failed.finish_reason == "error"
     assert "HTTP 500: overloaded" in failed.detail and "after 2 attempts" in failed.detail

@@ -1,4 +1,9 @@
-"""The server backend against a scripted fake server: requests, streams, retries, failures."""
+"""The server backend against a scripted server: requests, streams, retries, failures.
+
+Most tests script the server as an ``httpx.MockTransport`` (:class:`MockServer`): the backend's
+own logic, no socket. Those about a real connection (timeouts, a server that sees the client
+go away, concurrent streams, nothing listening) run the threaded :class:`FakeServer`.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ from tests.server.fake_openai import (
     completion_events,
     wait_for,
 )
+from tests.server.mock_openai import MockServer
 
 FAST = RetryPolicy(max_retries=2, backoff=0.01, max_backoff=0.05, max_retry_after=5.0)
 PROMPT = "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n<think>\n"
@@ -28,15 +34,22 @@ CONTEXT = [Segment(PROMPT, "template")]
 
 
 @pytest.fixture
-def server() -> Iterator[FakeServer]:
-    with FakeServer() as fake:
-        yield fake
+def server() -> MockServer:
+    return MockServer()
 
 
-def backend(server: FakeServer, **options: object) -> OpenAIBackend:
+@pytest.fixture
+def fake() -> Iterator[FakeServer]:
+    with FakeServer() as running:
+        yield running
+
+
+def backend(server: MockServer | FakeServer, **options: Any) -> OpenAIBackend:
     options.setdefault("retry", FAST)
     options.setdefault("read_timeout", 5.0)
-    return OpenAIBackend(server.url, **options)  # type: ignore[arg-type]
+    if isinstance(server, MockServer):
+        return server.backend(**options)
+    return OpenAIBackend(server.url, **options)
 
 
 def drain(gen: Iterator[str]) -> tuple[str, object]:
@@ -49,7 +62,7 @@ def drain(gen: Iterator[str]) -> tuple[str, object]:
             return "".join(out), stop.value
 
 
-def test_completions_request_carries_the_prompt_and_every_sampler(server: FakeServer) -> None:
+def test_completions_request_carries_the_prompt_and_every_sampler(server: MockServer) -> None:
     server.push(Reply(events=completion_events("Hel", "lo", usage={"prompt_tokens": 9})))
     b = backend(server)
     sampling = Sampling(temperature=0.3, top_p=0.8, top_k=20, min_p=0.05, seed=7)
@@ -82,7 +95,7 @@ def test_completions_request_carries_the_prompt_and_every_sampler(server: FakeSe
 
 
 def test_max_tokens_none_is_sent_as_null_and_length_means_context_full(
-    server: FakeServer,
+    server: MockServer,
 ) -> None:
     server.push(Reply(events=completion_events("a", finish="length")))
     b = backend(server, model_name="m")
@@ -92,7 +105,7 @@ def test_max_tokens_none_is_sent_as_null_and_length_means_context_full(
     assert server.requests[0].body["model"] == "m"
 
 
-def test_usage_comes_from_the_server_counters(server: FakeServer) -> None:
+def test_usage_comes_from_the_server_counters(server: MockServer) -> None:
     timings = {
         "prompt_n": 4,
         "cache_n": 6,
@@ -113,19 +126,19 @@ def test_usage_comes_from_the_server_counters(server: FakeServer) -> None:
     assert usage.decode_seconds == pytest.approx(0.02)
 
 
-def test_closing_the_generator_closes_the_stream(server: FakeServer) -> None:
-    many = completion_events(*["tok"] * 200)
-    server.push(Reply(events=many, event_delay=0.02))
-    b = backend(server)
+def test_closing_the_generator_closes_the_stream(fake: FakeServer) -> None:
+    many = completion_events(*["tok"] * 1000)  # 20 s of events, longer than HANG_BOUND
+    fake.push(Reply(events=many, event_delay=0.02))
+    b = backend(fake)
     gen = b.generate(CONTEXT, GenerateOptions())
     assert next(gen) == "tok"
     gen.close()
-    # The server sees the client go away long before its 200 events (4 s) are written.
-    assert wait_for(lambda: server.disconnects == 1, timeout=HANG_BOUND)
+    # The server sees the client go away long before its 1000 events are written.
+    assert wait_for(lambda: fake.disconnects == 1, timeout=HANG_BOUND)
     b.close()
 
 
-def test_caller_stop_strings_are_yielded_and_end_the_call(server: FakeServer) -> None:
+def test_caller_stop_strings_are_yielded_and_end_the_call(server: MockServer) -> None:
     server.push(Reply(events=completion_events("ab", "c</to", "ol_call>", "never")))
     b = backend(server)
     text, reason = drain(b.generate(CONTEXT, GenerateOptions(stop=("</tool_call>",))))
@@ -133,7 +146,7 @@ def test_caller_stop_strings_are_yielded_and_end_the_call(server: FakeServer) ->
     assert (text, reason) == ("abc</tool_call>", "stopped")
 
 
-def test_5xx_is_retried_then_succeeds(server: FakeServer) -> None:
+def test_5xx_is_retried_then_succeeds(server: MockServer) -> None:
     server.push(
         Reply(status=500, body="boom"), Reply(status=503), Reply(events=completion_events("ok"))
     )
@@ -143,7 +156,7 @@ def test_5xx_is_retried_then_succeeds(server: FakeServer) -> None:
     assert len(server.requests) == 3
 
 
-def test_5xx_past_the_retries_is_a_clear_error(server: FakeServer) -> None:
+def test_5xx_past_the_retries_is_a_clear_error(server: MockServer) -> None:
     server.push(*[Reply(status=500, body='{"error": {"message": "kaput"}}')] * 3)
     b = backend(server)
     with pytest.raises(BackendError, match=r"HTTP 500: kaput \(after 3 attempts\)"):
@@ -155,7 +168,7 @@ def test_5xx_past_the_retries_is_a_clear_error(server: FakeServer) -> None:
     b.close()
 
 
-def test_429_honours_retry_after(server: FakeServer) -> None:
+def test_429_honours_retry_after(server: MockServer) -> None:
     server.push(
         Reply(status=429, body="slow down", headers={"Retry-After": "1"}),
         Reply(events=completion_events("ok")),
@@ -167,7 +180,7 @@ def test_429_honours_retry_after(server: FakeServer) -> None:
     b.close()
 
 
-def test_429_asking_for_too_long_a_wait_fails_at_once(server: FakeServer) -> None:
+def test_429_asking_for_too_long_a_wait_fails_at_once(server: MockServer) -> None:
     server.push(Reply(status=429, body="later", headers={"Retry-After": "3600"}))
     b = backend(server)
     with pytest.raises(BackendError, match="retry after 3600 s"):
@@ -176,7 +189,7 @@ def test_429_asking_for_too_long_a_wait_fails_at_once(server: FakeServer) -> Non
     b.close()
 
 
-def test_a_cut_completion_stream_is_resumed_where_it_stopped(server: FakeServer) -> None:
+def test_a_cut_completion_stream_is_resumed_where_it_stopped(server: MockServer) -> None:
     server.push(
         Reply(events=completion_events("Hel", "lo")[:-1], done=False, cut=True),
         Reply(events=completion_events(", world")),
@@ -190,7 +203,7 @@ def test_a_cut_completion_stream_is_resumed_where_it_stopped(server: FakeServer)
     assert resumed["max_tokens"] == 8  # two chunks were already generated
 
 
-def test_a_stream_cut_too_often_is_a_clear_error(server: FakeServer) -> None:
+def test_a_stream_cut_too_often_is_a_clear_error(server: MockServer) -> None:
     server.push(*[Reply(events=completion_events("x")[:-1], done=False, cut=True)] * 3)
     b = backend(server)
     with pytest.raises(BackendError, match=r"cut the stream 3 times.*conversation is kept"):
@@ -198,14 +211,14 @@ def test_a_stream_cut_too_often_is_a_clear_error(server: FakeServer) -> None:
     b.close()
 
 
-def test_a_stream_ending_before_any_output_is_retried(server: FakeServer) -> None:
+def test_a_stream_ending_before_any_output_is_retried(server: MockServer) -> None:
     server.push(Reply(events=(), done=False), Reply(events=completion_events("ok")))
     b = backend(server)
     assert drain(b.generate(CONTEXT, GenerateOptions()))[0] == "ok"
     b.close()
 
 
-def test_malformed_sse_json_is_a_clear_error(server: FakeServer) -> None:
+def test_malformed_sse_json_is_a_clear_error(server: MockServer) -> None:
     server.push(Reply(events=['data: {"choices": [{"text": "a"\n\n']))
     b = backend(server)
     with pytest.raises(BackendError, match="not JSON"):
@@ -213,7 +226,7 @@ def test_malformed_sse_json_is_a_clear_error(server: FakeServer) -> None:
     b.close()
 
 
-def test_comments_and_unknown_sse_lines_are_ignored(server: FakeServer) -> None:
+def test_comments_and_unknown_sse_lines_are_ignored(server: MockServer) -> None:
     events: list[dict[str, Any] | str] = [": ping\n\n", "garbage line\nretry: 10\n\n"]
     events += completion_events("ok")
     server.push(Reply(events=events))
@@ -222,7 +235,7 @@ def test_comments_and_unknown_sse_lines_are_ignored(server: FakeServer) -> None:
     b.close()
 
 
-def test_an_error_event_in_the_stream_is_reported(server: FakeServer) -> None:
+def test_an_error_event_in_the_stream_is_reported(server: MockServer) -> None:
     server.push(Reply(events=[{"error": {"message": "model crashed"}}]))
     b = backend(server)
     with pytest.raises(BackendError, match="model crashed"):
@@ -230,16 +243,16 @@ def test_an_error_event_in_the_stream_is_reported(server: FakeServer) -> None:
     b.close()
 
 
-def test_a_slow_first_byte_within_the_timeout_succeeds(server: FakeServer) -> None:
-    server.push(Reply(events=completion_events("ok"), first_byte_delay=0.5))
-    b = backend(server, read_timeout=3.0)
+def test_a_slow_first_byte_within_the_timeout_succeeds(fake: FakeServer) -> None:
+    fake.push(Reply(events=completion_events("ok"), first_byte_delay=0.5))
+    b = backend(fake, read_timeout=HANG_BOUND)  # however loaded the machine, 0.5 s is within
     assert drain(b.generate(CONTEXT, GenerateOptions()))[0] == "ok"
     b.close()
 
 
-def test_a_first_byte_slower_than_the_timeout_is_a_clear_error(server: FakeServer) -> None:
-    server.push(Reply(events=completion_events("late"), first_byte_delay=MAX_HANG))
-    b = backend(server, read_timeout=0.5)
+def test_a_first_byte_slower_than_the_timeout_is_a_clear_error(fake: FakeServer) -> None:
+    fake.push(Reply(events=completion_events("late"), first_byte_delay=MAX_HANG))
+    b = backend(fake, read_timeout=0.5)
     started = time.monotonic()
     with pytest.raises(BackendError, match=r"sent no answer within 0.5 s"):
         drain(b.generate(CONTEXT, GenerateOptions()))
@@ -247,18 +260,18 @@ def test_a_first_byte_slower_than_the_timeout_is_a_clear_error(server: FakeServe
     b.close()
 
 
-def test_a_server_that_never_answers_times_out(server: FakeServer) -> None:
-    server.push(Reply(hang=True))
-    b = backend(server, read_timeout=0.5)
+def test_a_server_that_never_answers_times_out(fake: FakeServer) -> None:
+    fake.push(Reply(hang=True))
+    b = backend(fake, read_timeout=0.5)
     with pytest.raises(BackendError, match="overloaded or stuck"):
         drain(b.generate(CONTEXT, GenerateOptions()))
-    assert len(server.requests) == 1  # not retried: the server may still be working
+    assert len(fake.requests) == 1  # not retried: the server may still be working
     b.close()
 
 
-def test_a_stall_in_the_middle_of_a_stream_times_out(server: FakeServer) -> None:
-    server.push(Reply(events=completion_events("a", "b"), event_delay=2.0))
-    b = backend(server, read_timeout=0.5)
+def test_a_stall_in_the_middle_of_a_stream_times_out(fake: FakeServer) -> None:
+    fake.push(Reply(events=completion_events("a", "b"), event_delay=MAX_HANG))
+    b = backend(fake, read_timeout=0.5)
     with pytest.raises(BackendError, match=r"stopped sending for 0.5 s"):
         drain(b.generate(CONTEXT, GenerateOptions()))
     b.close()
@@ -293,7 +306,7 @@ def test_discovery_failure_is_a_clear_error_at_construction() -> None:
 )
 @pytest.mark.parametrize("status", [400, 500])  # llama-cpp-python's server answers 500
 def test_context_overflow_is_recognised(
-    server: FakeServer, message: str, needed: int, available: int, status: int
+    server: MockServer, message: str, needed: int, available: int, status: int
 ) -> None:
     server.push(Reply(status=status, body=f'{{"error": {{"message": "{message}"}}}}'))
     b = backend(server)
@@ -305,7 +318,7 @@ def test_context_overflow_is_recognised(
 
 
 def test_the_api_key_is_sent_but_never_shown(
-    server: FakeServer, monkeypatch: pytest.MonkeyPatch
+    server: MockServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FAKE_KEY", "sk-very-secret")
     server.push(Reply(status=401, body='{"error": {"message": "bad key"}}'))
@@ -321,7 +334,7 @@ def test_the_api_key_is_sent_but_never_shown(
 
 @pytest.mark.parametrize("where", ["status", "stream"])
 def test_an_api_key_the_server_echoes_is_hidden(
-    server: FakeServer, monkeypatch: pytest.MonkeyPatch, where: str
+    server: MockServer, monkeypatch: pytest.MonkeyPatch, where: str
 ) -> None:
     monkeypatch.setenv("FAKE_KEY", "sk-very-secret")
     echo = "bad header: Authorization: Bearer sk-very-secret"
@@ -338,14 +351,14 @@ def test_an_api_key_the_server_echoes_is_hidden(
 
 
 def test_a_missing_api_key_variable_is_a_clear_error(
-    server: FakeServer, monkeypatch: pytest.MonkeyPatch
+    server: MockServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("NO_SUCH_KEY", raising=False)
     with pytest.raises(BackendError, match=r"'NO_SUCH_KEY'.*not set"):
         backend(server, api_key_env="NO_SUCH_KEY")
 
 
-def test_extra_headers_are_sent(server: FakeServer) -> None:
+def test_extra_headers_are_sent(server: MockServer) -> None:
     server.push(Reply(events=completion_events("ok")))
     b = backend(server, headers={"X-Team": "blue"})
     drain(b.generate(CONTEXT, GenerateOptions()))
@@ -353,7 +366,7 @@ def test_extra_headers_are_sent(server: FakeServer) -> None:
     assert server.requests[0].headers["X-Team"] == "blue"
 
 
-def test_props_give_the_context_size_and_template(server: FakeServer) -> None:
+def test_props_give_the_context_size_and_template(server: MockServer) -> None:
     server.props = {
         "default_generation_settings": {"n_ctx": 4096},
         "chat_template": "{% for m in messages %}{{ m.content }}{% endfor %}",
@@ -365,7 +378,7 @@ def test_props_give_the_context_size_and_template(server: FakeServer) -> None:
     b.close()
 
 
-def test_chat_mode_maps_reasoning_content_and_tool_calls(server: FakeServer) -> None:
+def test_chat_mode_maps_reasoning_content_and_tool_calls(server: MockServer) -> None:
     call = {"index": 0, "id": "c1", "function": {"name": "add", "arguments": '{"a": 2, '}}
     rest = {"index": 0, "function": {"arguments": '"b": 3}'}}
     server.push(
@@ -395,7 +408,7 @@ def test_chat_mode_maps_reasoning_content_and_tool_calls(server: FakeServer) -> 
 
 
 def test_chat_mode_cut_after_output_is_an_error_but_before_is_retried(
-    server: FakeServer,
+    server: MockServer,
 ) -> None:
     server.push(
         Reply(events=(), done=False, cut=True),
@@ -408,7 +421,7 @@ def test_chat_mode_cut_after_output_is_an_error_but_before_is_retried(
     b.close()
 
 
-def test_chat_mode_refuses_to_continue_inside_a_turn(server: FakeServer) -> None:
+def test_chat_mode_refuses_to_continue_inside_a_turn(server: MockServer) -> None:
     b = backend(server, mode="chat")
     inside = [*CONTEXT, Segment("thinking <tool_call>...</tool_call>", "model")]
     with pytest.raises(BackendError, match="--placement template"):
@@ -416,11 +429,11 @@ def test_chat_mode_refuses_to_continue_inside_a_turn(server: FakeServer) -> None
     b.close()
 
 
-def test_one_backend_serves_several_threads_at_once(server: FakeServer) -> None:
+def test_one_backend_serves_several_threads_at_once(fake: FakeServer) -> None:
     import threading
 
-    server.push(*[Reply(events=completion_events("a", "b", "c"), event_delay=0.3)] * 4)
-    b = backend(server)
+    fake.push(*[Reply(events=completion_events("a", "b", "c"), event_delay=0.3)] * 4)
+    b = backend(fake)
     outputs: list[str] = []
 
     def work() -> None:
@@ -433,11 +446,11 @@ def test_one_backend_serves_several_threads_at_once(server: FakeServer) -> None:
         t.join(timeout=HANG_BOUND)
     assert outputs == ["abc"] * 4
     assert b.usage.completion_tokens == 12
-    assert server.peak_active > 1  # the streams overlapped: the client does not serialise
+    assert fake.peak_active > 1  # the streams overlapped: the client does not serialise
     b.close()
 
 
-def test_a_plain_json_answer_is_accepted(server: FakeServer) -> None:
+def test_a_plain_json_answer_is_accepted(server: MockServer) -> None:
     answer = {"choices": [{"index": 0, "text": "whole", "finish_reason": "stop"}]}
     server.push(Reply(body=json.dumps(answer)))
     b = backend(server)
@@ -445,7 +458,7 @@ def test_a_plain_json_answer_is_accepted(server: FakeServer) -> None:
     b.close()
 
 
-def test_a_web_page_or_a_redirect_is_not_taken_for_a_stream(server: FakeServer) -> None:
+def test_a_web_page_or_a_redirect_is_not_taken_for_a_stream(server: MockServer) -> None:
     server.push(
         Reply(body="<html>login</html>", content_type="text/html"),
         Reply(status=307, headers={"Location": "https://elsewhere/v1/completions"}),
@@ -458,7 +471,7 @@ def test_a_web_page_or_a_redirect_is_not_taken_for_a_stream(server: FakeServer) 
     b.close()
 
 
-def test_waiting_to_retry_is_interrupted(server: FakeServer) -> None:
+def test_waiting_to_retry_is_interrupted(server: MockServer) -> None:
     """A 429 asking for 30 s: the wait ends as soon as ``interrupt`` says so."""
     server.push(Reply(status=429, body="slow down", headers={"Retry-After": "30"}))
     b = backend(server, retry=RetryPolicy(max_retries=2, max_retry_after=60.0))
@@ -476,7 +489,7 @@ def test_waiting_to_retry_is_interrupted(server: FakeServer) -> None:
     b.close()
 
 
-def test_waiting_after_a_cut_stream_is_interrupted(server: FakeServer) -> None:
+def test_waiting_after_a_cut_stream_is_interrupted(server: MockServer) -> None:
     server.push(Reply(events=completion_events("par"), done=False, cut=True))
     b = backend(server, retry=RetryPolicy(max_retries=2, backoff=30.0, max_backoff=30.0))
     _, reason = drain(b.generate(CONTEXT, GenerateOptions(interrupt=lambda: True)))
