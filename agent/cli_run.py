@@ -76,14 +76,14 @@ def run_tasks(
     from agent.progress import make_reporter
     from agent.results import ResultsFile
     from agent.runner import Runner
-    from agent.tasks import TaskFileError, load_task_file
+    from agent.tasks import TaskFileError, read_task_file
     from models.base import BackendError
 
     out = stdout or Console(highlight=False)
     err = stderr or Console(stderr=True, highlight=False)
     try:
         config = _config(args)
-        spec = load_task_file(args.file)
+        spec = read_task_file(args.file)
         plans = _select(
             spec.plan(_overrides(args), endpoints=frozenset(config.endpoints)),
             args.only,

@@ -61,6 +61,9 @@ class Planner:
         self.problems: list[YamlLoadError] = []
         self._seen: set[str] = set()
         self._jinja: Environment | None = None
+        for problem in spec.problems:  # the schema's, reported in the same pass
+            self._seen.add(str(problem))
+            self.problems.append(problem)
 
     def plan_all(self) -> list[TaskPlan]:
         """Plans for every task, in file order.
@@ -69,7 +72,7 @@ class Planner:
             TaskFileError: one or more problems (all of them are listed).
         """
         self._check_approved()
-        plans = [self._plan(i, task) for i, task in enumerate(self.spec.data.tasks)]
+        plans = [self._plan(i, task) for i, task in self.spec.numbered_tasks()]
         if self.problems:
             raise TaskFileError(sorted(self.problems, key=_in_file_order))
         return [p for p in plans if p is not None]
@@ -112,6 +115,7 @@ class Planner:
         mcp, _ = self._pick(layers, "mcp")
         # MCP tools are only known once their servers run: their names are not checked here.
         approve = self._tool_names(layers, "approve", (), builtins_only=not mcp)
+        self._check_expected_tools(index, task, layers, tools)
         workspace = self._workspace(layers)
         system = self._system(layers)
         prompt = self._prompt(index, task)
@@ -213,13 +217,57 @@ class Planner:
         file only (its ``tools:``, or the default): narrowing them with ``--tools`` never
         breaks a file. Unknown names are :meth:`_tool_names`' to report.
         """
-        file, tasks = self.spec.data, self.spec.data.tasks
-        inheriting = [[task, file] for task in tasks if task.approve is None]
+        file, tasks = self.spec.data, self.spec.numbered_tasks()
+        if any(self._tools_dropped(index) for index, _ in tasks):
+            return  # a wrong tools: was left out; what it enables is unknown (already reported)
+        inheriting = [[task, file] for _, task in tasks if task.approve is None]
         if file.approve is not None and inheriting:
             self._check_approve_list(file.approve, (), inheriting)
-        for index, task in enumerate(tasks):
+        for index, task in tasks:
             if task.approve is not None:
                 self._check_approve_list(task.approve, ("tasks", index), [[task, file]])
+
+    def _tools_dropped(self, index: int) -> bool:
+        """Whether a wrong ``tools:`` or ``mcp:`` of task ``index`` or of the file was left
+        out of the plan (see :attr:`agent.tasks.TaskFileSpec.dropped`)."""
+        dropped = self.spec.dropped
+        return any(
+            path in dropped
+            for name in ("tools", "mcp")
+            for path in ((name,), ("tasks", index, name))
+        )
+
+    def _check_expected_tools(
+        self, index: int, task: Task, layers: list[tuple[Settings, Origin]], tools: tuple[str, ...]
+    ) -> None:
+        """``expect: tool_called:`` may only name tools the task enables: a task that expects
+        a call to a tool it cannot call can never pass. Skipped where MCP servers may bring
+        the tool, or where a wrong ``tools:`` was left out."""
+        if task.expect is None or task.expect.tool_called is None:
+            return
+        mcp, _ = self._pick(layers, "mcp")
+        if mcp or self._tools_dropped(index):
+            return
+        value, origin = self._pick(layers, "tools")
+        source = ""
+        if value is None:
+            source = " (the default: tools: is not set)"
+        elif origin is None:
+            source = " (from --tools)"
+        from tools.registry import BUILTINS
+
+        enabled = (", ".join(t for t in tools if t in BUILTINS) or "none") + source
+        named = task.expect.tool_called
+        for i, name in enumerate([named] if isinstance(named, str) else named):
+            if name not in tools:
+                self._problem(
+                    ("tasks", index, "expect"),
+                    "tool_called",
+                    f"{name!r} is expected to be called but is not enabled for this task, so "
+                    f"the task can never pass; the enabled tools are: {enabled}. Add "
+                    f"{name!r} to tools: or remove it from tool_called:",
+                    item=None if isinstance(named, str) else i,
+                )
 
     def _check_approve_list(
         self, approve: list[str], origin: DocPath, users: list[list[Settings]]

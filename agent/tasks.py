@@ -19,14 +19,12 @@ command line to the current directory.
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
-from pydantic_core import ErrorDetails
 
 from agent.expect import Expect
 from agent.safe_yaml import (
@@ -38,6 +36,7 @@ from agent.safe_yaml import (
     dotted,
     load_yaml,
 )
+from agent.task_schema import in_file_order, salvage, schema_problems
 
 Placement = Literal["interleaved", "template"]
 ToolChoice = Literal["auto", "required"]
@@ -153,11 +152,15 @@ class TaskPlan:
         return {k: v for k, v in options.items() if v is not None}
 
 
-def load_task_file(path: str | Path) -> TaskFileSpec:
-    """Read and validate a task file.
+def read_task_file(path: str | Path) -> TaskFileSpec:
+    """Read a task file and check its schema, keeping every problem instead of stopping at
+    the first kind: schema errors and duplicate ids are in :attr:`TaskFileSpec.problems`, and
+    :meth:`TaskFileSpec.plan` reports them together with what planning finds in the valid
+    rest of the file (see :mod:`agent.task_schema`).
 
     Raises:
-        TaskFileError: the file cannot be read, is not safe YAML, or breaks the schema.
+        TaskFileError: the file cannot be read, is not safe YAML, or is not a mapping (there
+            is nothing further to check).
     """
     file = Path(path)
     try:
@@ -169,136 +172,96 @@ def load_task_file(path: str | Path) -> TaskFileSpec:
         raise TaskFileError(
             [YamlLoadError(file, f"a task file is a mapping with a tasks: list, not a {found}")]
         )
+    problems = _duplicate_ids(file, data, source)
     try:
         model = TaskFile.model_validate(data)
     except ValidationError as exc:
-        raise TaskFileError(_problems(file, exc, data, source)) from None
+        problems += schema_problems(file, exc, data, source)
+    else:
+        return TaskFileSpec(file, model, source, problems)
+    model, positions, dropped = _valid_part(data)
+    return TaskFileSpec(
+        file, model, source, sorted(problems, key=in_file_order), positions, frozenset(dropped)
+    )
+
+
+def load_task_file(path: str | Path) -> TaskFileSpec:
+    """Read and validate a task file (:func:`read_task_file`, refusing any schema problem or
+    duplicate id).
+
+    Raises:
+        TaskFileError: the file cannot be read, is not safe YAML, or breaks the schema.
+    """
+    spec = read_task_file(path)
+    if spec.problems:
+        raise TaskFileError(spec.problems)
+    return spec
+
+
+def _valid_part(data: dict[str, Any]) -> tuple[TaskFile, tuple[int, ...], set[DocPath]]:
+    """The file-level settings and the tasks of ``data`` that are valid once their wrong keys
+    are dropped; the file position of each task kept; the paths of the keys dropped."""
+    top = {k: v for k, v in data.items() if k in Settings.model_fields}
+    settings = salvage(Settings, top, lambda key: False) or Settings()
+    dropped: set[DocPath] = {(k,) for k in set(top) - settings.model_fields_set}
+    tasks: list[Task] = []
+    positions: list[int] = []
+    raw = data.get("tasks")
+    for index, item in enumerate(raw if isinstance(raw, list) else []):
+        if not isinstance(item, dict):
+            continue
+        fields = {k: v for k, v in item.items() if k in Task.model_fields}
+        task = salvage(Task, fields, lambda key: key in ("id", "prompt", "prompt_file"))
+        if task is not None:
+            tasks.append(task)
+            positions.append(index)
+            dropped |= {("tasks", index, k) for k in set(fields) - task.model_fields_set}
+    values = {name: getattr(settings, name) for name in Settings.model_fields}
+    return TaskFile.model_construct(**values, tasks=tasks), tuple(positions), dropped
+
+
+def _duplicate_ids(file: Path, data: dict[str, Any], source: SourceMap) -> list[YamlLoadError]:
+    """A problem for each task whose id an earlier task already has."""
     first: dict[str, int] = {}
     duplicates: list[YamlLoadError] = []
-    for index, task in enumerate(model.tasks):
-        if task.id in first:
+    raw = data.get("tasks")
+    for index, item in enumerate(raw if isinstance(raw, list) else []):
+        task_id = item.get("id") if isinstance(item, dict) else None
+        if not isinstance(task_id, str):
+            continue
+        if task_id in first:
             at: DocPath = ("tasks", index, "id")
             message = (
-                f"{dotted(at)}: the id {task.id!r} is also the id of tasks[{first[task.id]}]; "
+                f"{dotted(at)}: the id {task_id!r} is also the id of tasks[{first[task_id]}]; "
                 "ids must be unique"
             )
             duplicates.append(YamlLoadError(file, message, source.locate(at)))
-        first.setdefault(task.id, index)
-    if duplicates:
-        raise TaskFileError(duplicates)
-    return TaskFileSpec(file, model, source)
-
-
-def _problems(
-    file: Path, exc: ValidationError, data: Any, source: SourceMap
-) -> list[YamlLoadError]:
-    problems: dict[DocPath, YamlLoadError] = {}
-    for error in exc.errors():
-        path = _data_path(error["loc"], data, missing=error["type"] == "missing")
-        if path in problems:  # the other branches of a union: one message is enough
-            continue
-        location = source.locate(path, key=error["type"] == "extra_forbidden")
-        message = _message(error, path, source)
-        problems[path] = YamlLoadError(file, f"{dotted(path)}: {message}", location)
-    return sorted(problems.values(), key=_order)
-
-
-def _order(problem: YamlLoadError) -> tuple[int, int]:
-    where = problem.location
-    return (where.line, where.column) if where is not None else (0, 0)
-
-
-def _data_path(loc: tuple[int | str, ...], data: Any, *, missing: bool = False) -> DocPath:
-    """The part of pydantic's ``loc`` that points into ``data`` (union tags dropped); for a
-    missing key, the path of the key that should be there."""
-    path: list[str | int] = []
-    node = data
-    for part in loc:
-        inside = isinstance(node, dict) and part in node
-        if inside or (isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)):
-            node = node[part]
-        else:
-            if missing and isinstance(node, dict):
-                path.append(part)
-            break
-        path.append(part)
-    return tuple(path)
-
-
-_EXPECTED = {
-    "string_type": "text",
-    "list_type": "a list",
-    "int_type": "a whole number",
-    "float_type": "a number",
-    "bool_type": "true or false",
-    "dict_type": "a mapping",
-    "model_type": "a mapping",
-    "literal_error": "one of the listed words",
-    "string_pattern_mismatch": "text",
-}
-
-
-def _message(error: ErrorDetails, path: DocPath, source: SourceMap) -> str:
-    kind, value = error["type"], error.get("input")
-    name = path[-1] if path else ""
-    if kind == "missing":
-        return f"the key {name!r} is required"
-    if kind == "extra_forbidden":
-        return _unknown_key(path)
-    message = str(error["msg"]).removeprefix("Value error, ")
-    written, read_as = source.plain.get(path), _read_as(value)
-    if kind == "invalid-json-value" and written is not None and read_as:
-        return f'YAML read {written} as {read_as}, which is not JSON; put it in quotes: "{written}"'
-    if kind in _EXPECTED and written is not None and read_as:
-        text = f"expected {_EXPECTED[kind]}, but YAML read {written} as {read_as}"
-        if kind in ("string_type", "string_pattern_mismatch", "literal_error"):
-            text += f'; put it in quotes: "{written}"'
-        return text + (f" ({message})" if kind == "literal_error" else "")
-    if kind == "string_pattern_mismatch":
-        return "an id is 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit"
-    return f"{message} (got {value!r})" if kind in _EXPECTED else message
-
-
-def _unknown_key(path: DocPath) -> str:
-    import difflib
-
-    parent = path[:-1]
-    if parent == ():
-        model: type[BaseModel] = TaskFile
-    elif len(parent) == 2 and parent[0] == "tasks":
-        model = Task
-    else:
-        model = Expect
-    allowed = sorted(model.model_fields)
-    text = f"unknown key {path[-1]!r}"
-    close = difflib.get_close_matches(str(path[-1]), allowed, n=1)
-    if close:
-        text += f"; did you mean {close[0]!r}?"
-    return text + f" (allowed here: {', '.join(allowed)})"
-
-
-def _read_as(value: Any) -> str:
-    if isinstance(value, bool):
-        return f"the boolean {str(value).lower()} (YAML 1.1 reads yes/no/on/off/y/n as booleans)"
-    if isinstance(value, int | float):
-        return f"the number {value!r}"
-    if isinstance(value, datetime.date):
-        return f"the date {value.isoformat()}"
-    if value is None:
-        return "null (nothing)"
-    return ""
+        first.setdefault(task_id, index)
+    return duplicates
 
 
 @dataclass
 class TaskFileSpec:
-    """A loaded, schema-valid task file; :meth:`plan` resolves it into runnable tasks."""
+    """A loaded task file; :meth:`plan` resolves it into runnable tasks. When the file broke
+    the schema, :attr:`problems` says how and :attr:`data` holds only its valid part."""
 
     path: Path
     data: TaskFile
     source: SourceMap
+    problems: list[YamlLoadError] = field(default_factory=list)
+    """Schema problems and duplicate ids, in file order (empty: the file is schema-valid)."""
+    positions: tuple[int, ...] | None = None
+    """The index in the file of each task of :attr:`data` (``None``: the same as in data)."""
+    dropped: frozenset[DocPath] = frozenset()
+    """The wrong keys left out of :attr:`data` (their problems are in :attr:`problems`)."""
 
     def ids(self) -> list[str]:
         return [t.id for t in self.data.tasks]
+
+    def numbered_tasks(self) -> list[tuple[int, Task]]:
+        """Each task with its index in the file's ``tasks:`` list."""
+        positions = self.positions or range(len(self.data.tasks))
+        return list(zip(positions, self.data.tasks, strict=True))
 
     def plan(
         self,
@@ -311,8 +274,9 @@ class TaskFileSpec:
         ``endpoints``: model names that the config file defines as servers.
 
         Raises:
-            TaskFileError: every problem found (unknown model or tool, missing file or folder,
-                a prompt that does not render), each with its place in the file.
+            TaskFileError: every problem found (the schema problems of :attr:`problems`,
+                unknown model or tool, missing file or folder, a prompt that does not render,
+                an expected tool that is not enabled), each with its place in the file.
         """
         from agent.planning import Planner
 
@@ -342,4 +306,5 @@ __all__ = [
     "TaskFileSpec",
     "TaskPlan",
     "load_task_file",
+    "read_task_file",
 ]

@@ -516,3 +516,21 @@ def test_sigterm_ends_the_task_cleanly_and_exits_130(tmp_path: Path) -> None:
     )
     assert resumed.returncode == 0, resumed.stderr
     assert ids(out) == ["a", "a", "b", "c"]  # the interrupted "a" ran again
+
+
+def test_every_problem_of_the_file_is_printed_in_one_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Not in rounds: a schema error does not hide a duplicate id or an unknown tool."""
+    path = task_file(
+        tmp_path,
+        [
+            {"id": "a", "prompt": "p", "max_steps": "many"},
+            {"id": "a", "prompt": "p", "tools": ["shell"]},
+        ],
+    )
+    assert main(["run", str(path), "--out", str(tmp_path / "o.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert "tasks[0].max_steps" in err
+    assert "tasks[1].id: the id 'a' is also the id of tasks[0]" in err
+    assert "tasks[1].tools[0]: unknown tool 'shell'" in err

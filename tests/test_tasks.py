@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from agent import safe_yaml
-from agent.tasks import Settings, TaskFileError, load_task_file
+from agent.tasks import Settings, TaskFileError, load_task_file, read_task_file
 
 SCRIPT = 'turns:\n  - "</think>\\n\\nok"\n'
 
@@ -23,7 +23,7 @@ def write(folder: Path, text: str, name: str = "tasks.yaml") -> Path:
 
 def problems(path: Path) -> list[str]:
     with pytest.raises(TaskFileError) as info:
-        load_task_file(path).plan(cwd=path.parent)
+        read_task_file(path).plan(cwd=path.parent)
     return [str(p) for p in info.value.problems]
 
 
@@ -525,3 +525,98 @@ def test_load_options_remember_where_the_file_sets_them(tmp_path: Path) -> None:
     assert second.load_options_at == {"ctx": f"{path}:1:6", "n_gpu_layers": f"{path}:4:38"}
     (from_flag,) = load_task_file(path).plan(Settings(ctx=4096), cwd=tmp_path)[:1]
     assert from_flag.load_options_at == {}
+
+
+# -- every problem in one pass --------------------------------------------------------------------
+
+
+def test_every_kind_of_problem_is_reported_in_one_pass(tmp_path: Path) -> None:
+    """Schema errors, duplicate ids and planning problems come together, not in rounds."""
+    path = write(
+        tmp_path,
+        """\
+        max_steps: 0
+        tools: [calculator, shell]
+        tasks:
+          - {id: a, prompt: p, seed: x}
+          - {id: a, prompt: p}
+          - {id: b, prompt: "Hi {{ name }}"}
+          - {id: c, prompt: p, workspace: nowhere, tempreature: 1}
+          - {id: 'bad id', prompt: p}
+          - {id: d, prompt: p, expect: {tool_called: python}}
+        """,
+    )
+    found = problems(path)
+    expected = [
+        ":1:12: max_steps: ",
+        ":2:21: tools[1]: unknown tool 'shell'",
+        ":4:30: tasks[0].seed: ",
+        ":5:10: tasks[1].id: the id 'a' is also the id of tasks[0]",
+        ":6:21: tasks[2].prompt: the prompt cannot be rendered: 'name' is undefined",
+        ":7:35: tasks[3].workspace: the folder",
+        ":7:44: tasks[3].tempreature: unknown key 'tempreature'; did you mean 'temperature'?",
+        ":8:10: tasks[4].id: an id is 1-100 letters",
+        ":9:46: tasks[5].expect.tool_called: 'python' is expected to be called but is not",
+    ]
+    assert len(found) == len(expected), found
+    for message, start in zip(found, expected, strict=True):
+        assert message.startswith(str(path) + start), (message, start)
+    assert "the enabled tools are: calculator. Add 'python'" in found[-1]  # not 'shell'
+
+
+def test_a_wrong_tools_list_does_not_make_up_approval_problems(tmp_path: Path) -> None:
+    path = write(tmp_path, "tools: python\napprove: [python]\ntasks: [{id: a, prompt: p}]\n")
+    (found,) = problems(path)
+    assert ":1:8: tools: " in found
+
+
+def test_load_task_file_still_refuses_a_file_that_breaks_the_schema(tmp_path: Path) -> None:
+    path = write(tmp_path, "tasks:\n  - {id: a, prompt: p}\n  - {id: a, prompt: q}\n")
+    with pytest.raises(TaskFileError) as info:
+        load_task_file(path)
+    assert "ids must be unique" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "enabled"),
+    [
+        (
+            "tasks: [{id: a, prompt: p, expect: {tool_called: python}}]\n",
+            ":1:50: tasks[0].expect.tool_called:",
+            "calculator (the default: tools: is not set)",
+        ),
+        (
+            "tools: [calculator, read_file]\n"
+            "tasks: [{id: a, prompt: p, expect: {tool_called: [read_file, python]}}]\n",
+            ":2:62: tasks[0].expect.tool_called[1]:",
+            "calculator, read_file.",
+        ),
+    ],
+)
+def test_tool_called_must_name_an_enabled_tool(
+    tmp_path: Path, text: str, where: str, enabled: str
+) -> None:
+    message = one_problem(write(tmp_path, text))
+    assert message.startswith(str(tmp_path / "tasks.yaml") + where), message
+    assert "'python' is expected to be called but is not enabled" in message
+    assert f"the enabled tools are: {enabled}" in message
+
+
+def test_tool_called_is_checked_against_the_tools_of_the_command_line(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "tools: [python]\ntasks: [{id: a, prompt: p, expect: {tool_called: python}}]\n",
+    )
+    assert load_task_file(path).plan(cwd=tmp_path)  # enabled by the file
+    with pytest.raises(TaskFileError) as info:
+        load_task_file(path).plan(Settings(tools=["calculator"]), cwd=tmp_path)
+    assert "the enabled tools are: calculator (from --tools)" in str(info.value)
+
+
+def test_tool_called_is_not_checked_when_mcp_servers_may_bring_the_tool(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "mcp: [some-server]\ntasks: [{id: a, prompt: p, expect: {tool_called: get_time}}]\n",
+    )
+    (plan,) = load_task_file(path).plan(cwd=tmp_path)
+    assert plan.mcp == ("some-server",)
