@@ -268,3 +268,24 @@ def test_the_ask_prompt_shows_the_reason(
     assert "Why you are asked: this run has read private data (read_file '.env')" in (
         capsys.readouterr().err
     )
+
+
+def test_a_long_search_query_is_refused_before_it_is_sent(
+    workspace: Path, searches: RecordingSearch
+) -> None:
+    turns = [call("web_search", query="x" * 501), call("web_search", query="y" * 500), DONE]
+    agent, backend = make(workspace, turns, approval="deny")
+    agent.run("go")
+    assert searches.queries == ["y" * 500]
+    assert "the query is 501 characters long; the limit is 500" in backend.observations[0]
+
+
+def test_the_query_cap_is_a_setting(workspace: Path, searches: RecordingSearch) -> None:
+    turns = [call("web_search", query="z" * 800), call("web_search", query="w" * 801), DONE]
+    settings = {"web_search": {"max_query_chars": 800}}
+    agent, backend = make(workspace, turns, approval="deny", tool_settings=settings)
+    agent.run("go")
+    assert searches.queries == ["z" * 800]
+    assert "the limit is 800" in backend.observations[1]
+    with pytest.raises(ValueError, match="max_query_chars must be a number >= 0, got -1"):
+        make(workspace, [], tool_settings={"web_search": {"max_query_chars": -1}})

@@ -136,7 +136,9 @@ def _fetch(settings: Mapping[str, Any]) -> None:
 SETTINGS_CHECKS: dict[str, Callable[[Mapping[str, Any]], None]] = {
     "calculator": _numbers("calculator"),
     "python": _python,
-    "web_search": _numbers("web_search", "retries", "backoff_seconds", "timeout"),
+    "web_search": _numbers(
+        "web_search", "retries", "backoff_seconds", "timeout", "max_query_chars"
+    ),
     "fetch_url": _fetch,
     "read_file": _numbers("read_file", "max_read_bytes"),
     "write_file": _numbers("write_file", "max_write_bytes"),

@@ -8,7 +8,9 @@ Rate limits, timeouts and other search failures are retried a bounded number of 
 exponential backoff (``retries`` extra attempts, waiting ``backoff_seconds``, then twice that,
 …), then become a :class:`SearchError` the model can read. Settings
 (``ctx.settings_for("web_search")``): ``retries`` (2), ``backoff_seconds`` (1.0),
-``timeout`` (10 s, per attempt, passed to ``DDGS``).
+``timeout`` (10 s, per attempt, passed to ``DDGS``), ``max_query_chars`` (500: a longer query
+is refused before anything is sent; a search needs a few words, and a cap bounds what one
+call can carry off the machine).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ MAX_RESULTS = 20
 DEFAULT_RETRIES = 2
 DEFAULT_BACKOFF_SECONDS = 1.0
 DEFAULT_TIMEOUT = 10
+DEFAULT_MAX_QUERY_CHARS = 500
 
 
 class SearchClient(Protocol):
@@ -100,15 +103,22 @@ def search(
     backoff_seconds: float = DEFAULT_BACKOFF_SECONDS,
     timeout: int = DEFAULT_TIMEOUT,
     cancel_event: threading.Event | None = None,
+    max_query_chars: int = DEFAULT_MAX_QUERY_CHARS,
 ) -> list[dict[str, Any]]:
     """Run the search with bounded retries; return the raw result dicts (at most ``max_results``).
 
     Raises:
-        SearchError: an empty query, or every attempt failed (the message says how).
+        SearchError: an empty query, one longer than ``max_query_chars`` (nothing is sent),
+            or every attempt failed (the message says how).
     """
     query = query.strip()
     if not query:
         raise SearchError("the query is empty; say what to search for")
+    if len(query) > max_query_chars:
+        raise SearchError(
+            f"the query is {len(query)} characters long; the limit is {max_query_chars}. "
+            "Search for a few key words instead"
+        )
     count = max(1, min(int(max_results), MAX_RESULTS))
     last: Exception | None = None
     for attempt in range(retries + 1):
@@ -156,5 +166,6 @@ def web_search(query: str, max_results: int = 5, *, ctx: ToolContext) -> str:
         backoff_seconds=float(settings.get("backoff_seconds", DEFAULT_BACKOFF_SECONDS)),
         timeout=int(settings.get("timeout", DEFAULT_TIMEOUT)),
         cancel_event=ctx.cancel_event,
+        max_query_chars=int(settings.get("max_query_chars", DEFAULT_MAX_QUERY_CHARS)),
     )
     return _format(results, query.strip())
