@@ -217,13 +217,18 @@ class ChatApp(App[int]):
         try:
             invocation = commands.parse(message.text)
         except commands.UnknownCommandError as exc:
+            self.prompt_input.restore(message.text)  # to fix the typo
             await self.note(str(exc), "error")
             return
         if invocation is not None:
-            await self.run_command(invocation)
+            if not await self.run_command(invocation):
+                self.prompt_input.restore(message.text)
         elif self.running or self._pending_prompt is not None:
+            self.prompt_input.restore(message.text)  # to send once the run is over
             await self.note(
-                "A run is in progress: wait for it, or press Esc to cancel it.", "warning"
+                "A run is in progress: wait for it (your text stays in the box), "
+                "or press Esc to cancel it.",
+                "warning",
             )
         elif self.loading:
             self._pending_prompt = commands.message_text(message.text)
@@ -343,14 +348,16 @@ class ChatApp(App[int]):
 
     # -- commands --------------------------------------------------------------------------
 
-    async def run_command(self, invocation: commands.Invocation) -> None:
+    async def run_command(self, invocation: commands.Invocation) -> bool:
+        """Do ``invocation``; ``False`` when it must wait for the run to end (not done)."""
         command = invocation.command
         if self.running and not command.while_running:
             await self.note(
                 f"/{command.name} must wait for the run to end (Esc cancels it).", "warning"
             )
-            return
+            return False
         await command_handlers.run(self, command.name, invocation.argument)
+        return True
 
     def replace_agent(self, agent: Agent, label: str) -> None:
         """Use ``agent`` from now on (``/model``) and load its model."""

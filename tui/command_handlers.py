@@ -30,6 +30,7 @@ async def run(app: ChatApp, name: str, argument: str) -> None:
             await app.note(commands.help_text())
         case "new":
             app.agent.reset()
+            app.status.clear_run()
             await app.conversation.clear()
             await app.note("New conversation.")
         case "model":

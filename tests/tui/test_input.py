@@ -123,10 +123,58 @@ async def test_conversation_commands_wait_for_the_run(make_chat: MakeApp) -> Non
         await wait_until(pilot, lambda: app.running)
         await send(pilot, "/new")
         assert "must wait for the run" in notes(app)[-1]
+        app.prompt_input.clear()  # /new came back to the box
         await send(pilot, "another task")
         assert "A run is in progress" in notes(app)[-1]
         await pilot.press("escape")
         await wait_until(pilot, lambda: not app.running)
+
+
+async def test_text_sent_during_a_run_stays_in_the_box(make_chat: MakeApp) -> None:
+    app = make_chat(ScriptedBackend(["x " * 3_000, HELLO], delay=0.005))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await send(pilot, "think")
+        await wait_until(pilot, lambda: app.running)
+        await send(pilot, "the next task")
+        assert "A run is in progress" in notes(app)[-1]
+        assert app.prompt_input.text == "the next task"  # not lost: sent again after the run
+        app.prompt_input.clear()
+        await send(pilot, "/new")
+        assert "must wait for the run" in notes(app)[-1]
+        assert app.prompt_input.text == "/new"
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: not app.running)
+        await pilot.press("enter")  # /new, now that the run is over
+        assert notes(app) == ["New conversation."] and app.prompt_input.text == ""
+
+
+async def test_a_mistyped_command_stays_in_the_box_to_fix(make_chat: MakeApp) -> None:
+    app = make_chat(ScriptedBackend([]))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await send(pilot, "/placment template")
+        assert "unknown command '/placment'" in notes(app)[-1]
+        assert app.prompt_input.text == "/placment template"
+
+
+async def test_new_clears_the_last_runs_figures(make_chat: MakeApp) -> None:
+    app = make_chat(ScriptedBackend([HELLO]))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await run_to_end(pilot, "say hello")
+        assert app.status.step == 1 and app.status.activity == "done"
+        assert "step 1" in status_line(app)
+        await send(pilot, "/new")
+        shown = status_line(app)
+        assert "│ idle │" in shown and "step 0" in shown and "ctx 0/" in shown
+        assert "cached 0" in shown and "done" not in shown
+
+
+def status_line(app: object) -> str:
+    from textual.widgets import Static
+
+    from tui.app import ChatApp
+
+    assert isinstance(app, ChatApp)
+    return str(app.status.query_one("#status-text", Static).content)
 
 
 async def test_model_switches_through_the_factory(tmp_path: Path) -> None:

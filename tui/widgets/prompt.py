@@ -7,7 +7,9 @@ history of what was sent (oldest to newest); the text being written is kept and 
 back after the newest entry.
 
 Contract: on Enter the widget posts :class:`PromptInput.Submitted` with the text (not
-stripped) and clears itself; an empty or blank text posts nothing.
+stripped) and clears itself; an empty or blank text posts nothing. A receiver that cannot
+take the text (a run is in progress, a command is mistyped) gives it back with
+:meth:`PromptInput.restore`, so nothing typed is lost.
 """
 
 from __future__ import annotations
@@ -74,6 +76,14 @@ class PromptInput(TextArea):
         self._index, self._draft = None, ""
         self.clear()
         self.post_message(self.Submitted(text))
+
+    def restore(self, text: str) -> None:
+        """Put back ``text``, which was sent but not taken, with the cursor at its end;
+        nothing happens when something new has been typed since (it is not overwritten)."""
+        if self.text:
+            return
+        self._index, self._draft = None, ""
+        self._show(text)
 
     def action_cursor_up(self, select: bool = False) -> None:
         if select or not self.navigator.is_first_wrapped_line(self.cursor_location):

@@ -88,9 +88,12 @@ class StatusBar(Horizontal):
         self._set_activity("running", running=True)
 
     def clear_run(self) -> None:
-        """Forget the last run's figures (a new model has nothing to show yet)."""
+        """Forget the last run's figures and outcome (``/new``; a new model has nothing to
+        show yet). What the agent is doing now (loading, running) stays."""
         self.usage, self.step = None, 0
         self._started, self._elapsed = None, 0.0
+        if self._ticker is None:
+            self.activity = "idle"
         self.refresh_status()
 
     def end_run(self, outcome: str = "idle") -> None:

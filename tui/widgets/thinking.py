@@ -8,7 +8,8 @@ line break, so each refresh re-wraps a bounded amount of text however long the t
 
 Contract: expanded while it streams; :meth:`ThinkingBlock.close` marks it done and
 collapses it (the answer has started, or the run ended). The header says whether the
-model is still thinking, how many calls it made, and (when timings are shown) for how long.
+model is still thinking, which tools it called (:func:`tool_summary`: ``list_dir,
+calculator ×2``), and (when timings are shown) for how long.
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ from tui.widgets.tool_card import ToolCard
 
 SEGMENT_CHARS = 4_000
 """A text segment longer than this continues in a new widget at the next line break."""
+SUMMARY_TOOLS = 3
+"""How many distinct tool names a thinking header lists before ``+N more``."""
+NAME_CHARS = 24
+"""A tool name longer than this is cut in a thinking header."""
 
 
 class ThinkingSegment(Static):
@@ -135,9 +140,34 @@ class ThinkingBlock(Fold):
         self.refresh_header()
 
     def header_content(self) -> Content:
-        calls = len(self.cards)
-        detail = f" · {calls} tool call{'s' if calls != 1 else ''}" if calls else ""
+        names = tool_summary([card.call.name for card in self.cards])
+        # The separator is a span of its own, its spaces inside it: "Thought · calculator".
+        detail: list[tuple[str, str]] = [(" · ", "$text-muted"), (names, "$text-muted")]
+        if not names:
+            detail = []
         if self.streaming:
-            return Content.assemble(("Thinking…", "bold $accent"), (detail, "$text-muted"))
+            return Content.assemble(("Thinking…", "bold $accent"), *detail)
         took = f" for {render.duration(self._elapsed)}" if self.show_timings else ""
-        return Content.assemble(("Thought", "bold $text-muted"), (took + detail, "$text-muted"))
+        return Content.assemble(("Thought", "bold $text-muted"), (took, "$text-muted"), *detail)
+
+
+def tool_summary(names: list[str], shown: int = SUMMARY_TOOLS, width: int = NAME_CHARS) -> str:
+    """The tools called, for a folded thinking's header: ``list_dir, calculator ×2``.
+
+    Each name once, in the order of its first call, with ``×N`` when it was called N > 1
+    times; at most ``shown`` names (then ``+K more``), each made safe and cut at ``width``
+    characters (names come from the model). Empty when ``names`` is.
+    """
+    counts: dict[str, int] = {}
+    for name in names:
+        counts[name] = counts.get(name, 0) + 1
+    parts: list[str] = []
+    for name, count in list(counts.items())[:shown]:
+        clean = " ".join(render.safe(name).split()) or "?"
+        if len(clean) > width:
+            clean = clean[: width - 1] + "…"
+        parts.append(f"{clean} ×{count}" if count > 1 else clean)
+    hidden = len(counts) - shown
+    if hidden > 0:
+        parts.append(f"+{hidden} more")
+    return ", ".join(parts)
