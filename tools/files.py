@@ -14,8 +14,16 @@ Writes are atomic: the content goes to a temporary file in the same folder, is f
 disk, then ``os.replace`` puts it in place; if anything fails, the old file is untouched and
 the temporary file is removed. The workspace folder itself is never written or replaced.
 
+Writes to places that configure programs which run later (``.git/``, hook and editor folders,
+virtualenvs, ``.envrc``, ``.env*``, shell rc files: :mod:`tools._sensitive`) are refused unless
+``write_file.allow_sensitive`` is true; the approval of such a write says so either way.
+A file with more than one hard link is neither read nor replaced (unless
+``allow_hard_links`` is true for that tool): its other name may be outside the workspace,
+which makes reading it the same escape as a symbolic link out.
+
 Settings (``ctx.settings_for(tool name)``): ``read_file.max_read_bytes`` (200,000),
-``write_file.max_write_bytes`` (5,000,000), ``list_dir.max_entries`` (500).
+``write_file.max_write_bytes`` (5,000,000), ``list_dir.max_entries`` (500),
+``write_file.allow_sensitive`` and ``{read,write}_file.allow_hard_links`` (false).
 Every refusal is a :class:`FileToolError` whose message shows the path escaped
 (:func:`tools.display.escape_for_display`) and says what to do instead.
 """
@@ -27,8 +35,11 @@ import errno
 import os
 import secrets
 import stat
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+from tools._sensitive import sensitive_reason
 from tools.base import ToolContext, ToolError, tool
 from tools.display import escape_for_display, has_unsafe_characters
 
@@ -189,7 +200,8 @@ def read_file(path: str, ctx: ToolContext) -> str:
     Args:
         path: The file's path relative to the workspace, e.g. "notes/todo.txt".
     """
-    limit = int(ctx.settings_for("read_file").get("max_read_bytes", DEFAULT_MAX_READ_BYTES))
+    settings = ctx.settings_for("read_file")
+    limit = int(settings.get("max_read_bytes", DEFAULT_MAX_READ_BYTES))
     root, names = _locate(ctx, path)
     if not names:
         raise FileToolError("that is the workspace folder itself; use list_dir to see its files")
@@ -212,6 +224,7 @@ def read_file(path: str, ctx: ToolContext) -> str:
         opened = os.fstat(fd)
         if not stat.S_ISREG(opened.st_mode) or opened.st_ino != info.st_ino:
             raise FileToolError(f"{_show(path)} changed while it was being opened; try again")
+        _check_links(path, opened, settings, "read")
         data = _read_bytes(fd, limit + 1)
     except OSError as exc:
         raise _os_error("read", path, exc) from None
@@ -238,10 +251,17 @@ def write_file(path: str, content: str, ctx: ToolContext) -> str:
         path: The file's path relative to the workspace, e.g. "out/report.md".
         content: The complete new content of the file (UTF-8 text).
     """
-    limit = int(ctx.settings_for("write_file").get("max_write_bytes", DEFAULT_MAX_WRITE_BYTES))
+    settings = ctx.settings_for("write_file")
+    limit = int(settings.get("max_write_bytes", DEFAULT_MAX_WRITE_BYTES))
     root, names = _locate(ctx, path, for_write=True)
     if not names:
         raise FileToolError("refusing to write the workspace folder itself; name a file inside it")
+    reason = sensitive_reason(root, names)
+    if reason is not None and settings.get("allow_sensitive") is not True:
+        raise FileToolError(
+            f"refusing to write {_show(path)}: {escape_for_display(reason)}. Write somewhere "
+            "else; a person can allow such writes with the write_file setting allow_sensitive"
+        )
     try:
         data = content.encode("utf-8")
     except UnicodeEncodeError:
@@ -253,12 +273,12 @@ def write_file(path: str, content: str, ctx: ToolContext) -> str:
     except OSError as exc:
         raise _os_error("create the folder of", path, exc) from None
     try:
-        return _replace(folder, names[-1], data, "/".join(names))
+        return _replace(folder, names[-1], data, "/".join(names), settings)
     finally:
         os.close(folder)
 
 
-def _replace(folder: int, name: str, data: bytes, path: str) -> str:
+def _replace(folder: int, name: str, data: bytes, path: str, settings: Mapping[str, Any]) -> str:
     mode = 0o644
     existed = False
     try:
@@ -270,6 +290,7 @@ def _replace(folder: int, name: str, data: bytes, path: str) -> str:
     else:
         if not stat.S_ISREG(info.st_mode):
             raise FileToolError(f"{_show(path)} is {_kind(info.st_mode)}; only files are written")
+        _check_links(path, info, settings, "replace")
         mode, existed = stat.S_IMODE(info.st_mode), True
     temp = f".qwq-write-{secrets.token_hex(8)}.tmp"
     try:
@@ -296,6 +317,39 @@ def _replace(folder: int, name: str, data: bytes, path: str) -> str:
         raise
     verb = "replaced" if existed else "created"
     return f"{verb} {_show(path)} ({len(data)} bytes)"
+
+
+def _check_links(path: str, info: os.stat_result, settings: Mapping[str, Any], verb: str) -> None:
+    """Refuse a file with several hard links (another name of it may be outside)."""
+    if info.st_nlink > 1 and settings.get("allow_hard_links") is not True:
+        raise FileToolError(
+            f"refusing to {verb} {_show(path)}: it has {info.st_nlink} hard links, and another "
+            "of its names may be outside the workspace; copy the content to a new file instead"
+        )
+
+
+def _describe_write(arguments: Mapping[str, Any], ctx: ToolContext) -> str | None:
+    """For the approval of a write: whether its path is sensitive, and what will happen."""
+    path = arguments.get("path")
+    if not isinstance(path, str):
+        return None
+    try:
+        root, names = _locate(ctx, path, for_write=True)
+    except FileToolError:
+        return None  # the call will be refused with its own message
+    reason = sensitive_reason(root, names) if names else None
+    if reason is None:
+        return None
+    allowed = ctx.settings_for("write_file").get("allow_sensitive") is True
+    outcome = (
+        "writes there are allowed by the setting allow_sensitive"
+        if allowed
+        else "it will be refused (allow_sensitive is off)"
+    )
+    return f"sensitive path: {escape_for_display(reason)}; {outcome}"
+
+
+write_file.describe_for_approval = _describe_write
 
 
 @tool(capabilities={"reads_private"})

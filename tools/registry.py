@@ -106,16 +106,22 @@ class ToolRegistry:
         return name in self._tools
 
 
-def _numbers(tool: str, *allowed: str) -> Callable[[Mapping[str, Any]], None]:
-    """A check for settings that are all non-negative numbers among ``allowed``."""
+def _numbers(
+    tool: str, *allowed: str, flags: tuple[str, ...] = ()
+) -> Callable[[Mapping[str, Any]], None]:
+    """A check for settings that are non-negative numbers among ``allowed``, or booleans
+    among ``flags``."""
 
     def check(settings: Mapping[str, Any]) -> None:
-        unknown = sorted(set(settings) - set(allowed))
+        unknown = sorted(set(settings) - set(allowed) - set(flags))
         if unknown:
-            known = ", ".join(sorted(allowed)) or "none"
+            known = ", ".join(sorted((*allowed, *flags))) or "none"
             raise ToolError(f"unknown {tool} settings {unknown}; known: {known}")
         for name, value in settings.items():
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            if name in flags:
+                if not isinstance(value, bool):
+                    raise ToolError(f"{tool} setting {name} must be true or false, got {value!r}")
+            elif isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
                 raise ToolError(f"{tool} setting {name} must be a number >= 0, got {value!r}")
 
     return check
@@ -140,8 +146,10 @@ SETTINGS_CHECKS: dict[str, Callable[[Mapping[str, Any]], None]] = {
         "web_search", "retries", "backoff_seconds", "timeout", "max_query_chars"
     ),
     "fetch_url": _fetch,
-    "read_file": _numbers("read_file", "max_read_bytes"),
-    "write_file": _numbers("write_file", "max_write_bytes"),
+    "read_file": _numbers("read_file", "max_read_bytes", flags=("allow_hard_links",)),
+    "write_file": _numbers(
+        "write_file", "max_write_bytes", flags=("allow_sensitive", "allow_hard_links")
+    ),
     "list_dir": _numbers("list_dir", "max_entries"),
 }
 """How each built-in validates its ``tool_settings`` (the same checks the tool makes when it
