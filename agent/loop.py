@@ -29,6 +29,7 @@ from typing import Any
 
 import prompts
 from agent.approval import ApprovalCallback, ApprovalPolicy, DataFlow, ask_callback
+from agent.call_formats import unrun_feedback
 from agent.events import (
     Approval,
     Error,
@@ -46,6 +47,7 @@ from agent.executor import PreparedCall, ToolExecutor
 from agent.parser import (
     AnswerText,
     CallError,
+    InventedResponse,
     ParsedCall,
     StreamParser,
     ThinkingEnded,
@@ -132,6 +134,8 @@ class _Step:
     thinking_call: ParsedCall | CallError | None = None
     answer: list[str] = field(default_factory=list)
     thought_ended: bool = False
+    invented_at: int | None = None
+    """Where the model began a ``<tool_response>`` of its own; generation stopped there."""
 
 
 def build_messages(
@@ -193,6 +197,7 @@ def run_loop(state: RunState, history: Sequence[dict[str, Any]], prompt: str) ->
 
     ids = iter(range(1, 1_000_000))
     repeats: Counter[str] = Counter()
+    told: set[str] = set()  # answers already fed back as near-miss calls
     turn_raw: list[str] = []
     new_turn = True
     steps = 0
@@ -251,7 +256,7 @@ def run_loop(state: RunState, history: Sequence[dict[str, Any]], prompt: str) ->
             yield from _finish(state, turn_raw, why, "".join(step.answer).strip(), text)
             return
 
-        for item in parser.finish():
+        for item in parser.finish() if step.invented_at is None else ():
             if isinstance(item, AnswerText):
                 step.answer.append(item.text)
                 yield Text(item.text)
@@ -260,8 +265,18 @@ def run_loop(state: RunState, history: Sequence[dict[str, Any]], prompt: str) ->
             elif isinstance(item, ParsedCall | CallError):
                 step.items.append(item)
 
+        answer = "".join(step.answer).strip()
         if not step.items:
-            answer = "".join(step.answer).strip()
+            feedback = unrun_feedback(
+                answer,
+                state.registry.names(),
+                invented_response=step.invented_at is not None,
+                already_told=told,
+                end=len(step.text),
+            )
+            if feedback is not None:
+                step.items.append(feedback)
+        if not step.items:
             detail = ""
             if not answer and parser.in_thinking and backend.info.opens_thinking:
                 detail = "the model ended its turn without closing its thinking (no </think>), so it gave no separate answer"
@@ -367,12 +382,17 @@ def _generate(
                     yield Text(item.text)
                 elif isinstance(item, ThinkingEnded):
                     step.thought_ended = True
+                elif isinstance(item, InventedResponse):
+                    step.invented_at = item.at  # its text is dropped; real results go there
+                    if parser.in_thinking and state.placement == "interleaved":
+                        step.thinking_call = _no_call_made(item.at)
+                    break
                 elif item.placement == "thinking" and state.placement == "interleaved":
                     step.thinking_call = item
                     break
                 else:
                     step.items.append(item)
-            if step.thinking_call is not None:
+            if step.thinking_call is not None or step.invented_at is not None:
                 break
             if state.cancel.is_set():
                 step.reason = "cancelled"
@@ -385,7 +405,15 @@ def _generate(
     text = "".join(fed)
     if step.thinking_call is not None:
         text = text[: step.thinking_call.end]
+    elif step.invented_at is not None:
+        text = text[: step.invented_at]
     step.text = text
+
+
+def _no_call_made(at: int) -> CallError:
+    """The result of a ``<tool_response>`` the model opened with no call before it."""
+    message = prompts.render("invented_response")
+    return CallError(message, "thinking", "", True, at, kind="invented_response")
 
 
 def _run_calls(
@@ -404,7 +432,11 @@ def _run_calls(
     for index, item in enumerate(items):
         call_id = f"call_{next(ids)}"
         if isinstance(item, CallError):
-            message = f"the tool call could not be parsed: {item.message}"
+            message = (
+                f"the tool call could not be parsed: {item.message}"
+                if item.kind == "malformed"
+                else item.message
+            )
             yield Error(message, "parse", call_id=call_id)
             observations[index] = f"Error: {message}"
             continue

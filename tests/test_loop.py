@@ -114,11 +114,15 @@ def test_template_placement_matches_the_template_rendering_of_tool_messages(
     )
 
 
-def test_template_placement_ignores_calls_in_thinking(make_agent: MakeAgent) -> None:
+def test_template_placement_feeds_back_calls_in_thinking(make_agent: MakeAgent) -> None:
     turn = "maybe " + call("add", a=1, b=2) + " no.</think>Three."
-    agent, _ = make_agent([turn], placement="template")
+    retry = "Right.</think>\n" + call("add", a=1, b=2)
+    agent, backend = make_agent([turn, retry, ANSWER], placement="template")
     result = agent.run("q")
-    assert result.ok and result.tool_calls == [] and result.answer == "Three."
+    assert result.ok and result.answer == "The answer is 5."
+    # Not silently taken for thinking: the model is told where calls go, and never ran twice.
+    assert "calls go after </think>" in backend.observations[0]
+    assert [(c.output, c.placement) for c in result.tool_calls] == [("3", "answer")]
 
 
 def test_step_limit_ends_the_run_with_a_reason(make_agent: MakeAgent) -> None:
@@ -295,10 +299,13 @@ def test_empty_answer(make_agent: MakeAgent) -> None:
     assert result.answer == "" and "empty answer" in result.detail
 
 
-def test_bare_json_is_not_executed(make_agent: MakeAgent) -> None:
-    agent, _ = make_agent(['</think>{"name": "add", "arguments": {"a": 1, "b": 2}}'])
+def test_bare_json_is_not_executed_and_fed_back_once(make_agent: MakeAgent) -> None:
+    bare = '</think>{"name": "add", "arguments": {"a": 1, "b": 2}}'
+    agent, backend = make_agent([bare, bare])
     result = agent.run("q")
-    assert result.tool_calls == [] and '"name": "add"' in result.answer
+    # Told once how a call is written; the same text again is the answer, and nothing ran.
+    assert result.ok and result.tool_calls == [] and '"name": "add"' in result.answer
+    assert len(backend.observations) == 1 and "bare JSON" in backend.observations[0]
 
 
 def test_several_calls_each_judged_on_its_own(make_agent: MakeAgent) -> None:

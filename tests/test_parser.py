@@ -77,9 +77,12 @@ def test_calls_after_thinking_are_answer_calls() -> None:
     assert [c.arguments["a"] for c in calls] == [2, 7]
 
 
-def test_template_placement_keeps_calls_in_thinking_as_text() -> None:
+def test_template_placement_reports_calls_in_thinking_as_placement_errors() -> None:
     events = merged(parse("hmm " + CALL + "</think>", calls_in_thinking=False))
-    assert events[0] == ThinkingText("hmm " + CALL)
+    assert events[0] == ThinkingText("hmm ")
+    error = events[1]
+    assert isinstance(error, CallError) and error.kind == "placement"
+    assert error.placement == "thinking" and "</think>" in error.message
     assert not any(isinstance(e, ParsedCall) for e in events)
 
 
@@ -120,8 +123,7 @@ def test_truncated_call_is_an_error_never_a_call() -> None:
     ("body", "fragment"),
     [
         ('{"name": "add", "arguments": {"a": 1}', "not valid JSON"),
-        ("", "empty"),
-        ('["add", {}]', "must be a JSON object"),
+        ('{ "name": "add", "arguments": {"a": 1}, }, 3', "not valid JSON"),
         ('{"arguments": {}}', '"name"'),
         ('{"name": "", "arguments": {}}', '"name"'),
         ('{"name": "add", "arguments": [1, 2]}', "must be a JSON object"),
