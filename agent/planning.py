@@ -28,7 +28,7 @@ from agent.tasks import (
 )
 
 if TYPE_CHECKING:
-    from jinja2 import Environment
+    from agent.task_templates import BoundedEnvironment
 
 Origin = DocPath | None
 """Where a setting came from: a path into the file, or ``None`` for the command line."""
@@ -60,7 +60,7 @@ class Planner:
         self.base = spec.path.resolve().parent
         self.problems: list[YamlLoadError] = []
         self._seen: set[str] = set()
-        self._jinja: Environment | None = None
+        self._jinja: BoundedEnvironment | None = None
         for problem in spec.problems:  # the schema's, reported in the same pass
             self._seen.add(str(problem))
             self.problems.append(problem)
@@ -344,12 +344,15 @@ class Planner:
     def _render(
         self, origin: DocPath, field: str, what: str, text: str, inputs: dict[str, Any]
     ) -> str | None:
-        """``text`` rendered in a sandbox with strict undefined names; ``None`` (and a problem
-        located at ``field``, naming the line of ``what``) when it cannot be."""
-        from jinja2 import TemplateError, TemplateSyntaxError
+        """``text`` rendered in a bounded sandbox (:mod:`agent.task_templates`) with strict
+        undefined names; ``None`` (and a problem located at ``field``, naming the line of
+        ``what``) when it cannot be, whatever the reason."""
+        from jinja2 import TemplateError, TemplateSyntaxError, UndefinedError
+
+        from agent.task_templates import TemplateLimitError
 
         try:
-            return self._environment().from_string(text).render(**inputs)
+            return self._environment().render_bounded(text, inputs)
         except TemplateSyntaxError as exc:
             self._problem(
                 origin,
@@ -358,7 +361,11 @@ class Planner:
                 f"{(exc.message or 'a syntax error').rstrip('.')} (every prompt is a template; "
                 f"{LITERAL_BRACES})",
             )
-        except TemplateError as exc:
+        except TemplateLimitError as exc:
+            line = _template_line(exc)
+            at = f" (line {line} of {what})" if line is not None else ""
+            self._problem(origin, field, f"the prompt cannot be rendered: {exc}{at}")
+        except UndefinedError as exc:
             line = _template_line(exc)
             at = f" (line {line} of {what})" if line is not None else ""
             given = ", ".join(sorted(inputs)) or "none"
@@ -368,17 +375,23 @@ class Planner:
                 f"the prompt cannot be rendered: {exc}{at}; every {{{{ name }}}} it uses must be "
                 f"given under inputs: (given: {given}), or {LITERAL_BRACES}",
             )
+        except (TemplateError, Exception) as exc:  # the template's own code failed
+            line = _template_line(exc)
+            at = f" (line {line} of {what})" if line is not None else ""
+            self._problem(
+                origin,
+                field,
+                f"the prompt cannot be rendered: {type(exc).__name__}: {exc}{at}; fix the "
+                f"template (every prompt is a template; {LITERAL_BRACES})",
+            )
         return None
 
-    def _environment(self) -> Environment:
-        """The one Jinja2 environment of the plan: sandboxed, immutable, strict undefined."""
+    def _environment(self) -> BoundedEnvironment:
+        """The one Jinja2 environment of the plan (see :mod:`agent.task_templates`)."""
         if self._jinja is None:
-            from jinja2 import StrictUndefined
-            from jinja2.sandbox import ImmutableSandboxedEnvironment
+            from agent.task_templates import BoundedEnvironment
 
-            self._jinja = ImmutableSandboxedEnvironment(
-                undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False
-            )
+            self._jinja = BoundedEnvironment()
         return self._jinja
 
 
