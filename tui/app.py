@@ -32,7 +32,6 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
-from functools import partial
 from pathlib import Path
 from typing import ClassVar
 
@@ -44,9 +43,8 @@ from textual.widgets import Footer
 
 from agent.agent import Agent
 from agent.events import Error, Event, Finished, UsageEvent
-from models.base import BackendError, BackendInfo
-from models.progress import LoadProgress
-from tui import command_handlers, commands
+from models.base import BackendError
+from tui import command_handlers, commands, errors, loading
 from tui.approvals import ApprovalBridge
 from tui.widgets.conversation import Conversation
 from tui.widgets.prompt import PromptInput
@@ -99,13 +97,19 @@ class ChatApp(App[int]):
             self.animation_level = "none"
         self.running = False
         self.loading = False
+        """A model is loading (:mod:`tui.loading`); tasks sent meanwhile wait."""
+        self.loading_agent: Agent | None = None
+        """The agent whose model is loading: ``agent`` at first, a ``/model`` one later."""
+        self.model_ready = False
+        """Whether ``agent``'s model has loaded."""
         self.turn: AssistantTurn | None = None
         self.run_done = threading.Event()
         self.run_done.set()
         self._events: queue.SimpleQueue[Event | None] = queue.SimpleQueue()
         """Events from the run's worker thread; ``None`` when the run has ended."""
         self._drain_timer: Timer | None = None
-        self._pending_prompt: str | None = None
+        self.pending_prompt: str | None = None
+        """A task sent while the model loads; it starts when the model is ready."""
         self.approvals = ApprovalBridge(self)
         self._last_interrupt = 0.0
         agent.approval_callback = self.approvals.ask
@@ -137,7 +141,7 @@ class ChatApp(App[int]):
         self.status.set_placement(self.agent.placement)
         await self.note(WELCOME)
         self.prompt_input.focus()
-        self._start_loading()
+        loading.start(self, self.agent, self.model_label)
 
     def exit_with_parent(self, parent_pid: int) -> None:
         """Quit when this process's parent is no longer ``parent_pid`` (``qwq-agent web``: a
@@ -167,50 +171,6 @@ class ChatApp(App[int]):
         await self.conversation.add(widget)
         return widget
 
-    # -- the model -------------------------------------------------------------------------
-
-    def _start_loading(self) -> None:
-        self.loading = True
-        self.status.set_model(self.model_label, 0)
-        self.status.show_loading(f"loading {self.model_label}")
-        threading.Thread(
-            target=self._load, args=(self.agent,), name="qwq-agent-load", daemon=True
-        ).start()
-
-    def _load(self, agent: Agent) -> None:
-        """Load the model (a daemon thread, not a worker: quitting must not wait for a
-        download or a multi-gigabyte load to finish)."""
-
-        def progress(update: LoadProgress) -> None:
-            if agent is self.agent:  # not a model replaced meanwhile
-                with suppress(RuntimeError):  # the app has exited meanwhile
-                    self.call_from_thread(self.status.show_load_progress, update)
-
-        try:
-            info: BackendInfo | None = agent.load(progress).info
-            error = ""
-        except Exception as exc:  # any failure is shown; the app stays usable
-            info, error = None, f"{type(exc).__name__}: {exc}"
-        with suppress(RuntimeError):  # the app has exited meanwhile
-            self.wait_on_ui(partial(self._loaded, agent, info, error))
-
-    async def _loaded(self, agent: Agent, info: BackendInfo | None, error: str) -> None:
-        if agent is not self.agent:
-            agent.close()  # a newer /model replaced it while it loaded
-            return
-        self.loading = False
-        self.status.show_loading(None)
-        if info is None:
-            self._pending_prompt = None
-            await self.note(f"The model could not be loaded: {error}", "error")
-            self.status.set_model(f"{self.model_label} (not loaded)", 0)
-            return
-        self.model_label = info.name
-        self.status.set_model(info.name, info.context_size)
-        if self._pending_prompt is not None:
-            prompt, self._pending_prompt = self._pending_prompt, None
-            await self.start_run(prompt, shown=True)
-
     # -- runs ------------------------------------------------------------------------------
 
     async def on_prompt_input_submitted(self, message: PromptInput.Submitted) -> None:
@@ -223,7 +183,7 @@ class ChatApp(App[int]):
         if invocation is not None:
             if not await self.run_command(invocation):
                 self.prompt_input.restore(message.text)
-        elif self.running or self._pending_prompt is not None:
+        elif self.running or self.pending_prompt is not None:
             self.prompt_input.restore(message.text)  # to send once the run is over
             await self.note(
                 "A run is in progress: wait for it (your text stays in the box), "
@@ -231,8 +191,8 @@ class ChatApp(App[int]):
                 "warning",
             )
         elif self.loading:
-            self._pending_prompt = commands.message_text(message.text)
-            await self.conversation.add(UserMessage(self._pending_prompt))
+            self.pending_prompt = commands.message_text(message.text)
+            await self.conversation.add(UserMessage(self.pending_prompt))
             await self.note("The model is loading; the task starts when it is ready.")
         else:
             await self.start_run(commands.message_text(message.text))
@@ -256,7 +216,7 @@ class ChatApp(App[int]):
             for event in self.agent.stream(prompt):
                 self._events.put(event)
         except Exception as exc:  # a crash of the run is shown, not raised into the UI
-            message = f"the run failed: {type(exc).__name__}: {exc}"
+            message = f"the run failed: {errors.describe(exc)}"
             self._events.put(Error(message, "internal", fatal=True))
             self._events.put(Finished("error", "", detail=message))
         finally:
@@ -359,15 +319,13 @@ class ChatApp(App[int]):
         await command_handlers.run(self, command.name, invocation.argument)
         return True
 
-    def replace_agent(self, agent: Agent, label: str) -> None:
-        """Use ``agent`` from now on (``/model``) and load its model."""
+    def adopt_agent(self, agent: Agent) -> None:
+        """Use ``agent``, whose model has loaded (``/model``), and close the one it replaces."""
         old, self.agent = self.agent, agent
         agent.approval_callback = self.approvals.ask
         old.close()
-        self.model_label = label
         self.status.set_placement(agent.placement)
         self.status.clear_run()
-        self._start_loading()
 
 
 def make_app(

@@ -14,7 +14,7 @@ from agent.agent import Placement
 from agent.transcript import load_transcript
 from models.base import BackendError
 from models.catalog import check_spec
-from tui import commands, render
+from tui import commands, errors, loading, render
 from tui.export import transcript_markdown
 from tui.screens.sessions import SessionsScreen
 from tui.widgets.turn import AssistantTurn, Note, UserMessage
@@ -65,21 +65,28 @@ async def _model(app: ChatApp, argument: str) -> None:
     if app.factory is None:
         await app.note("This app was given one agent; it cannot switch models.", "error")
         return
+    kept = render.safe(app.model_label)
     try:
         agent = app.factory(argument)
     except (ValueError, LookupError, TypeError, OSError, BackendError) as exc:
-        await app.note(f"Cannot use model {argument!r}: {exc}", "error")
+        await app.note(_cannot_use(argument, exc, kept), "error")
         return
     if agent.model_spec is not None:
         try:
-            check_spec(agent.model_spec)  # before the working model is given up for it
+            check_spec(agent.model_spec)  # a bad name or file fails now, before any load
         except BackendError as exc:
             agent.close()
-            kept = render.safe(app.model_label)
-            await app.note(f"Cannot use model {argument!r}: {exc}. Still using {kept}.", "error")
+            await app.note(_cannot_use(argument, exc, kept), "error")
             return
-    app.replace_agent(agent, argument)
-    await app.note(f"Loading {render.safe(argument)}; a new conversation starts with it.")
+    loading.start(app, agent, argument)  # app.agent stays until the new model has loaded
+    await app.note(
+        f"Loading {render.safe(argument)}; {kept} stays until it is ready, "
+        "then a new conversation starts with it."
+    )
+
+
+def _cannot_use(name: str, exc: Exception, kept: str) -> str:
+    return f"Cannot use model {name!r}: {errors.describe(exc).rstrip('.')}. Still using {kept}."
 
 
 async def _tools(app: ChatApp) -> None:

@@ -33,7 +33,7 @@ from agent.events import (
     ToolResult,
     UsageEvent,
 )
-from tui import render
+from tui import errors, render
 from tui.widgets.thinking import ThinkingBlock
 from tui.widgets.tool_card import ToolCard
 
@@ -122,7 +122,7 @@ class AssistantTurn(Vertical):
                 if card_for is not None:
                     card_for.finish(event)
             case Error(message=message, fatal=fatal):
-                note = Note(render.truncate(message), "error")
+                note = Note(render.truncate(errors.in_tui_terms(message)), "error")
                 if fatal:
                     self._errors.add(message)
                 if self.thinking is not None and not fatal:
@@ -181,6 +181,6 @@ class AssistantTurn(Vertical):
             text = f"Stopped ({event.reason.replace('_', ' ')})" + (
                 f": {detail}" if detail else "."
             )
-            await self.mount(Note(render.truncate(text), "warning"))
+            await self.mount(Note(render.truncate(errors.in_tui_terms(text)), "warning"))
         elif event.detail:
             await self.mount(Note(render.truncate(event.detail), "warning"))
