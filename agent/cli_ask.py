@@ -6,7 +6,9 @@ plain; ``--json`` prints one JSON object instead. Dangerous calls are approved w
 model is told.
 
 ``qwq-agent ask -`` reads the prompt from stdin (as ``-`` means in Unix tools); an empty
-prompt is refused with exit 2. Ctrl+C (SIGINT) cancels the agent, which stops the generation
+prompt is refused with exit 2. Before a download larger than
+:data:`models.catalog.CONFIRM_DOWNLOAD_GB`, the person is asked on a terminal; without one the
+download is refused with the command that pulls the model (``--yes`` proceeds). Ctrl+C (SIGINT) cancels the agent, which stops the generation
 or kills the running tool's process group at once, and exits 130; a second Ctrl+C stops
 without waiting for the run to end.
 """
@@ -87,6 +89,37 @@ def _ask_person(call: Any, reason: str | None = None) -> bool:
     return answer in ("y", "yes")
 
 
+def _download_refusal(spec: str | None, args: argparse.Namespace) -> str | None:
+    """Why the model is not loaded, when loading it would start a large download that no one
+    agreed to: on a terminal the person is asked (y/N); without one ``ask`` refuses and says
+    how to download it. ``--yes`` proceeds. ``None``: go on.
+
+    Raises:
+        models.base.BackendError: an unknown model name or quantization.
+    """
+    from models.catalog import download_plan
+
+    plan = download_plan(spec) if spec is not None else None
+    if plan is None or not plan.large or args.yes:
+        return None
+    if not sys.stdin.isatty():
+        return (
+            f"{plan.describe()}; without a terminal to ask on, ask does not start a download "
+            f"that large: download it first with `{plan.pull_command()}` (or pass --yes)"
+        )
+    print(f"{plan.describe()}.", file=sys.stderr)
+    try:
+        answer = input("Download it now? [y/N] ").strip().lower()
+    except (EOFError, KeyboardInterrupt):
+        answer = ""
+    if answer in ("y", "yes"):
+        return None
+    return (
+        f"{plan.spec} was not downloaded; download it later with `{plan.pull_command()}`, "
+        "or choose a smaller model (--model smollm2-135m)"
+    )
+
+
 def read_prompt(value: str) -> str:
     """The prompt: ``value``, or stdin when ``value`` is ``-``.
 
@@ -120,6 +153,11 @@ def run_ask(args: argparse.Namespace) -> int:
     callback = _ask_person if sys.stdin.isatty() and not args.yes else None
     try:
         agent: Agent = agent_from_args(args, approval_callback=callback)
+        refusal = _download_refusal(agent.model_spec, args)
+        if refusal is not None:
+            agent.close()
+            err.print(Text(f"qwq-agent: {refusal}", style="bold red"))
+            return EXIT_BAD_INPUT
         agent.load()
     except (UnknownToolError, ValueError, BackendError, OSError) as exc:
         err.print(Text(f"qwq-agent: {clean_for_terminal(str(exc))}", style="bold red"))

@@ -12,7 +12,9 @@ A spec is one of:
 * ``http(s)://…`` — an OpenAI-compatible server (:class:`models.openai.OpenAIBackend`).
 
 :func:`open_backend` turns a spec into a loaded :class:`~models.base.Backend`; :func:`pull`
-downloads a hub model (``qwq-agent models pull``); what ``qwq-agent models`` lists and explains
+downloads a hub model (``qwq-agent models pull``); :func:`download_plan` says, without the
+network, whether loading a spec would download first and how much (so a person can be asked
+before a 20 GB download); what ``qwq-agent models`` lists and explains
 is in :mod:`models.model_info`. Every failure is a
 :class:`~models.base.BackendError` that says what to do. This module imports neither llama_cpp
 nor huggingface_hub until they are needed.
@@ -164,6 +166,64 @@ def check_spec(spec: str) -> None:
     if parsed.kind in ("path", "scripted") and not Path(parsed.value).is_file():
         what = "model file" if parsed.kind == "path" else "script"
         raise BackendError(f"no {what} at {parsed.value!r}; fix the path")
+
+
+CONFIRM_DOWNLOAD_GB = 0.5
+"""Downloads larger than this are confirmed by a person first (``qwq-agent ask`` on a
+terminal, the TUI); ``--yes``, task files and ``models pull`` proceed."""
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadPlan:
+    """A hub model that loading a spec would download first."""
+
+    spec: str
+    """The spec as given (``qwq-32b``, ``qwq-32b:Q5_K_M``)."""
+    repo_id: str
+    filename: str
+    size_gb: float
+    """Approximate size in GB (from the catalog: nothing is asked of the hub)."""
+
+    @property
+    def large(self) -> bool:
+        """Whether a person should confirm it (over :data:`CONFIRM_DOWNLOAD_GB`)."""
+        return self.size_gb > CONFIRM_DOWNLOAD_GB
+
+    def describe(self) -> str:
+        """``qwq-32b is not downloaded yet: qwq-32b-q4_k_m.gguf from Qwen/QwQ-32B-GGUF,
+        about 19.9 GB``."""
+        return (
+            f"{self.spec} is not downloaded yet: {self.filename} from {self.repo_id}, "
+            f"about {self.size_gb:.1f} GB"
+        )
+
+    def pull_command(self) -> str:
+        """The command that downloads it ahead of time."""
+        return f"qwq-agent models pull {self.spec}"
+
+
+def download_plan(
+    spec: str, *, cache_dir: str | os.PathLike[str] | None = None
+) -> DownloadPlan | None:
+    """What loading ``spec`` would download, or ``None`` when it downloads nothing: not a hub
+    model, already in the cache, or hub access switched off (``HF_HUB_OFFLINE``; the load
+    then fails with instructions instead). Never touches the network.
+
+    Raises:
+        BackendError: an unknown name or quantization.
+    """
+    parsed = parse_spec(spec)
+    if parsed.kind != "catalog" or CATALOG[parsed.value].repo_id is None:
+        return None
+    from models._hub import cached, offline
+
+    entry = CATALOG[parsed.value]
+    assert entry.repo_id is not None
+    filename = entry.filename(parsed.quant)
+    if offline() or cached(entry.repo_id, filename, cache_dir=cache_dir) is not None:
+        return None
+    size_gb = entry.quants[entry._quant(parsed.quant)][1]
+    return DownloadPlan(spec.strip(), entry.repo_id, filename, size_gb)
 
 
 def default_sampling(spec: str) -> Sampling:

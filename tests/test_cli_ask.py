@@ -252,3 +252,59 @@ def test_an_empty_prompt_is_refused(
     assert main(["ask", "--no-transcript", "--model", ADD, argument]) == EXIT_BAD_INPUT
     captured = capsys.readouterr()
     assert "nothing to ask" in captured.err and captured.out == ""
+
+
+@pytest.fixture
+def _empty_hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """No model in the cache, hub access allowed, and ``fetch`` recorded instead of run (no
+    test may start a real 20 GB download)."""
+    from models.base import BackendError
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    fetched: list[str] = []
+
+    def fetch(repo_id: str, filename: str, **options: object) -> Path:
+        fetched.append(filename)
+        raise BackendError("the download would start here")
+
+    monkeypatch.setattr("models._hub.fetch", fetch)
+    return fetched
+
+
+def test_without_a_terminal_a_large_download_is_refused_with_the_pull_command(
+    capsys: pytest.CaptureFixture[str], _empty_hub_cache: list[str]
+) -> None:
+    assert main(["ask", "--no-transcript", "hi"]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "qwq-32b is not downloaded yet: qwq-32b-q4_k_m.gguf" in err and "19.9 GB" in err
+    assert "qwq-agent models pull qwq-32b" in err
+    assert _empty_hub_cache == []
+
+
+@pytest.mark.parametrize(("answer", "downloads"), [("y", True), ("n", False), ("", False)])
+def test_on_a_terminal_the_person_is_asked_before_a_large_download(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    _empty_hub_cache: list[str],
+    answer: str,
+    downloads: bool,
+) -> None:
+    asked: list[str] = []
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr("builtins.input", lambda prompt: asked.append(prompt) or answer)
+    assert main(["ask", "--no-transcript", "--model", "qwq-32b:Q2_K", "hi"]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert asked == ["Download it now? [y/N] "] and "about 12.3 GB" in err
+    assert _empty_hub_cache == (["qwq-32b-q2_k.gguf"] if downloads else [])
+    if not downloads:
+        assert "was not downloaded; download it later with `qwq-agent models pull" in err
+
+
+def test_yes_downloads_without_asking(
+    monkeypatch: pytest.MonkeyPatch, _empty_hub_cache: list[str]
+) -> None:
+    monkeypatch.setattr("builtins.input", lambda prompt: pytest.fail("asked"))
+    assert main(["ask", "--yes", "--no-transcript", "hi"]) == EXIT_BAD_INPUT
+    assert _empty_hub_cache == ["qwq-32b-q4_k_m.gguf"]

@@ -370,3 +370,44 @@ def test_open_backend_loads_the_packaged_model() -> None:
         assert backend.info.default_sampling == SMOLLM2_SAMPLING
     finally:
         backend.close()
+
+
+class TestDownloadPlan:
+    """Whether loading a spec would download first, and how much: asked before a download."""
+
+    def test_a_hub_model_not_yet_here_is_a_large_download(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+        plan = catalog.download_plan("qwq-32b", cache_dir=tmp_path)
+        assert plan is not None and plan.large
+        assert (plan.repo_id, plan.filename, plan.size_gb) == (REPO, "qwq-32b-q4_k_m.gguf", 19.9)
+        assert plan.describe() == (
+            "qwq-32b is not downloaded yet: qwq-32b-q4_k_m.gguf from Qwen/QwQ-32B-GGUF, "
+            "about 19.9 GB"
+        )
+        assert plan.pull_command() == "qwq-agent models pull qwq-32b"
+        q8 = catalog.download_plan("qwq-32b:q8_0", cache_dir=tmp_path)
+        assert q8 is not None and q8.size_gb == 34.8
+
+    def test_nothing_to_download_once_pulled(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        assert catalog.download_plan("qwq-32b:Q2_K", cache_dir=tmp_path) is not None
+        with FakeHub(_files()) as hub:
+            pull("qwq-32b:Q2_K", cache_dir=tmp_path, endpoint=hub.url)
+        assert catalog.download_plan("qwq-32b:Q2_K", cache_dir=tmp_path) is None
+
+    def test_specs_that_download_nothing(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        for spec in ("smollm2-135m", "scripted:x.yaml", "http://127.0.0.1:1/v1", "a.gguf"):
+            assert catalog.download_plan(spec, cache_dir=tmp_path) is None
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the load fails with instructions instead
+        assert catalog.download_plan("qwq-32b", cache_dir=tmp_path) is None
+
+    def test_an_unknown_quantization_is_an_error(self, tmp_path: Path) -> None:
+        with pytest.raises(BackendError, match="no quantization 'Q9_X'"):
+            catalog.download_plan("qwq-32b:Q9_X", cache_dir=tmp_path)
