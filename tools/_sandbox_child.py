@@ -7,15 +7,21 @@ library and RestrictedPython only; ``-I`` keeps the project off ``sys.path``).
 Protocol (only JSON crosses the boundary, never pickles):
 
 * ``argv[1]``: the limits, ``{"cpu_seconds", "wall_seconds", "memory_bytes",
-  "max_file_bytes", "max_output_chars", "max_source_bytes"}``; they are applied first thing.
+  "max_file_bytes", "max_output_chars", "max_source_bytes", "kernel"}``; they are applied
+  first thing, then the kernel layer (``kernel`` is ``null`` under ``os_sandbox="off"``, else
+  ``{"require": [layer, ...]}``), all before stdin is read.
 * stdin: ``{"code": "..."}``.
 * stdout: exactly one line, ``{"ok": true, "output": ..., "dropped": N, "result": JSON text
   or null}`` or ``{"ok": false, "error": KIND, "message": ..., "output": ..., "dropped": N}``
   with KIND one of ``compile``, ``runtime``, ``memory``, ``cpu``, ``timeout``, ``result``,
-  ``output_limit``, ``input``.
+  ``output_limit``, ``input``, ``unavailable`` (a required kernel layer could not be
+  applied; no code was read or run). Every envelope carries ``"layers"``: those applied.
 
-Layers, outermost first: the parent's process group and wall-clock kill; the resource limits
-set here (CPU, address space, file size, processes, core dumps); RestrictedPython's compile
+Layers, outermost first: the parent's process group and wall-clock kill; the kernel layer,
+applied here before the code is read (:mod:`tools._sandbox_kernel`: no_new_privs, Landlock,
+uid 65534 when started as root, seccomp; what the code may import is imported first, as the
+confined process may no longer read the interpreter's files); the resource limits set here
+(CPU, address space, file size, processes, core dumps); RestrictedPython's compile
 time checks and run-time guards; a small set of builtins; imports limited to pure modules,
 each seen through a read-only proxy that refuses private names, denied functions and any
 sub-module that is not itself allowed (``statistics.sys`` is refused).
@@ -418,9 +424,43 @@ def run(code: str, limits: dict[str, Any]) -> dict[str, Any]:
     return {"ok": True, "output": output.text(), "dropped": output.dropped, "result": result}
 
 
+_PRELOAD = (
+    "ast", "traceback", "_strptime", "RestrictedPython", "RestrictedPython.compile",
+    "RestrictedPython.Guards", "RestrictedPython.PrintCollector",
+)  # fmt: skip
+"""Imported before the kernel layer closes the file system (with ``ALLOWED_MODULES``)."""
+
+
+def confine(kernel: dict[str, Any] | None) -> list[str]:
+    """Apply the kernel layer (``tools/_sandbox_kernel.py``, loaded by path: the project is
+    not on ``sys.path``) unless ``kernel`` is ``None`` (``os_sandbox="off"``); return the
+    layers applied. Raises its ``Unconfined`` when a layer of ``kernel["require"]`` fails."""
+    if kernel is None:
+        return []
+    import importlib.util
+    import os
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_sandbox_kernel.py")
+    spec = importlib.util.spec_from_file_location("_sandbox_kernel", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look themselves up there
+    spec.loader.exec_module(module)
+    preload = [*_PRELOAD, *sorted(ALLOWED_MODULES)]
+    layers: list[str] = module.enter(kernel["require"], preload, [path, os.path.abspath(__file__)])
+    return layers
+
+
 def main() -> int:
     limits = json.loads(sys.argv[1])
     set_limits(limits)
+    try:
+        layers = confine(limits.get("kernel"))
+    except Exception as exc:  # Unconfined, or a kernel module that failed to load
+        envelope = {"ok": False, "error": "unavailable", "message": str(exc), "output": "",
+                    "dropped": 0, "layers": []}  # fmt: skip
+        sys.stdout.write(json.dumps(envelope) + "\n")
+        return 0
     raw = sys.stdin.buffer.read(int(limits["max_source_bytes"]) * 6 + 4096)
     sys.stdin.close()
     try:
@@ -436,6 +476,7 @@ def main() -> int:
         envelope = {"ok": False, "error": kind, "message": f"the {kind} limit was reached",
                     "output": "", "dropped": 0}  # fmt: skip
     signal.signal(signal.SIGXCPU, signal.SIG_IGN)
+    envelope["layers"] = layers
     sys.stdout.write(json.dumps(envelope) + "\n")
     sys.stdout.flush()
     return 0

@@ -8,8 +8,13 @@ cancel event is set. In every case the whole process group is killed with SIGKIL
 the leader is reaped, so nothing the child started outlives the call and the group id cannot
 have been reused in between.
 
-:func:`os_layer` decides whether an OS-level layer wraps the child: bubblewrap (``bwrap``)
-with every namespace unshared (no network, own PIDs), when it is installed and works here.
+:func:`os_layer` decides whether bubblewrap (``bwrap``) wraps the child: only for
+``os_sandbox="require"`` (see :mod:`tools._sandbox_layers`), with every namespace unshared
+and a minimal bind set: the interpreter's installation, the system libraries, the child's two
+files, and the scratch folder (no ``/`` bind, so no home, no ``/etc``, no workspace).
+
+When the parent runs as root the scratch folder is given to uid/gid 65534, the unprivileged
+identity the child drops to (:mod:`tools._sandbox_kernel`).
 """
 
 from __future__ import annotations
@@ -21,17 +26,21 @@ import selectors
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
+
+from tools._sandbox_kernel import NOBODY
+from tools._sandbox_layers import OsSandbox
 
 log = logging.getLogger(__name__)
 
 Ending = Literal["exited", "wall_timeout", "cancelled"]
-OsSandbox = Literal["auto", "off", "require"]
 
 _POLL_SECONDS = 0.05
 _bwrap_works: bool | None = None
@@ -98,6 +107,8 @@ def run_process(
     deadline = started + wall_seconds
     scratch = tempfile.mkdtemp(prefix="qwq-sandbox-")
     try:
+        if os.geteuid() == 0:
+            os.chown(scratch, NOBODY, NOBODY)  # the child drops to this uid; mode stays 0700
         command = [*(os_prefix(scratch) if os_prefix else []), *argv]
         proc = subprocess.Popen(
             command,
@@ -186,16 +197,29 @@ def run_process(
 
 
 def bwrap_prefix(scratch: str) -> list[str]:
-    """The bubblewrap command that wraps the child: read-only root, no network, own PIDs.
+    """The bubblewrap command that wraps the child: a minimal root, no network, own PIDs.
 
-    ``/tmp`` is a fresh tmpfs and ``scratch`` (the working directory) is the one folder bound
-    writable, so the only writable places are private to this run.
+    Bound read-only: the interpreter's installation (``sys.base_prefix``, and ``sys.prefix``
+    for a virtual environment), the system library folders (``/lib`` and friends, as links
+    where they are links), and the two files of the child; bound writable: ``scratch``, the
+    working directory. ``/dev`` is bubblewrap's minimal one; there is no ``/proc``, ``/etc``
+    or home. As root, bwrap keeps only CAP_SETUID/CAP_SETGID, which the child needs to drop
+    to uid 65534 (losing them with it); otherwise every capability is dropped.
     """
-    return [
-        "bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-        "--tmpfs", "/tmp", "--bind", scratch, scratch, "--chdir", scratch,
-        "--unshare-all", "--die-with-parent", "--cap-drop", "ALL",
-    ]  # fmt: skip
+    here = Path(__file__).parent
+    args = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--dev", "/dev"]
+    for folder in ("/usr/lib", "/usr/lib64", "/lib", "/lib64", "/lib32"):
+        if os.path.islink(folder):
+            args += ["--symlink", os.readlink(folder), folder]
+        elif os.path.isdir(folder):
+            args += ["--ro-bind", folder, folder]
+    own_files = [str(here / "_sandbox_child.py"), str(here / "_sandbox_kernel.py")]
+    for path in [*sorted({sys.base_prefix, sys.prefix}), *own_files]:
+        args += ["--ro-bind", path, path]
+    args += ["--bind", scratch, scratch, "--chdir", scratch, "--cap-drop", "ALL"]
+    if os.geteuid() == 0:
+        args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    return args
 
 
 def bwrap_available() -> bool:
@@ -207,7 +231,7 @@ def bwrap_available() -> bool:
             if shutil.which("bwrap") is not None:
                 try:
                     probe = subprocess.run(
-                        [*bwrap_prefix(tempfile.gettempdir()), "true"],
+                        [*bwrap_prefix(tempfile.gettempdir()), sys.executable, "-I", "-c", ""],
                         capture_output=True,
                         timeout=10,
                         check=False,
@@ -215,28 +239,21 @@ def bwrap_available() -> bool:
                     _bwrap_works = probe.returncode == 0
                 except (OSError, subprocess.TimeoutExpired):
                     _bwrap_works = False
-            if not _bwrap_works:
-                log.warning(
-                    "bubblewrap (bwrap) is not available or cannot create namespaces here: the "
-                    "python tool runs with RestrictedPython and resource limits only, without "
-                    "network or PID isolation. Install bubblewrap to add that layer."
-                )
         return _bwrap_works
 
 
 def os_layer(mode: OsSandbox) -> Callable[[str], list[str]] | None:
-    """The command prefix (a function of the scratch folder) of the OS layer, or ``None``.
+    """The bubblewrap prefix (a function of the scratch folder) for ``"require"``, else ``None``.
 
     Raises:
         RuntimeError: ``mode`` is ``"require"`` and bubblewrap cannot be used here.
     """
-    if mode == "off":
+    if mode != "require":
         return None
     if bwrap_available():
         return bwrap_prefix
-    if mode == "require":
-        raise RuntimeError(
-            "the python tool is configured with os_sandbox='require' but bubblewrap (bwrap) "
-            "is not installed or cannot create namespaces on this machine"
-        )
-    return None
+    raise RuntimeError(
+        "the python tool is configured with os_sandbox='require' but bubblewrap (bwrap) is not "
+        "installed or cannot create namespaces on this machine; install bubblewrap, or use "
+        "os_sandbox='auto' (the kernel layer without bubblewrap)"
+    )

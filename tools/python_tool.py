@@ -18,8 +18,19 @@ Settings (``ctx.settings_for("python")``), defaults from SECURITY.md:
 ``max_source_bytes``   100000    source size, checked before anything is started
 ``max_output_chars``   19000     printed output kept (the rest is cut, with a marker)
 ``max_file_bytes``     1048576   largest file the child may write (RLIMIT_FSIZE)
-``os_sandbox``         "auto"    bubblewrap layer: "auto" (when usable), "off", "require"
+``os_sandbox``         "auto"    "auto": the kernel layer is required; "require": and
+                                 bubblewrap too; "off": neither (a loud warning)
+``max_sandboxes``      4         sandboxes running at once, across all calls
+``total_memory_mb``    2048      their memory limits together (a call waits for room)
 =====================  ========  ==================================================
+
+The kernel is the wall (:mod:`tools._sandbox_kernel`: no_new_privs, Landlock, uid 65534 as
+root, seccomp; :mod:`tools._sandbox_layers` says what each ``os_sandbox`` value requires).
+The child applies it before reading the code and reports the layers it applied; where a
+required layer is missing the call is refused before any code runs, by the parent when the
+machine's probe lacks it, by the child when it fails to apply, and by the parent again when
+the child's report lacks it. Every run holds a slot of the process-wide
+:data:`tools._sandbox_budget.BUDGET` while it runs.
 
 Errors are :class:`PythonSandboxError` subclasses, one per kind (compile, runtime, timeout,
 CPU, memory, crash, output limit, result not JSON, source too large); each carries the
@@ -37,7 +48,9 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar, get_args
 
-from tools._sandbox_run import OsSandbox, ProcessOutcome, os_layer, run_process
+from tools._sandbox_budget import BUDGET, BudgetCancelled, BudgetError
+from tools._sandbox_layers import OsSandbox, check_available, missing_from, required_layers
+from tools._sandbox_run import ProcessOutcome, os_layer, run_process
 from tools.base import ToolCancelledError, ToolContext, ToolError, tool
 
 CHILD = Path(__file__).with_name("_sandbox_child.py")
@@ -96,6 +109,10 @@ class SandboxUnavailableError(PythonSandboxError):
     kind = "unavailable"
 
 
+class SandboxBusyError(PythonSandboxError):
+    kind = "busy"
+
+
 @dataclass(frozen=True)
 class PythonLimits:
     """The limits of one run; see the module docstring for each field."""
@@ -109,6 +126,8 @@ class PythonLimits:
     saying how much was cut, and the result, are not themselves cut."""
     max_file_bytes: int = 1 << 20
     os_sandbox: OsSandbox = "auto"
+    max_sandboxes: int = 4
+    total_memory_mb: int = 2048
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> PythonLimits:
@@ -138,6 +157,9 @@ class PythonLimits:
             "max_file_bytes": int(self.max_file_bytes),
             "max_output_chars": int(self.max_output_chars),
             "max_source_bytes": int(self.max_source_bytes),
+            "kernel": None
+            if self.os_sandbox == "off"
+            else {"require": list(required_layers(self.os_sandbox))},
         }
 
 
@@ -189,6 +211,7 @@ _ERRORS: dict[str, type[PythonSandboxError]] = {
         PythonMemoryError,
         PythonOutputLimitError,
         PythonResultError,
+        SandboxUnavailableError,
     )
 }
 _TITLES = {
@@ -199,10 +222,19 @@ _TITLES = {
     "memory": "the code was stopped at the memory limit",
     "output_limit": "the result is too large",
     "result": "the result cannot be returned",
+    "unavailable": "the sandbox refused to run the code",
 }
 
 
-def _interpret(outcome: ProcessOutcome, limits: PythonLimits) -> SandboxResult:
+def _interpret(
+    outcome: ProcessOutcome, limits: PythonLimits, *, check_layers: bool = False
+) -> SandboxResult:
+    """The result, or the error, that the child's envelope describes.
+
+    With ``check_layers`` (:func:`run_code` sets it for the real child), an envelope that does
+    not report every layer ``limits.os_sandbox`` requires is refused: a child that ran
+    without its walls is not trusted with a result.
+    """
     if outcome.ending == "cancelled":
         raise ToolCancelledError("the python run was cancelled; its processes were stopped")
     if outcome.ending == "wall_timeout":
@@ -223,6 +255,12 @@ def _interpret(outcome: ProcessOutcome, limits: PythonLimits) -> SandboxResult:
     if envelope is None:
         raise _no_envelope(outcome, limits)
     output = _clean(str(envelope.get("output", "")))
+    missing = missing_from(envelope.get("layers"), limits.os_sandbox) if check_layers else []
+    if missing and envelope.get("error") != "unavailable":
+        raise SandboxUnavailableError(
+            f"the sandbox process did not report the required layers {missing} as applied, so "
+            "its result is refused; see `qwq-agent tools` for the layers this machine offers"
+        )
     if not envelope.get("ok"):
         kind = str(envelope.get("error"))
         error = _ERRORS.get(kind, PythonCrashError)
@@ -290,7 +328,8 @@ def run_code(
 ) -> SandboxResult:
     """Run ``code`` in a new sandbox process and return its result.
 
-    ``child_argv`` replaces the child command (tests use it to run a child that crashes).
+    ``child_argv`` replaces the child command (tests use it to run a child that crashes);
+    such a child is not asked to report its layers.
 
     Raises:
         PythonSandboxError: a subclass per failure kind; ToolCancelledError when cancelled.
@@ -303,27 +342,40 @@ def run_code(
             "smaller pieces, or compute the data instead of writing it out"
         )
     try:
+        check_available(limits.os_sandbox)
         prefix = os_layer(limits.os_sandbox)
     except RuntimeError as exc:
         raise SandboxUnavailableError(str(exc)) from None
     argv = child_argv or [
         sys.executable, "-I", "-B", str(CHILD), json.dumps(limits.for_child()),
     ]  # fmt: skip
-    outcome = run_process(
-        argv,
-        json.dumps({"code": code}).encode("ascii"),
-        wall_seconds=limits.wall_seconds + 1.0,  # the child stops itself at wall_seconds
-        os_prefix=prefix,
-        cancel_event=cancel_event,
-        # JSON escaping can make one character of output up to 12 bytes (an escaped pair).
-        max_stdout_bytes=limits.max_output_chars * 16 + (1 << 16),
-    )
+    try:
+        with BUDGET.slot(
+            limits.memory_mb,
+            max_sandboxes=limits.max_sandboxes,
+            total_memory_mb=limits.total_memory_mb,
+            wait_seconds=limits.wall_seconds,
+            cancel_event=cancel_event,
+        ):
+            outcome = run_process(
+                argv,
+                json.dumps({"code": code}).encode("ascii"),
+                wall_seconds=limits.wall_seconds + 1.0,  # the child stops itself at wall_seconds
+                os_prefix=prefix,
+                cancel_event=cancel_event,
+                # JSON escaping can make one character of output up to 12 bytes (a pair).
+                max_stdout_bytes=limits.max_output_chars * 16 + (1 << 16),
+            )
+    except BudgetCancelled:
+        raise ToolCancelledError("the python run was cancelled while it waited to start") from None
+    except BudgetError as exc:
+        raise SandboxBusyError(f"the code was not started: {exc}") from None
     status = outcome.returncode
     if prefix is not None and status is not None and 128 < status <= 128 + 64:
         # bubblewrap reports a child killed by signal N as exit status 128 + N.
         outcome = replace(outcome, returncode=128 - status)
     try:
-        return _interpret(outcome, limits)
+        return _interpret(outcome, limits, check_layers=child_argv is None)
     except PythonSandboxError as exc:
         exc.pid = outcome.pid
         raise
