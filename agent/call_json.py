@@ -7,8 +7,9 @@ really slip (see ``docs/tool-call-format.md``):
 * ``"parameters"`` is accepted as another spelling of ``"arguments"`` (not both at once);
 * when strict JSON fails, the text is retried once with single-quoted strings turned into
   double-quoted ones and trailing commas removed (the two JSON5 habits models have); nothing
-  else of JSON5 is accepted (no comments, unquoted keys, ``NaN``), and when the retry fails too
-  the error told to the model is the *strict* parser's, which points at the real mistake.
+  else of JSON5 is accepted (no comments, unquoted keys, ``NaN``). When the retry fails too,
+  the error told to the model is the retry's (the mistake that is left once the forgiven ones
+  are set aside), and says so; text without either habit gets the strict parser's error.
 
 Outside a call block nothing is lenient: bare JSON is never run (see :mod:`agent.call_formats`).
 Everything a strict parse refuses stays refused after the retry: duplicate keys, ``NaN`` and
@@ -42,14 +43,15 @@ def parse_call_json(raw: str) -> tuple[str, dict[str, Any]]:
         value = loads(text)
     except ValueError as exc:
         relaxed = relax_json(text)
-        value = None
-        if relaxed is not None:
-            try:
-                value = loads(relaxed)
-            except ValueError:
-                value = None
-        if value is None:
+        if relaxed is None:
             raise ValueError(f"the tool call is not valid JSON: {exc}") from None
+        try:
+            value = loads(relaxed)
+        except ValueError as again:
+            raise ValueError(
+                f"the tool call is not valid JSON: {again}, once its single quotes were read "
+                "as double quotes and trailing commas dropped"
+            ) from None
     return call_fields(value)
 
 

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from agent.parser import (
     AnswerText,
     CallError,
+    InventedResponse,
     ParsedCall,
     ParseEvent,
     StreamParser,
@@ -181,6 +182,12 @@ TEXT_PIECES = st.sampled_from(
         "}",
         '"',
         "<tool_response>",
+        "</tool_response>",
+        "'",
+        ",",
+        "[",
+        "\\",
+        '"</tool_call>"',
         "x" * 7,
     ]
 )
@@ -212,4 +219,65 @@ def test_text_outside_calls_is_preserved(text: str) -> None:
     assert len(shown) <= len(text)
     for e in events:
         if isinstance(e, ParsedCall):
-            assert json.loads(e.raw)["name"] == e.name
+            assert parse_call_json(e.raw) == (e.name, e.arguments)
+        if isinstance(e, ParsedCall | CallError | InventedResponse):
+            offset = e.at if isinstance(e, InventedResponse) else e.end
+            assert 0 <= offset <= len(text)
+
+
+def test_a_call_opens_only_on_an_object() -> None:
+    text = "See <tool_call> tags.</think>Use <tool_call>[1]</tool_call> never."
+    assert merged(parse(text)) == [
+        ThinkingText("See <tool_call> tags."),
+        ThinkingEnded(),
+        AnswerText("Use <tool_call>[1] never."),  # the stray close tag is not shown
+    ]
+
+
+def test_a_close_tag_inside_a_json_string_is_part_of_the_string() -> None:
+    body = json.dumps({"name": "echo", "arguments": {"text": "a</tool_call>b"}})
+    text = f"<tool_call>\n{body}\n</tool_call>after"
+    for events in (parse(text), parse(text, chunks=[1] * len(text))):
+        call = next(e for e in events if isinstance(e, ParsedCall))
+        assert call.arguments == {"text": "a</tool_call>b"} and text[call.end :] == "after"
+
+
+def test_an_unterminated_string_gives_back_its_first_close_tag() -> None:
+    text = '<tool_call>{"name": "echo", "arguments": {"text": "5" tall"}}</tool_call> then'
+    events = merged(parse(text))
+    assert isinstance(events[0], CallError) and events[0].closed
+    assert text[: events[0].end].endswith('"}}</tool_call>') and events[1] == ThinkingText(" then")
+
+
+def test_invented_response_is_reported_where_it_starts_and_dropped() -> None:
+    text = "</think>Answer.<tool_response>\nmade up\n</tool_response>\nmore"
+    events = merged(parse(text))
+    assert events == [
+        ThinkingEnded(),
+        AnswerText("Answer."),
+        InventedResponse(text.index("<tool_response>")),
+        AnswerText("\nmore"),
+    ]
+
+
+def test_unclosed_final_block_with_a_complete_call_is_a_call() -> None:
+    events = parse('<tool_call>\n{"name": "add", "arguments": {"a": 1}}\n')
+    assert isinstance(events[-1], ParsedCall) and events[-1].arguments == {"a": 1}
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ('{"name": "add", "parameters": {"a": 1}}', ("add", {"a": 1})),
+        ("{'name': 'add', 'arguments': {'s': 'it\\'s \"x\"'}}", ("add", {"s": 'it\'s "x"'})),
+        ('{"name": "add", "arguments": {"a": [1, 2,],},}', ("add", {"a": [1, 2]})),
+    ],
+)
+def test_lenient_call_json(body: str, expected: tuple[str, dict[str, object]]) -> None:
+    assert parse_call_json(body) == expected
+
+
+def test_lenient_retry_reports_the_mistake_that_is_left() -> None:
+    with pytest.raises(ValueError, match="Expecting ',' delimiter") as caught:
+        parse_call_json("{'name': 'add' 'arguments': {}}")
+    assert "line 1 column 16" in str(caught.value) and "single quotes" in str(caught.value)
