@@ -143,7 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--concurrency", type=int, default=1, help="tasks at once (server backends)")
     _common(run, file_defaults=True)
 
-    tools_cmd = sub.add_parser("tools", help="list the built-in tools with their risk")
+    tools_cmd = sub.add_parser(
+        "tools", help="the built-in tools with their risk, and the sandbox layers here"
+    )
     tools_cmd.add_argument("--json", action="store_true")
 
     config = sub.add_parser("config", help="the config file: `config path` or `config show`")
@@ -210,7 +212,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_config(args)
         if command == "tools":
-            return _list_tools(args)
+            from agent.cli_tools import run_tools
+
+            return run_tools(args)
         if command == "models":
             from agent.cli_models import run_models
 
@@ -244,24 +248,6 @@ def _web_problem(args: argparse.Namespace) -> str | None:
     from agent.cli_agent import options_problem
 
     return options_problem(args)
-
-
-def _list_tools(args: argparse.Namespace) -> int:
-    import json
-
-    from tools.registry import BUILTINS, builtin
-
-    rows = []
-    for name in BUILTINS:
-        t = builtin(name)
-        rows.append({"name": t.name, "risk": t.risk, "description": t.description.split("\n")[0]})
-    if args.json:
-        print(json.dumps(rows, indent=2))
-    else:
-        width = max(len(r["name"]) for r in rows)
-        for r in rows:
-            print(f"{r['name']:<{width}}  {r['risk']:<9}  {r['description']}")
-    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -390,3 +390,29 @@ def test_the_scratch_folder_belongs_to_the_sandbox_uid_as_root() -> None:
     outcome = run_process([sys.executable, "-I", "-c", script], b"", wall_seconds=HANG_BOUND)
     expected = kernel.NOBODY if os.geteuid() == 0 else os.geteuid()
     assert int(outcome.stdout) == expected
+
+
+# -- qwq-agent tools ------------------------------------------------------------------------
+
+
+def test_qwq_agent_tools_shows_the_layers_of_this_machine(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agent.cli import main
+
+    assert main(["tools"]) == 0
+    out = capsys.readouterr().out
+    assert "[on ] seccomp" in out and "[on ] Landlock:" in out
+    assert "runs with the kernel layer" in out
+    assert main(["tools", "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)["python_sandbox"]
+    assert status["missing"] == [] and "seccomp" in status["applied"]
+    broken = {"applied": ["no_new_privs"], "errors": {"seccomp": "EPERM"}, "landlock_abi": 0}
+    monkeypatch.setattr(layers, "_probed", broken)
+    assert main(["tools"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "[off] seccomp: no exec, fork, sockets, ptrace, signals to others, mounts, setsid (EPERM)"
+        in out
+    )
+    assert "will refuse to run" in out and "os_sandbox='off'" in out
