@@ -158,7 +158,10 @@ def options_problem(args: argparse.Namespace) -> str | None:
 
 def run_config(args: argparse.Namespace) -> int:
     """``qwq-agent config path|show``."""
+    import json
+
     from agent.config import ConfigError, config_path, load_config
+    from models.redact import blank_settings
 
     if args.action == "path":
         print(args.config or config_path())
@@ -170,5 +173,6 @@ def run_config(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     where = config.path or f"{config_path()} (not present: built-in defaults)"
     print(f"# {where}")
-    print(config.model_dump_json(indent=2, exclude_defaults=True))
+    shown = blank_settings(config.model_dump(mode="json", exclude_defaults=True))
+    print(json.dumps(shown, indent=2, ensure_ascii=False))  # header values and credentials blanked
     return EXIT_OK

@@ -4,6 +4,8 @@ A session file holds the runs of one conversation. Each run starts with a ``run_
 record (the prompt and what the agent was), followed by that run's events (see
 :mod:`agent.events`). The writer flushes after every line, so a crash, Ctrl-C or SIGKILL loses
 at most the line being written; the reader ignores a torn last line instead of failing.
+Every line goes through :func:`models.redact.redact` first: no configured credential (API key,
+header value, ``user:pass@`` of a server URL) is ever written, whatever event carried it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from agent.events import Event, event_from_dict, event_to_json
+from models.redact import redact
 
 
 def default_sessions_dir() -> Path:
@@ -49,7 +52,7 @@ class TranscriptWriter:
             self._file = self.path.open("a", encoding="utf-8")
             if torn:  # a crash tore the last line: never glue a record onto it
                 self._file.write("\n")
-        self._file.write(text + "\n")
+        self._file.write(redact(text) + "\n")
         self._file.flush()
 
     def start_run(self, prompt: str, meta: dict[str, Any]) -> None:

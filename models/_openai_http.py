@@ -11,7 +11,9 @@ A server that accepted the request but sends nothing for ``read_timeout`` second
 retried (it may still be working on it): that is a :class:`~models.base.BackendError` at once.
 
 The API key is only ever in the client's default headers: it is not in any message, log or
-``repr`` here (errors name the environment variable, never its value).
+``repr`` here (errors name the environment variable, never its value). What a server sends
+back goes through :func:`models.redact.redact` (the key, every header value and the URL's
+``user:pass@`` are registered there), since a server may echo the request.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 import httpx
 
 from models.base import BackendError, ContextOverflowError
+from models.redact import redact, redact_url
 from models.sse import SseError, SseParser
 
 MAX_ERROR_BODY = 64 * 1024
@@ -117,10 +120,11 @@ class HttpSession:
         self._client.close()
 
     def redact(self, text: str) -> str:
-        """``text`` with the API key blanked out (a server may echo the request's headers)."""
+        """``text`` with the API key, the header values and the URL's credentials blanked out
+        (a server may echo the request)."""
         if self._secret and len(self._secret) >= 4:
-            return text.replace(self._secret, "[API key hidden]")
-        return text
+            text = text.replace(self._secret, "[API key hidden]")
+        return redact(text)
 
     def get_json(self, url: str, *, retries: bool = True, timeout: float | None = None) -> Any:
         """GET ``url`` (absolute) and decode its JSON body.
@@ -137,7 +141,7 @@ class HttpSession:
             return json.loads(body)
         except ValueError as exc:
             raise BackendError(
-                f"the server at {url} did not answer with JSON: {body[:200]!r}"
+                f"the server at {redact_url(url)} did not answer with JSON: {redact(body[:200])!r}"
             ) from exc
 
     def send(
@@ -159,6 +163,7 @@ class HttpSession:
             BackendError: no 2xx answer, after the retries the policy allows.
             ContextOverflowError: the server says the prompt is longer than its window.
         """
+        shown = redact_url(url)
         attempt = 0
         limit = self.retry.max_retries if retries else 0
         while True:
@@ -175,18 +180,22 @@ class HttpSession:
                 response = self._client.send(request, stream=True)
             except (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout) as exc:
                 raise BackendError(
-                    f"the server at {url} accepted the request but sent no answer within "
+                    f"the server at {shown} accepted the request but sent no answer within "
                     f"{timeout or self.read_timeout:g} s ({type(exc).__name__}); it may be "
                     "overloaded or stuck: check it, or raise the read timeout"
                 ) from exc
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as exc:
-                failure = f"cannot reach the server at {url}: {exc or type(exc).__name__}"
+                failure = (
+                    f"cannot reach the server at {shown}: {redact(str(exc)) or type(exc).__name__}"
+                )
                 hint = "check that it is running and that the URL ends with its API root (/v1)"
             except (httpx.ReadError, httpx.WriteError) as exc:
-                failure = f"the connection to {url} failed: {exc or type(exc).__name__}"
+                failure = (
+                    f"the connection to {shown} failed: {redact(str(exc)) or type(exc).__name__}"
+                )
                 hint = "check the server and the network between"
             except httpx.HTTPError as exc:  # invalid URL, proxy errors, ...
-                raise BackendError(f"the request to {url} failed: {exc}") from exc
+                raise BackendError(f"the request to {shown} failed: {redact(str(exc))}") from exc
             else:
                 status = response.status_code
                 if 200 <= status < 300:
@@ -195,7 +204,7 @@ class HttpSession:
                     location = response.headers.get("location", "?")
                     response.close()
                     raise BackendError(
-                        f"the server at {url} redirects (HTTP {status}) to {location!r}; "
+                        f"the server at {shown} redirects (HTTP {status}) to {location!r}; "
                         "use that address as the base URL"
                     )
                 detail = self.redact(error_detail(response))
@@ -205,7 +214,7 @@ class HttpSession:
                 if status not in _RETRY_STATUS:
                     raise self.http_error(url, status, detail)
                 retry_after = _retry_after(response)
-                failure = f"the server at {url} answered HTTP {status}: {detail}"
+                failure = f"the server at {shown} answered HTTP {status}: {detail}"
                 hint = (
                     "it is rate-limiting requests: wait, or run fewer agents at once"
                     if status == 429
@@ -227,7 +236,9 @@ class HttpSession:
         overflow = context_overflow(detail)
         if overflow is not None:
             return overflow
-        message = f"the server at {url} refused the request with HTTP {status}: {detail}"
+        message = (
+            f"the server at {redact_url(url)} refused the request with HTTP {status}: {detail}"
+        )
         if status in (401, 403):
             key = (
                 f"check the API key in the environment variable {self.api_key_env!r}"
@@ -258,7 +269,7 @@ class HttpSession:
             kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
             if kind not in ("", "text/event-stream", "application/json"):
                 raise BackendError(
-                    f"the server at {url} answered with {kind!r}, not an event stream; check "
+                    f"the server at {redact_url(url)} answered with {kind!r}, not an event stream; check "
                     "that the URL is the API root of an OpenAI-compatible server (…/v1)"
                 )
             if kind == "application/json":
@@ -280,30 +291,30 @@ class HttpSession:
                 yield self._decode(url, event.data)
         except httpx.ReadTimeout as exc:
             raise BackendError(
-                f"the server at {url} stopped sending for {self.read_timeout:g} s in the middle "
+                f"the server at {redact_url(url)} stopped sending for {self.read_timeout:g} s in the middle "
                 "of an answer; it may be overloaded or stuck: check it, or raise the read timeout"
             ) from exc
         except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
             raise StreamCut(f"the connection broke: {exc or type(exc).__name__}") from exc
         except SseError as exc:
-            raise BackendError(f"the stream from {url} is malformed: {exc}") from exc
+            raise BackendError(f"the stream from {redact_url(url)} is malformed: {exc}") from exc
 
     def _decode(self, url: str, data: str) -> dict[str, Any]:
         try:
             value = json.loads(data)
         except ValueError as exc:
             raise BackendError(
-                f"the server at {url} sent an event that is not JSON: {data[:200]!r}; the server "
+                f"the server at {redact_url(url)} sent an event that is not JSON: {redact(data[:200])!r}; the server "
                 "or a proxy in between is not speaking the OpenAI streaming format"
             ) from exc
         if not isinstance(value, dict):
             raise BackendError(
-                f"the server at {url} sent an event that is not an object: {data[:200]!r}"
+                f"the server at {redact_url(url)} sent an event that is not an object: {redact(data[:200])!r}"
             )
         if "error" in value:
             detail = self.redact(_message(value))
             raise context_overflow(detail) or BackendError(
-                f"the server at {url} reported an error in the stream: {detail}"
+                f"the server at {redact_url(url)} reported an error in the stream: {detail}"
             )
         return value
 

@@ -53,6 +53,7 @@ from typing import Any, Literal
 import httpx
 
 from models import chat_template as templates
+from models import redact
 from models._openai_chat import ChatFormatError, ChatStreamAssembler, chatml_to_chat
 from models._openai_http import (
     HttpSession,
@@ -154,9 +155,12 @@ class OpenAIBackend:
     ) -> None:
         if mode not in ("completions", "chat"):
             raise BackendError(f"unknown server mode {mode!r}; use 'completions' or 'chat'")
+        redact.register(headers=headers, url=base_url)
         url = base_url.strip().rstrip("/")
         if not url.startswith(("http://", "https://")):
-            raise BackendError(f"the server URL {base_url!r} must start with http:// or https://")
+            raise BackendError(
+                f"the server URL {redact.redact_url(base_url)!r} must start with http:// or https://"
+            )
         if url.count("/") == 2:  # no path at all
             url += "/v1"
         api_key = None
@@ -167,6 +171,7 @@ class OpenAIBackend:
                     f"the environment variable {api_key_env!r} that should hold the API key is "
                     "not set (or empty); export it, or drop --api-key-env for a server without keys"
                 )
+            redact.register(api_key=api_key)
         self.base_url = url
         self.mode: Mode = mode
         self.extended_sampling = extended_sampling
@@ -185,8 +190,9 @@ class OpenAIBackend:
         self._meter = UsageMeter()
         self._closed = False
         try:
-            props = self._props() if discover else {}
-            self.model_name = model_name or (self.server_models()[0] if discover else "")
+            with redact.scrubbed():
+                props = self._props() if discover else {}
+                self.model_name = model_name or (self.server_models()[0] if discover else "")
         except BaseException:
             self._http.close()
             raise
@@ -196,7 +202,9 @@ class OpenAIBackend:
         if opens_thinking is None:
             opens_thinking = opens_thinking_of(probe)
         self._info = BackendInfo(
-            name=name or f"{short_model(self.model_name)} @ {url}",
+            name=redact.redact(name)
+            if name
+            else f"{short_model(self.model_name)} @ {self.shown_url}",
             chat_template=template if mode == "completions" else None,
             opens_thinking=opens_thinking,
             context_size=context_size or n_ctx(props),
@@ -213,8 +221,13 @@ class OpenAIBackend:
 
     def __repr__(self) -> str:
         return (
-            f"OpenAIBackend({self.base_url!r}, model_name={self.model_name!r}, mode={self.mode!r})"
+            f"OpenAIBackend({self.shown_url!r}, model_name={self.model_name!r}, mode={self.mode!r})"
         )
+
+    @property
+    def shown_url(self) -> str:
+        """:attr:`base_url` fit to show: no ``user:pass@``, no query values, no secret."""
+        return redact.redact_url(self.base_url)
 
     # -- the Backend protocol -------------------------------------------------------------
 
@@ -241,7 +254,7 @@ class OpenAIBackend:
             raise ValueError("generate() needs a non-empty context")
         text = "".join(segment.text for segment in context)
         if self.mode == "completions":
-            return self._completions(text, options)
+            return _scrubbed(self._completions(text, options))
         try:
             request = chatml_to_chat(text)
         except ChatFormatError as exc:
@@ -249,7 +262,7 @@ class OpenAIBackend:
         body: dict[str, Any] = {"messages": request.messages}
         if request.tools:
             body["tools"] = request.tools
-        return self._chat(text, body, options)
+        return _scrubbed(self._chat(text, body, options))
 
     def close(self) -> None:
         """Close the connections. Idempotent."""
@@ -265,12 +278,13 @@ class OpenAIBackend:
         Raises:
             BackendError: the server cannot be reached or lists no model.
         """
-        listing = self._http.get_json(f"{self.base_url}/models")
+        with redact.scrubbed():
+            listing = self._http.get_json(f"{self.base_url}/models")
         data = listing.get("data") if isinstance(listing, dict) else None
         ids = [m["id"] for m in data or () if isinstance(m, dict) and isinstance(m.get("id"), str)]
         if not ids:
             raise BackendError(
-                f"the server at {self.base_url} lists no model at /models; pass the model name "
+                f"the server at {self.shown_url} lists no model at /models; pass the model name "
                 "(--model-name)"
             )
         return ids
@@ -368,7 +382,7 @@ class OpenAIBackend:
                 cuts += 1
                 if cuts > self._http.retry.max_retries or (options.grammar and produced):
                     raise BackendError(
-                        f"the server at {self.base_url} cut the stream {cuts} times ({cut}); "
+                        f"the server at {self.shown_url} cut the stream {cuts} times ({cut}); "
                         "the conversation is kept: try again, and check the server"
                     ) from cut
                 if not self._wait_to_retry(cuts, options):
@@ -414,7 +428,7 @@ class OpenAIBackend:
                 cuts += 1
                 if assembler.produced or cuts > self._http.retry.max_retries:
                     raise BackendError(
-                        f"the server at {self.base_url} cut the stream ({cut}) after "
+                        f"the server at {self.shown_url} cut the stream ({cut}) after "
                         f"{attempt.characters} characters of the answer; the "
                         "conversation is kept: ask again, and check the server"
                     ) from cut
@@ -438,6 +452,12 @@ class OpenAIBackend:
             return "length" if options.max_tokens is not None else "context_full"
         if finish == "content_filter":
             raise BackendError(
-                f"the server at {self.base_url} stopped the answer with its content filter"
+                f"the server at {self.shown_url} stopped the answer with its content filter"
             )
         return "end_of_turn"
+
+
+def _scrubbed(stream: Generator[str, None, StopReason]) -> Generator[str, None, StopReason]:
+    """``stream``, with registered secrets blanked out of any error it raises."""
+    with redact.scrubbed():
+        return (yield from stream)
