@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import runtime
+from benchmarks import runtime, sandbox
 from benchmarks.chart import line_chart
 
 
@@ -67,6 +67,7 @@ def run(model: str | None, quick: bool, n_ctx: int) -> dict[str, Any]:
     results["parser"] = runtime.parser_throughput(megabytes=0.2 if quick else 4.0)
     results["parallel_tools"] = runtime.parallel_tools(sleep_s=0.2 if quick else 1.0)
     results["startup"] = runtime.startup(repeat=1 if quick else 5)
+    results["sandbox"] = sandbox.latency(repeat=2 if quick else 20)
     if model:
         from benchmarks import llama
         from models.catalog import open_backend
@@ -132,6 +133,15 @@ def table(results: dict[str, Any]) -> str:
             "`import agent`",
             f"{s['import_agent']['wall_s_median']} s",
             f"{s['import_agent']['peak_rss_mb']} MB peak; heavy modules: {s['heavy_modules_imported']}",
+        )
+    )
+    b = results["sandbox"]
+    rows.append(
+        (
+            "python tool `print(1)`, kernel layer on (median)",
+            f"{b['auto_ms_median']} ms",
+            f"off: {b['off_ms_median']} ms; the layer costs {b['kernel_layer_ms']} ms "
+            f"(target < 100 ms); layers: {', '.join(b['layers'])}",
         )
     )
     if "decode" in results:
