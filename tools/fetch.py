@@ -24,7 +24,7 @@ tests only, see :mod:`tools.netguard`).
 from __future__ import annotations
 
 import codecs
-import html
+import contextlib
 import re
 import threading
 import time
@@ -35,7 +35,7 @@ from typing import Any
 
 import httpx
 
-from tools import netguard
+from tools import _html, netguard
 from tools.base import ToolCancelledError, ToolContext, ToolError, tool
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -48,6 +48,8 @@ _TEXT_TYPES = frozenset(
     }
 )  # fmt: skip
 _HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+EXTRACT_GRACE = 2.0
+"""Seconds the text extraction of a page gets even when the fetch used its whole timeout."""
 
 
 class FetchError(ToolError):
@@ -147,7 +149,7 @@ def _check_url(url: httpx.URL) -> None:
 
 def _charset(content_type: str, head: bytes) -> str:
     match = re.search(r"charset=[\"']?([\w.:-]+)", content_type, re.IGNORECASE) or re.search(
-        rb"<meta[^>]+charset=[\"']?([\w.:-]+)", head[:4096], re.IGNORECASE
+        rb"<meta[^<>]+charset=[\"']?([\w.:-]+)", head[:4096], re.IGNORECASE
     )
     if match:
         name = match.group(1)
@@ -159,37 +161,29 @@ def _charset(content_type: str, head: bytes) -> str:
     return "utf-8"
 
 
-def html_to_text(document: str, url: str = "") -> str:
-    """Readable text of an HTML page: title first, then the main content (or all text)."""
-    import trafilatura
+def html_to_text(
+    document: str,
+    url: str = "",
+    *,
+    deadline: float | None = None,
+    cancel_event: threading.Event | None = None,
+) -> str:
+    """Readable text of an HTML page: title first, then the main content (or all text).
 
-    match = re.search(r"<title[^>]*>(.*?)</title>", document, re.IGNORECASE | re.DOTALL)
-    title = " ".join(html.unescape(match.group(1)).split()) if match else ""
-    text = trafilatura.extract(
-        document, url=url or None, include_comments=False, include_tables=True, favor_recall=True
-    )
-    if not text:
-        text = _all_text(document)
-    return f"Title: {title}\n\n{text}" if title else str(text)
+    Linear in the page's size and bounded (see :mod:`tools._html`): the page is cut to
+    2,000,000 characters and 30,000 tags, and the main-content extraction is given up for the
+    page's plain text at ``deadline`` (a ``time.monotonic()`` value; default 10 s from now).
 
-
-_BLOCKS = ("p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "pre", "section",
-           "article", "header", "footer", "blockquote", "table", "ul", "ol", "dd", "dt")  # fmt: skip
-
-
-def _all_text(document: str) -> str:
-    import lxml.html  # type: ignore[import-untyped]
-
+    Raises:
+        ToolCancelledError: ``cancel_event`` was set during the extraction.
+    """
+    bounded = _html.bound_html(document)
+    title = _html.page_title(bounded)
     try:
-        root = lxml.html.document_fromstring(document)
-    except (ValueError, lxml.etree.ParserError):
-        return ""
-    for bad in root.xpath("//script|//style|//noscript|//template"):
-        bad.drop_tree()
-    for element in root.iter(*_BLOCKS):
-        element.tail = "\n" + (element.tail or "")
-    lines = (" ".join(line.split()) for line in str(root.text_content()).splitlines())
-    return "\n".join(line for line in lines if line)
+        text = _html.extract_text(bounded, url, deadline=deadline, cancel=cancel_event)
+    except InterruptedError:
+        raise ToolCancelledError("the fetch was cancelled") from None
+    return f"Title: {title}\n\n{text}" if title else text
 
 
 def _kind(mime: str, head: bytes) -> str:
@@ -206,16 +200,14 @@ def _kind(mime: str, head: bytes) -> str:
     return "binary" if b"\x00" in head[:8192] else "text"
 
 
-def _read(response: httpx.Response, settings: FetchSettings, deadline: float,
-          cancel_event: threading.Event | None) -> tuple[bytes, bool]:  # fmt: skip
+def _read(response: httpx.Response, settings: FetchSettings,
+          abandoned: threading.Event) -> tuple[bytes, bool]:  # fmt: skip
     decoder = _Decoder(response.headers.get("content-encoding", ""))
     body = bytearray()
     raw_budget = settings.max_bytes + (1 << 20)
     for chunk in response.iter_raw():  # as received: a chunk size would buffer (and delay checks)
-        if cancel_event is not None and cancel_event.is_set():
-            raise ToolCancelledError("the fetch was cancelled")
-        if time.monotonic() > deadline:
-            raise FetchError(f"the fetch took longer than {settings.timeout:g} s")
+        if abandoned.is_set():  # the caller has given up (deadline or cancel): stop reading
+            raise FetchError("the fetch was abandoned")
         raw_budget -= len(chunk)
         body += decoder.feed(chunk, settings.max_bytes - len(body))
         if len(body) > settings.max_bytes or raw_budget < 0:
@@ -232,11 +224,16 @@ def fetch(
 ) -> Page:
     """Fetch ``url`` behind the guard and return its text; see the module docstring.
 
+    One deadline, ``settings.timeout`` from the call, bounds the whole fetch: resolving,
+    connecting, the headers and the body of every hop, redirects included (httpx's own
+    timeouts restart with each byte, so a server that drips would otherwise hold the call).
+    The text extraction of an HTML page gets what is left, and at least ``EXTRACT_GRACE``.
     ``transport`` replaces httpx's network transport (tests use ``httpx.MockTransport``).
 
     Raises:
         netguard.BlockedAddressError: a hop leads to a non-public address.
         FetchError: bad URL, HTTP error status, timeout, too many redirects, binary content.
+        ToolCancelledError: ``cancel_event`` was set meanwhile.
     """
     settings = settings or FetchSettings()
     deadline = time.monotonic() + settings.timeout
@@ -246,110 +243,148 @@ def fetch(
         raise FetchError(f"the URL {url[:200]!r} is not valid: {exc}") from None
     for _hop in range(settings.max_redirects + 1):
         _check_url(current)
-        port = current.port or (443 if current.scheme == "https" else 80)
-        host = current.raw_host.decode("ascii")
+        reply = _Hop(current, settings, deadline, transport).run_within(cancel_event)
+        if reply.location is None:
+            return _page(reply, str(current), settings, deadline, cancel_event)
+        try:
+            current = current.join(reply.location)
+        except Exception as exc:  # InvalidURL, or an IDNA error from a bad label
+            raise FetchError(f"bad redirect location {reply.location[:200]!r}: {exc}") from None
+    raise FetchError(f"too many redirects (more than {settings.max_redirects}); last: {current}")
+
+
+@dataclass(frozen=True)
+class _Reply:
+    """What one hop brought back: a redirect (``location``) or a page's raw body."""
+
+    status: int
+    content_type: str
+    location: str | None = None
+    body: bytes = b""
+    truncated: bool = False
+
+
+class _Hop:
+    """One request of a fetch, run in a helper thread so that the fetch's deadline bounds all
+    of it (resolving, connecting, headers, body); see :meth:`run_within`."""
+
+    def __init__(self, url: httpx.URL, settings: FetchSettings, deadline: float,
+                 transport: httpx.BaseTransport | None) -> None:  # fmt: skip
+        self.url, self.settings, self.deadline, self.transport = url, settings, deadline, transport
+        self.answered = False
+        """The response headers are in (the body is being read)."""
+        self.abandoned = threading.Event()
+        self._client: httpx.Client | None = None
+        self._outcome: _Reply | BaseException | None = None
+
+    def run_within(self, cancel_event: threading.Event | None) -> _Reply:
+        """Run the hop in a helper thread and wait for it until the deadline or a cancel; then
+        the helper is abandoned (its client closed; its own httpx timeouts end it).
+
+        Raises:
+            FetchError: the deadline passed, or the hop failed (see :meth:`_exchange`).
+            netguard.BlockedAddressError: the host is not public.
+            ToolCancelledError: ``cancel_event`` was set meanwhile.
+        """
+        helper = threading.Thread(target=self._run, name="fetch-hop", daemon=True)
+        helper.start()
+        while helper.is_alive():
+            helper.join(max(0.0, min(0.05, self.deadline - time.monotonic())))
+            if cancel_event is not None and cancel_event.is_set():
+                self._abandon()
+                raise ToolCancelledError("the fetch was cancelled")
+            if helper.is_alive() and time.monotonic() >= self.deadline:
+                self._abandon()
+                timeout = f"{self.settings.timeout:g} s"
+                if self.answered:
+                    raise FetchError(
+                        f"the fetch took longer than {timeout} ({self.url} was still sending)"
+                    )
+                raise FetchError(f"{self.url} did not answer within {timeout}")
+        if isinstance(self._outcome, BaseException):
+            raise self._outcome
+        assert self._outcome is not None  # the helper ended: it left a reply or an error
+        return self._outcome
+
+    def _abandon(self) -> None:
+        self.abandoned.set()
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                self._client.close()
+
+    def _run(self) -> None:
+        try:
+            self._outcome = self._exchange()
+        except BaseException as exc:  # handed to the waiting caller
+            self._outcome = exc
+
+    def _exchange(self) -> _Reply:
+        url, settings = self.url, self.settings
+        port = url.port or (443 if url.scheme == "https" else 80)
+        host = url.raw_host.decode("ascii")
         ip = netguard.resolve(host, port, allow_loopback=settings.allow_loopback)
-        remaining = max(0.001, deadline - time.monotonic())
+        remaining = max(0.001, self.deadline - time.monotonic())
         request = httpx.Request(
             "GET",
-            current.copy_with(host=str(ip), userinfo=b"", fragment=None),
-            headers={"Host": current.netloc.decode("ascii"), "User-Agent": USER_AGENT,
+            url.copy_with(host=str(ip), userinfo=b"", fragment=None),
+            headers={"Host": url.netloc.decode("ascii"), "User-Agent": USER_AGENT,
                      "Accept-Encoding": "gzip, deflate", "Accept": "text/html,text/*;q=0.9,*/*;q=0.5"},
             extensions={"sni_hostname": host,
                         "timeout": httpx.Timeout(min(settings.timeout, remaining)).as_dict()},
         )  # fmt: skip
         # A client per hop: no connection (and no TLS session checked for another name) is reused.
-        with httpx.Client(trust_env=False, follow_redirects=False, transport=transport) as client:
+        with httpx.Client(
+            trust_env=False, follow_redirects=False, transport=self.transport
+        ) as client:
+            self._client = client
             try:
-                response = _send_within(client, request, deadline, cancel_event)
+                response = client.send(request, stream=True)
             except httpx.TimeoutException:
-                raise FetchError(
-                    f"{current} did not answer within {settings.timeout:g} s"
-                ) from None
+                raise FetchError(f"{url} did not answer within {settings.timeout:g} s") from None
             except httpx.HTTPError as exc:
-                raise FetchError(f"could not fetch {current}: {exc}") from None
+                raise FetchError(f"could not fetch {url}: {exc}") from None
+            self.answered = True
             try:
-                location = response.headers.get("location")
-                if response.status_code in REDIRECTS and location:
-                    try:
-                        current = current.join(location)
-                    except Exception as exc:  # InvalidURL, or an IDNA error from a bad label
-                        raise FetchError(
-                            f"bad redirect location {location[:200]!r}: {exc}"
-                        ) from None
-                    continue
-                return _page(response, str(current), settings, deadline, cancel_event)
+                return self._reply(response)
             finally:
                 response.close()
-    raise FetchError(f"too many redirects (more than {settings.max_redirects}); last: {current}")
 
-
-def _send_within(
-    client: httpx.Client,
-    request: httpx.Request,
-    deadline: float,
-    cancel_event: threading.Event | None,
-) -> httpx.Response:
-    """``client.send(request, stream=True)``, but bounded by ``deadline`` and the cancel event.
-
-    httpx's timeouts apply to each read, so a server that sends its headers a byte at a time
-    would hold the call for as long as it likes. The request runs in a helper thread; when the
-    deadline passes (or the run is cancelled) the client is closed, which ends the helper's
-    connection, and the caller gets the error at once.
-
-    Raises:
-        httpx.TimeoutException: the deadline passed before the headers were in.
-        ToolCancelledError: the run was cancelled meanwhile.
-        httpx.HTTPError: as ``client.send``.
-    """
-    outcome: dict[str, Any] = {}
-
-    def send() -> None:
+    def _reply(self, response: httpx.Response) -> _Reply:
+        status, url = response.status_code, self.url
+        content_type = response.headers.get("content-type", "")
+        location = response.headers.get("location")
+        if status in REDIRECTS and location:
+            return _Reply(status, content_type, location=location)
+        if status >= 400:
+            raise FetchError(f"HTTP {status} {response.reason_phrase} from {url}")
+        mime = content_type.split(";")[0].strip().lower()
+        if mime and _kind(mime, b"") == "binary":  # refused before the body is read
+            raise FetchError(f"{url} is {mime}, binary content; fetch_url reads HTML and text only")
         try:
-            outcome["response"] = client.send(request, stream=True)
-        except BaseException as exc:  # handed to the caller below
-            outcome["error"] = exc
-
-    helper = threading.Thread(target=send, name="fetch-send", daemon=True)
-    helper.start()
-    while helper.is_alive():
-        helper.join(0.05)
-        if cancel_event is not None and cancel_event.is_set():
-            client.close()
-            raise ToolCancelledError("the fetch was cancelled")
-        if helper.is_alive() and time.monotonic() > deadline:
-            client.close()
-            raise httpx.ReadTimeout("the headers did not arrive in time", request=request)
-    if "error" in outcome:
-        raise outcome["error"]
-    response: httpx.Response = outcome["response"]
-    return response
+            body, truncated = _read(response, self.settings, self.abandoned)
+        except httpx.TimeoutException:
+            raise FetchError(f"{url} stopped sending within {self.settings.timeout:g} s") from None
+        except httpx.HTTPError as exc:
+            raise FetchError(f"the body of {url} could not be read: {exc}") from None
+        return _Reply(status, content_type, body=body, truncated=truncated)
 
 
-def _page(response: httpx.Response, url: str, settings: FetchSettings, deadline: float,
+def _page(reply: _Reply, url: str, settings: FetchSettings, deadline: float,
           cancel_event: threading.Event | None) -> Page:  # fmt: skip
-    status = response.status_code
-    if status >= 400:
-        raise FetchError(f"HTTP {status} {response.reason_phrase} from {url}")
-    content_type = response.headers.get("content-type", "")
-    mime = content_type.split(";")[0].strip().lower()
-    if mime and _kind(mime, b"") == "binary":  # refused before the body is read
-        raise FetchError(f"{url} is {mime}, binary content; fetch_url reads HTML and text only")
-    try:
-        body, truncated = _read(response, settings, deadline, cancel_event)
-    except httpx.TimeoutException:
-        raise FetchError(f"{url} stopped sending within {settings.timeout:g} s") from None
-    except httpx.HTTPError as exc:
-        raise FetchError(f"the body of {url} could not be read: {exc}") from None
-    kind = _kind(mime, body)
-    if kind == "binary" or b"\x00" in body[:8192]:
+    mime = reply.content_type.split(";")[0].strip().lower()
+    kind = _kind(mime, reply.body)
+    if kind == "binary" or b"\x00" in reply.body[:8192]:
         raise FetchError(f"{url} sent binary content; fetch_url reads HTML and text only")
-    text = body.decode(_charset(content_type, body), errors="replace")
+    text = reply.body.decode(_charset(reply.content_type, reply.body), errors="replace")
     if kind == "html":
-        text = html_to_text(text, url)
+        # What is left of the timeout, and at least EXTRACT_GRACE: a page read at the last
+        # moment still gets its main text (or, if even that is late, its plain text).
+        by = max(deadline, time.monotonic() + EXTRACT_GRACE)
+        text = html_to_text(text, url, deadline=by, cancel_event=cancel_event)
     return Page(
-        url=url, status=status, content_type=mime or "(none)", text=text, truncated=truncated
-    )
+        url=url, status=reply.status, content_type=mime or "(none)", text=text,
+        truncated=reply.truncated,
+    )  # fmt: skip
 
 
 # timeout=None: fetch_url enforces its own deadline, then kills

@@ -113,6 +113,19 @@ def make_handler(server: Server) -> type[BaseHTTPRequestHandler]:
                     self.wfile.write(b"x")
                     self.wfile.flush()
                     time.sleep(0.3)
+            elif route == "/drip-stall":  # a few bytes of the body, then nothing for a minute
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", "1000")
+                self.end_headers()
+                for _ in range(3):
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(0.1)
+                time.sleep(60)
+            elif route == "/slow-hop":  # a redirect to itself, each hop answered after 0.4 s
+                time.sleep(0.4)
+                self.reply(b"", None, 302, {"Location": "/slow-hop"})
             elif route == "/drip":
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain")
@@ -435,6 +448,36 @@ def test_slow_drip_is_stopped_at_the_total_timeout(server: Server) -> None:
     with pytest.raises(FetchError, match="longer than 1 s"):
         fetch(server.url("/drip"), FetchSettings(timeout=1, allow_loopback=True))
     assert time.monotonic() - started < HANG_BOUND  # the drip lasts 20 s
+
+
+def test_a_drip_then_a_stall_is_stopped_at_the_total_timeout(server: Server) -> None:
+    """httpx's read timeout restarts with each byte: a server that sent a few bytes of the
+    body and then stalled held a fetch for about twice its timeout ("stopped sending within")
+    before the fetch's one deadline covered the body as well."""
+    started = time.monotonic()
+    with pytest.raises(FetchError, match=r"took longer than 1 s \(.* was still sending\)"):
+        fetch(server.url("/drip-stall"), FetchSettings(timeout=1, allow_loopback=True))
+    assert time.monotonic() - started < HANG_BOUND  # the server stalls for a minute
+
+
+def test_one_deadline_covers_every_redirect_hop(server: Server) -> None:
+    started = time.monotonic()
+    with pytest.raises(FetchError, match="did not answer within 1 s"):
+        fetch(
+            server.url("/slow-hop"),
+            FetchSettings(timeout=1, max_redirects=50, allow_loopback=True),
+        )
+    assert time.monotonic() - started < HANG_BOUND  # 50 hops of 0.4 s would take 20 s
+    assert 2 <= len(server.requests) < 50
+
+
+def test_cancel_stops_a_stalled_body(server: Server) -> None:
+    cancel = threading.Event()
+    threading.Timer(0.6, cancel.set).start()
+    started = time.monotonic()
+    with pytest.raises(ToolCancelledError):
+        fetch(server.url("/drip-stall"), FetchSettings(timeout=60, allow_loopback=True), cancel)
+    assert time.monotonic() - started < HANG_BOUND
 
 
 def test_headers_sent_a_byte_at_a_time_are_stopped_at_the_total_timeout(server: Server) -> None:
