@@ -60,6 +60,8 @@ def test_impossible_options_are_refused_before_the_run(
 def test_without_model_or_config_the_default_is_qwq_32b(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    import huggingface_hub.constants  # noqa: F401  (it reads HF_HUB_OFFLINE once, at import)
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     assert main(["ask", "hi"]) == EXIT_BAD_INPUT
