@@ -196,7 +196,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_tasks(args)
         if command == "chat":
+            from agent.cli_agent import resolved_model
             from tui.app import run_chat
+
+            args.model = resolved_model(args)  # named in the status bar while it loads
 
             return run_chat(args)
         if command == "web":

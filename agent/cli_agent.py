@@ -131,6 +131,21 @@ def agent_from_args(args: argparse.Namespace, **overrides: Any) -> Any:
         raise OptionError(f"an MCP server could not be used: {exc}") from exc
 
 
+def resolved_model(args: argparse.Namespace) -> str | None:
+    """The model the options name: ``--model``, else the config file's, else the built-in
+    default (``None`` when the config file cannot be read: building the agent reports that).
+    What the TUI's status bar shows until the model has loaded."""
+    from agent.config import ConfigError, load_config
+
+    if getattr(args, "model", None):
+        return str(args.model)
+    try:
+        config = load_config(getattr(args, "config", None))
+    except ConfigError:
+        return None
+    return config.model or str(DEFAULTS["model"])
+
+
 def options_problem(args: argparse.Namespace) -> str | None:
     """What is wrong with the options, the config file, the workspace or the model spec, or
     ``None``: everything :func:`agent_from_args` checks, and that the model spec names

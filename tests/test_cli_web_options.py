@@ -60,3 +60,28 @@ def test_bad_options_are_refused_before_serving(
 def test_good_options_reach_the_server(_nothing_is_served: list[Any]) -> None:
     assert main(["web", "--port", "0", "--model", ADD, "--tools", "calculator"]) == 0
     assert len(_nothing_is_served) == 1
+
+
+@pytest.mark.parametrize(
+    ("config", "flags", "model"),
+    [
+        (None, [], "qwq-32b"),
+        ('model = "smollm2-135m"\n', [], "smollm2-135m"),
+        ('model = "smollm2-135m"\n', ["--model", "qwq-32b:Q8_0"], "qwq-32b:Q8_0"),
+    ],
+)
+def test_the_tui_is_told_the_model_name_it_loads(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    config: str | None,
+    flags: list[str],
+    model: str,
+) -> None:
+    """So the status bar says "qwq-32b", not "model (not loaded)"."""
+    seen: list[Any] = []
+    monkeypatch.setattr("tui.app.run_chat", lambda args: seen.append(args.model) or 0)
+    if config is not None:
+        (tmp_path / "config.toml").write_text(config, encoding="utf-8")
+        flags = [*flags, "--config", str(tmp_path / "config.toml")]
+    assert main(["chat", *flags]) == 0
+    assert seen == [model]
