@@ -185,6 +185,7 @@ def resolve_settings(
     n_ctx: int | None = None,
     n_gpu_layers: int | None = None,
     n_threads: int | None = None,
+    n_threads_batch: int | None = None,
     n_batch: int = 512,
     flash_attn: bool | None = None,
     type_k: str | None = None,
@@ -196,8 +197,9 @@ def resolve_settings(
 
     ``n_ctx``, ``n_gpu_layers``, ``flash_attn``, ``type_k`` and ``type_v`` set explicitly are
     kept; the others are fitted to ``machine`` (default: :func:`probe_machine`) by
-    :func:`models._fit.plan`. ``file_bytes`` stands in for the size of a file not here yet
-    (default: the size of ``path``).
+    :func:`models._fit.plan`. ``n_threads_batch`` (prompt evaluation) defaults to the larger
+    of ``n_threads`` and the CPUs this process may use. ``file_bytes`` stands in for the size
+    of a file not here yet (default: the size of ``path``).
 
     Raises:
         BackendError: an option is out of range, the combination cannot work, or the model
@@ -250,7 +252,11 @@ def resolve_settings(
     threads = n_threads if n_threads is not None else cores
     if threads < 1:
         raise BackendError(f"the thread count must be at least 1, not {threads}")
-    batch_threads = max(threads, len(_allowed_cpus()))
+    batch_threads = (
+        n_threads_batch if n_threads_batch is not None else max(threads, len(_allowed_cpus()))
+    )
+    if batch_threads < 1:
+        raise BackendError(f"the batch thread count must be at least 1, not {batch_threads}")
     return LoadSettings(
         n_ctx=fit.n_ctx,
         n_gpu_layers=fit.n_gpu_layers,

@@ -81,6 +81,10 @@ class LlamaCppBackend:
         n_gpu_layers: layers to offload (default: all when the build supports GPU offload,
             else 0).
         n_threads: decode threads (default: the machine's physical cores).
+        n_threads_batch: prompt-evaluation threads (default: the larger of ``n_threads`` and
+            the CPUs this process may use). On a machine shared with other busy work, 1 for
+            both is often much faster for a small model: llama.cpp's threads wait on each
+            other by spinning.
         n_batch: prefill batch size.
         flash_attn: flash attention (default: on when offloading to a GPU).
         type_k: KV-cache type of K (``"f16"`` default, ``"q8_0"``, ``"q4_0"``…).
@@ -103,6 +107,7 @@ class LlamaCppBackend:
         n_ctx: int | None = None,
         n_gpu_layers: int | None = None,
         n_threads: int | None = None,
+        n_threads_batch: int | None = None,
         n_batch: int = 512,
         flash_attn: bool | None = None,
         type_k: str | None = None,
@@ -125,6 +130,7 @@ class LlamaCppBackend:
             n_ctx=n_ctx,
             n_gpu_layers=n_gpu_layers,
             n_threads=n_threads,
+            n_threads_batch=n_threads_batch,
             n_batch=n_batch,
             flash_attn=flash_attn,
             type_k=type_k,
@@ -285,6 +291,21 @@ class LlamaCppBackend:
                     raise _Interrupted
                 self._llm.eval(tokens[start : start + batch])
         llama_cpp.llama_synchronize(self._llm.ctx)
+
+    def reset(self) -> None:
+        """Forget the context, keeping the model loaded: close a generation still open, empty
+        the KV cache and the record of consumed segments. The next call evaluates its whole
+        context (nothing is cached); the counters are kept. For reusing one loaded model for
+        unrelated work (a new conversation, the next test) without reloading it.
+
+        Raises:
+            BackendError: the backend has been closed.
+        """
+        self._check_open()
+        if self._active is not None:
+            self._active.close()
+            self._active = None
+        self._reset()
 
     def _reset(self) -> None:
         self._llm._ctx.kv_cache_clear()  # type: ignore[no-untyped-call]

