@@ -161,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     models.add_argument("action", nargs="?", choices=("list", "pull", "info"), default="list")
     models.add_argument("name", nargs="?", default=None, help="a model (for pull and info)")
+    models.add_argument("--json", action="store_true", help="info: print the plan as JSON")
 
     return parser
 

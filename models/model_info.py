@@ -134,6 +134,7 @@ def machine_fit(
         out.update(fits=False, problem=str(exc))
         return out
     kv = kv_cache_bytes(metadata, settings)
+    out.update(_speed(path, metadata, settings.n_gpu_layers, settings.n_threads, file_bytes))
     out.update(
         fits=True,
         settings={
@@ -151,6 +152,29 @@ def machine_fit(
             "ram": round((settings.ram_bytes or 0) / 1e9, 1),
         },
     )
+    return out
+
+
+def _speed(
+    path: Path,
+    metadata: dict[str, MetadataValue],
+    n_gpu_layers: int,
+    n_threads: int,
+    file_bytes: int | None,
+) -> dict[str, Any]:
+    """``cpu_decode_tokens_per_s`` (when layers run on the CPU) and a ``warning`` when that
+    is too slow to use (:func:`models._fit.slow_cpu_warning`)."""
+    from models._fit import ModelShape, cpu_decode_speed, slow_cpu_warning
+
+    size = file_bytes if file_bytes is not None else path.stat().st_size
+    layers = ModelShape.from_metadata(metadata, size).n_layers
+    speed = cpu_decode_speed(size, layers, n_gpu_layers, n_threads)
+    if speed is None:
+        return {}
+    out: dict[str, Any] = {"cpu_decode_tokens_per_s": round(speed, 1)}
+    warning = slow_cpu_warning(speed, size, n_threads)
+    if warning is not None:
+        out["warning"] = warning
     return out
 
 

@@ -217,6 +217,6 @@ class TestMachineFit:
     ) -> None:
         monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
         monkeypatch.setattr(_llama_load, "probe_machine", lambda: cpu(32, 30))
-        assert run_models(argparse.Namespace(action="info", name="qwq-32b")) == 0
+        assert run_models(argparse.Namespace(action="info", name="qwq-32b", json=True)) == 0
         out = capsys.readouterr().out
         assert '"n_gpu_layers": 0' in out and "RAM: 30.0 GB available of 32.0 GB" in out
