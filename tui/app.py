@@ -46,6 +46,7 @@ from agent.events import Error, Event, Finished, UsageEvent
 from models.base import BackendError
 from tui import command_handlers, commands, errors, loading
 from tui.approvals import ApprovalBridge
+from tui.palette import SlashCommands
 from tui.widgets.conversation import Conversation
 from tui.widgets.prompt import PromptInput
 from tui.widgets.status import StatusBar
@@ -71,6 +72,7 @@ class ChatApp(App[int]):
 
     CSS_PATH = "app.tcss"
     TITLE = "qwq-agent"
+    COMMANDS = App.COMMANDS | {SlashCommands}
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel_run", "Cancel run"),
         Binding("ctrl+t", "toggle_thinking", "Fold thinking"),

@@ -2,8 +2,9 @@
 
 A message is a command when its first word is ``/`` followed by a known name
 (``/placement template``); ``//text`` sends ``/text`` to the model. What each command does
-is in :class:`tui.app.ChatApp` (``command_*`` methods); the help shown by ``/help`` is
-built from :data:`COMMANDS` and :data:`KEYS`, so it cannot drift from them.
+is in :mod:`tui.command_handlers`; the help shown by ``/help`` and the command palette's
+entries (:mod:`tui.palette`) are built from :data:`COMMANDS` and :data:`KEYS`, so they cannot
+drift from them.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("Ctrl+T", "fold or unfold the latest thinking"),
     ("Enter / click on a header", "fold or unfold that thinking block or tool card"),
     ("y / a / n (Esc)", "approval: allow once / always allow this tool / deny"),
-    ("Ctrl+P", "command palette (themes: light and dark)"),
+    ("Ctrl+P", "command palette: these commands, themes (light and dark)"),
     ("Ctrl+C twice, Ctrl+Q", "quit"),
 )
 
