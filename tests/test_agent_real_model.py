@@ -1,20 +1,32 @@
-"""The agent end to end on a real model: the tiny SmolLM2 GGUF through llama.cpp."""
+"""The agent end to end on a real model: the tiny SmolLM2 GGUF through llama.cpp.
+
+The model is the session's (``tiny_backend``); each test generates only the tokens it needs.
+That a resume evaluates only the observation is proven at the backend, exactly, by
+``tests/models/test_llama_cpp.py::test_resume_evaluates_only_the_observation_plus_one``.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Generator, Iterator, Sequence
+from typing import Any
 
 import pytest
 
+import agent.loop
 from agent import Agent
-from models.base import GenerateOptions, Segment, StopReason
-from models.catalog import open_backend
+from models.base import GenerateOptions, Segment, StopReason, Usage
 from models.llama_cpp import LlamaCppBackend
-from tests.conftest import add
-from tests.real_model import requires_tiny_model
+from tests.conftest import HANG_BOUND, add
+from tests.real_model import TINY_CTX, TinyModel, open_tiny, requires_tiny_model
 
 pytestmark = [pytest.mark.real_model, requires_tiny_model]
+
+SMALL_BATCH = 16
+"""llama.cpp's prefill batch of the ``small_batches`` backend: a prompt of a few of them is
+short, so the tests of limits honoured *between* batches evaluate a few dozen tokens."""
+
+LONG_PROMPT = "Summarise this list: " + " ".join(f"item{i}" for i in range(40))
 
 
 class Recording:
@@ -26,7 +38,7 @@ class Recording:
         self.contexts: list[list[Segment]] = []
 
     @property
-    def usage(self):  # type: ignore[no-untyped-def]
+    def usage(self) -> Usage:
         return self.inner.usage
 
     def generate(
@@ -39,23 +51,49 @@ class Recording:
         self.inner.close()
 
 
+class SkewedClock:
+    """The ``time`` module as :mod:`agent.loop` sees it, with ``monotonic()`` moved forward on
+    demand: a run's deadline passes at a chosen point, whatever the machine's speed."""
+
+    def __init__(self) -> None:
+        self.skew = 0.0
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.skew
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
 @pytest.fixture(scope="module")
-def backend() -> Iterator[LlamaCppBackend]:
-    b = open_backend("smollm2-135m", n_ctx=4096, warm_start=False)
-    assert isinstance(b, LlamaCppBackend)
-    yield b
-    b.close()
+def _small_batches(tiny_model: TinyModel) -> Iterator[LlamaCppBackend]:
+    backend = open_tiny(tiny_model.gguf, n_ctx=TINY_CTX, n_batch=SMALL_BATCH)
+    yield backend
+    backend.close()
 
 
-def test_required_tool_call_runs_and_nothing_is_evaluated_twice(backend: LlamaCppBackend) -> None:
-    recording = Recording(backend)
+@pytest.fixture
+def small_batches(_small_batches: LlamaCppBackend) -> LlamaCppBackend:
+    """The tiny model with a prefill batch of :data:`SMALL_BATCH` tokens, context emptied."""
+    _small_batches.reset()
+    return _small_batches
+
+
+def test_a_required_tool_call_runs_and_nothing_is_evaluated_twice(
+    tiny_backend: LlamaCppBackend,
+) -> None:
+    """The grammar of ``tool_choice="required"`` makes the tiny model call ``add``; the call
+    runs, its result goes back, and over the run every token was evaluated once (the loop
+    continues the backend's context; it never re-sends it)."""
+    recording = Recording(tiny_backend)
     agent = Agent(
         recording,
         tools=[add],
         tool_choice="required",
         temperature=0,
-        max_steps=3,
-        transcript=False,  # type: ignore[arg-type]
+        max_steps=2,
+        max_tokens=48,  # the call takes about 30; a few for the answer
+        transcript=False,
     )
     result = agent.run("What is 2 + 3? Use the add tool.")
     assert result.tool_calls, result.events
@@ -63,72 +101,60 @@ def test_required_tool_call_runs_and_nothing_is_evaluated_twice(backend: LlamaCp
     assert first.name == "add" and first.error_type in (None, "validation")
     if first.error is None:
         assert first.output == str(first.arguments["a"] + first.arguments["b"])
-    assert result.finish_reason in ("completed", "max_steps")
-
-    # The resume evaluated only the observation's tokens (+1: the last sampled token).
-    usage_steps = [e.usage for e in result.events if e.kind == "usage"]
-    before, after = recording.contexts[0], recording.contexts[1]
-    new = after[len(before) + 1 :]  # skip the model segment the backend generated itself
-    new_tokens = sum(len(backend.tokenize(s)) for s in new)
-    resumed = usage_steps[1].prompt_tokens_evaluated - usage_steps[0].prompt_tokens_evaluated
-    assert new_tokens <= resumed <= new_tokens + 1
-
-    # Across the run, evaluated + generated ≈ the context (within 2%): nothing twice.
+    assert result.finish_reason in ("completed", "max_steps", "max_tokens")
+    assert len(recording.contexts) == 2  # the call, then the answer after its result
     u = result.usage
+    assert u.prompt_tokens_cached == 0
     assert (
         abs(u.prompt_tokens_evaluated + u.completion_tokens - u.context_tokens)
         <= 0.02 * u.context_tokens
     )
-    assert u.prompt_tokens_cached == 0
 
 
-def test_a_second_turn_reuses_the_common_prefix(backend: LlamaCppBackend) -> None:
-    agent = Agent(backend, temperature=0, max_tokens=8, transcript=False)
+def test_a_second_turn_reuses_the_common_prefix(tiny_backend: LlamaCppBackend) -> None:
+    agent = Agent(tiny_backend, temperature=0, max_tokens=4, transcript=False)
     agent.run("Say hi.")
     second = agent.run("Say bye.")
     assert second.usage.prompt_tokens_cached > 0  # the system turn and first exchange were kept
 
 
-LONG_PROMPT = "Summarise this list: " + " ".join(f"item{i}" for i in range(600))
-
-
 @pytest.mark.parametrize("limit", ["timeout", "cancel"])
 def test_timeout_and_cancel_stop_a_long_prompt_evaluation(
-    backend: LlamaCppBackend, monkeypatch: pytest.MonkeyPatch, limit: str
+    small_batches: LlamaCppBackend, monkeypatch: pytest.MonkeyPatch, limit: str
 ) -> None:
-    """The limits are honoured between prefill batches, not only once text is coming: the
-    first batch's evaluation outlasts the timeout (or cancels the run), and no further batch
-    is evaluated."""
+    """The limits are honoured between prefill batches, not only once text is coming: after
+    the first batch the run's deadline passes (or the run is cancelled), and no further batch
+    is evaluated. The deadline passes by a skewed clock, so the test does not race it."""
+    backend = small_batches
     prompt_tokens = len(backend.tokenize(Segment(LONG_PROMPT, "template")))
-    assert prompt_tokens > 2 * backend._llm.n_batch  # several of llama.cpp's batches
-    backend._reset()
-    agent = Agent(backend, transcript=False, timeout=3.0 if limit == "timeout" else None)
+    assert prompt_tokens > 2 * SMALL_BATCH  # several of llama.cpp's batches
+    clock = SkewedClock()
+    monkeypatch.setattr(agent.loop, "time", clock)
+    run = Agent(backend, transcript=False, timeout=HANG_BOUND if limit == "timeout" else None)
     original = backend._eval
-    calls: list[int] = []
 
-    def first_batch_is_slow(tokens: Sequence[int], interrupt: object = None) -> None:
-        original(tokens[: backend._llm.n_batch])  # one batch, then the limit strikes
-        calls.append(len(tokens))
+    def limit_after_the_first_batch(tokens: Sequence[int], interrupt: Any = None) -> None:
+        original(tokens[:SMALL_BATCH])  # one batch, then the limit strikes
         if limit == "cancel":
-            agent.cancel()
+            run.cancel()
         else:
-            time.sleep(3.1)
-        original(tokens[backend._llm.n_batch :], interrupt)  # type: ignore[arg-type]
+            clock.skew += 2 * HANG_BOUND
+        original(tokens[SMALL_BATCH:], interrupt)
 
-    monkeypatch.setattr(backend, "_eval", first_batch_is_slow)
+    monkeypatch.setattr(backend, "_eval", limit_after_the_first_batch)
     before = backend.usage.prompt_tokens_evaluated
-    result = agent.run(LONG_PROMPT)
+    result = run.run(LONG_PROMPT)
     assert result.finish_reason == ("timeout" if limit == "timeout" else "cancelled")
-    assert backend.usage.prompt_tokens_evaluated - before == backend._llm.n_batch
+    assert backend.usage.prompt_tokens_evaluated - before == SMALL_BATCH
     assert result.usage.completion_tokens == 0
 
 
-def test_an_interrupted_prefill_keeps_what_it_evaluated(backend: LlamaCppBackend) -> None:
+def test_an_interrupted_prefill_keeps_what_it_evaluated(small_batches: LlamaCppBackend) -> None:
     """Interrupted after one batch: the generation returns "interrupted" without sampling,
     and the next generation of the same context evaluates only the rest."""
+    backend = small_batches
     context = [Segment(LONG_PROMPT, "template")]
     total = len(backend.tokenize(context[0]))
-    backend._reset()
     polls: list[int] = []
 
     def after_one_batch() -> bool:
@@ -142,7 +168,7 @@ def test_an_interrupted_prefill_keeps_what_it_evaluated(backend: LlamaCppBackend
         next(gen)
     assert stop.value.value == "interrupted"
     evaluated = backend.usage.prompt_tokens_evaluated - start
-    assert evaluated == backend._llm.n_batch < total
+    assert evaluated == SMALL_BATCH < total
     assert backend.usage.completion_tokens == sampled  # nothing sampled
     start = backend.usage.prompt_tokens_evaluated
     text = "".join(backend.generate(context, GenerateOptions(max_tokens=1)))
