@@ -2,7 +2,10 @@
 
 Started by :mod:`tools._sandbox_run` as ``python -I -B _sandbox_child.py LIMITS_JSON`` in a
 fresh scratch folder, a new session and a clean environment. It is self-contained (standard
-library and RestrictedPython only; ``-I`` keeps the project off ``sys.path``).
+library and RestrictedPython only; ``-I`` keeps the project off ``sys.path``): the sandbox's
+compile-time and run-time rules, ``_sandbox_compile.py`` and ``_sandbox_policy.py`` beside
+it, are loaded by file path when this module is imported, before any layer closes the file
+system.
 
 Protocol (only JSON crosses the boundary, never pickles):
 
@@ -21,40 +24,58 @@ Layers, outermost first: the parent's process group and wall-clock kill; the ker
 applied here before the code is read (:mod:`tools._sandbox_kernel`: no_new_privs, Landlock,
 uid 65534 when started as root, seccomp; what the code may import is imported first, as the
 confined process may no longer read the interpreter's files); the resource limits set here
-(CPU, address space, file size, processes, core dumps); RestrictedPython's compile
-time checks and run-time guards; a small set of builtins; imports limited to pure modules,
-each seen through a read-only proxy that refuses private names, denied functions and any
-sub-module that is not itself allowed (``statistics.sys`` is refused).
+(CPU, address space, file size, processes, core dumps);
+RestrictedPython's compile-time checks with the sandbox's own (no annotations, every call
+rewritten so its result is screened); its run-time guards, a small set of builtins, and
+imports limited to an allowlist of names per module (:mod:`tools._sandbox_policy`).
 """
 
 from __future__ import annotations
 
-import builtins as real_builtins
 import decimal
-import importlib
+import importlib.util
 import json
-import operator
+import os
 import resource
 import signal
 import sys
-from collections.abc import Callable
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-ALLOWED_MODULES = frozenset(
-    {
-        "math", "statistics", "json", "re", "datetime", "itertools", "collections",
-        "collections.abc", "fractions", "decimal", "random", "string", "functools",
-        "operator", "time",
-    }
-)  # fmt: skip
-# Functions that read or write attributes by a name given at run time, outside the guards.
-DENIED = {
-    "operator": frozenset({"attrgetter", "methodcaller"}),
-    "functools": frozenset({"update_wrapper", "wraps"}),
-    "string": frozenset({"Formatter"}),
-}
+
+def _load(name: str) -> ModuleType:
+    """The module ``name``.py beside this file, loaded by path (the project is not on
+    ``sys.path`` in the child) and registered in ``sys.modules``."""
+    if name in sys.modules:
+        return sys.modules[name]
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    # Its bytecode is cached beside it (``-B`` would compile it afresh on every run, about as
+    # long as the rest of the start), before any code is read or any layer applied.
+    before, sys.dont_write_bytecode = sys.dont_write_bytecode, False
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.dont_write_bytecode = before
+    return module
+
+
+if TYPE_CHECKING:
+    from tools import _sandbox_compile as sandbox_compile
+    from tools import _sandbox_policy as sandbox_policy
+else:
+    sandbox_compile = _load("_sandbox_compile")
+    sandbox_policy = _load("_sandbox_policy")
+
+ALLOWED_MODULES = sandbox_policy.ALLOWED_MODULES
+"""The modules code may import (each limited to the names :data:`sandbox_policy.ALLOWED`
+lists); the kernel layer imports them before it closes the file system."""
 MAX_FRAMES = 5
+RECURSION_LIMIT = 2000
+"""Every call in the code adds a frame of the screen's: about 1,000 levels for the code."""
 
 
 class _CpuLimit(BaseException):
@@ -114,76 +135,6 @@ class _Output:
 
     def text(self) -> str:
         return "".join(self.parts)
-
-
-class _Modules:
-    """Imports limited to :data:`ALLOWED_MODULES`, each seen through a read-only proxy."""
-
-    def __init__(self) -> None:
-        self.proxies: dict[str, object] = {}
-
-    def proxy(self, module: ModuleType) -> object:
-        name = module.__name__
-        if name not in self.proxies:
-            self.proxies[name] = self._make_proxy(module)
-        return self.proxies[name]
-
-    def screen(self, value: Any) -> Any:
-        """``value``, except that a real module never reaches the code: an allowed one is
-        replaced by its proxy, any other is refused. Applied to every attribute, item and
-        iterated value the code obtains, whatever route led there."""
-        if isinstance(value, ModuleType):
-            if value.__name__ not in ALLOWED_MODULES:
-                raise AttributeError(f"the module {value.__name__!r} is not available")
-            return self.proxy(value)
-        return value
-
-    def _make_proxy(self, module: ModuleType) -> object:
-        # The module is held in closures, not in an attribute: nothing reachable names it.
-        name, denied = module.__name__, DENIED.get(module.__name__, frozenset())
-
-        def get(self_: object, attr: str) -> Any:
-            if attr.startswith("_") or attr in denied:
-                raise AttributeError(f"{name}.{attr} is not available in the sandbox")
-            value = getattr(module, attr, _MISSING)
-            if value is _MISSING:
-                # A fresh error, raised outside any except block: the one getattr raises
-                # carries the real module in its ``obj`` (and would in ``__context__``).
-                raise AttributeError(f"module {name!r} has no attribute {attr!r}")
-            if isinstance(value, ModuleType):
-                if value.__name__ not in ALLOWED_MODULES:
-                    raise AttributeError(f"{name}.{attr} is not available in the sandbox")
-                return self.proxy(value)
-            return value
-
-        def refuse(self_: object, attr: str, value: object = None) -> None:
-            raise AttributeError(f"module {name!r} is read-only in the sandbox")
-
-        namespace = {
-            "__slots__": (),
-            "__getattr__": get,
-            "__setattr__": refuse,
-            "__delattr__": refuse,
-            "__repr__": lambda self_: f"<module {name!r} (read-only)>",
-        }
-        return type("module", (), namespace)()
-
-    def import_(
-        self, name: str, globals: object = None, locals: object = None, fromlist: Any = (),
-        level: int = 0,
-    ) -> object:  # fmt: skip
-        """The sandbox's ``__import__``."""
-        if level != 0:
-            raise ImportError("relative imports are not available in the sandbox")
-        if name not in ALLOWED_MODULES:
-            raise ImportError(
-                f"import of {name!r} is not allowed in the sandbox; available modules: "
-                + ", ".join(sorted(ALLOWED_MODULES))
-            )
-        module = importlib.import_module(name)
-        if not fromlist and "." in name:  # `import a.b` binds `a`
-            module = importlib.import_module(name.partition(".")[0])
-        return self.proxy(module)
 
 
 class _ItemsOnly:
@@ -249,94 +200,6 @@ class _Writes:
         delattr(self.guard(obj), name)
 
 
-_INPLACE: dict[str, Callable[[Any, Any], Any]] = {
-    "+=": operator.iadd, "-=": operator.isub, "*=": operator.imul, "/=": operator.itruediv,
-    "//=": operator.ifloordiv, "%=": operator.imod, "**=": operator.ipow,
-    "<<=": operator.ilshift, ">>=": operator.irshift, "&=": operator.iand,
-    "|=": operator.ior, "^=": operator.ixor, "@=": operator.imatmul,
-}  # fmt: skip
-_EXTRA_BUILTINS = (
-    "list", "dict", "set", "frozenset", "tuple", "enumerate", "zip", "map", "filter", "sorted",
-    "reversed", "sum", "min", "max", "any", "all", "iter", "next", "bin", "format", "bytes",
-    "StopAsyncIteration", "RecursionError", "TimeoutError", "NotImplemented",
-)  # fmt: skip
-
-
-_MISSING = object()
-_EXCEPTION_ATTRIBUTES = frozenset(
-    {"args", "name", "msg", "errno", "strerror", "filename", "filename2", "lineno", "offset",
-     "text", "end_lineno", "end_offset", "value", "code", "reason", "start", "end", "encoding",
-     "with_traceback", "add_note", "exceptions", "message", "doc", "pos", "colno"}
-)  # fmt: skip
-"""What code may read of an exception: its plain data. Not ``obj`` (an AttributeError's real
-object, a module when raised by a module's getattr) nor anything not listed."""
-
-
-def _policy(output: _Output) -> dict[str, Any]:
-    """The globals of a run: restricted builtins and RestrictedPython's guard functions."""
-    from RestrictedPython.Guards import (
-        guarded_iter_unpack_sequence,
-        guarded_unpack_sequence,
-        safe_builtins,
-        safer_getattr_raise,
-    )
-    from RestrictedPython.PrintCollector import PrintCollector
-
-    modules = _Modules()
-
-    def guarded_getattr(obj: object, name: str, *default: object) -> Any:
-        if len(default) > 1:
-            raise TypeError("getattr expected at most 3 arguments")
-        if isinstance(obj, BaseException) and name not in _EXCEPTION_ATTRIBUTES:
-            raise AttributeError(f"{type(obj).__name__}.{name} is not available in the sandbox")
-        return modules.screen(safer_getattr_raise(obj, name, *default))  # type: ignore[no-untyped-call]
-
-    def guarded_hasattr(obj: object, name: str) -> bool:
-        try:
-            guarded_getattr(obj, name)
-        except AttributeError:
-            return False
-        return True
-
-    class SharedPrint(PrintCollector):  # type: ignore[misc]
-        """Every ``print`` (module level and in functions) writes to the one capped output."""
-
-        def __init__(self, _getattr_: object = None) -> None:
-            self._getattr_ = _getattr_
-
-        def write(self, text: str) -> None:
-            output.write(text)
-
-        def __call__(self) -> str:
-            return output.text()
-
-    writes, printer = _Writes(), SharedPrint(guarded_getattr)
-    builtins = dict(safe_builtins)
-    builtins.update({name: getattr(real_builtins, name) for name in _EXTRA_BUILTINS})
-    builtins.update(
-        __import__=modules.import_,
-        getattr=guarded_getattr,
-        hasattr=guarded_hasattr,
-        setattr=writes.setattr,
-        delattr=writes.delattr,
-    )
-    return {
-        "__builtins__": builtins,
-        "__name__": "__sandbox__",
-        "__metaclass__": writes.make_class,
-        "_getattr_": guarded_getattr,
-        "_getitem_": lambda obj, key: modules.screen(obj[key]),
-        "_getiter_": lambda obj: map(modules.screen, iter(obj)),
-        "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
-        "_unpack_sequence_": guarded_unpack_sequence,
-        "_write_": writes.guard,
-        "_apply_": lambda fn, *args, **kwargs: fn(*args, **kwargs),
-        "_inplacevar_": lambda op, x, y: _INPLACE[op](x, y),
-        "_print_": lambda _getattr_=None: printer,
-        "_print": printer,
-    }
-
-
 def _short_traceback(exc: BaseException, lines: list[str]) -> str:
     import traceback
 
@@ -360,41 +223,22 @@ def _short_traceback(exc: BaseException, lines: list[str]) -> str:
 
 def run(code: str, limits: dict[str, Any]) -> dict[str, Any]:
     """Compile and run ``code``; return the envelope described in the module docstring."""
-    import ast
-
-    from RestrictedPython.compile import compile_restricted_eval, compile_restricted_exec
-
     output = _Output(int(limits["max_output_chars"]))
 
     def failure(kind: str, message: str) -> dict[str, Any]:
         return {"ok": False, "error": kind, "message": message, "output": output.text(),
                 "dropped": output.dropped}  # fmt: skip
 
-    try:
-        tree = ast.parse(code, "<python>", "exec")
-    except SyntaxError as exc:
-        return failure("compile", f"line {exc.lineno}: {exc.msg}")
-    except (RecursionError, MemoryError, ValueError) as exc:
-        return failure("compile", f"the code could not be parsed ({type(exc).__name__})")
-    last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
-    assert last is None or isinstance(last, ast.Expr)
-    try:
-        compiled = compile_restricted_exec(tree, "<python>")
-        errors = list(compiled.errors)
-        tail = None
-        if last is not None:
-            tail = compile_restricted_eval(ast.Expression(last.value), "<python>")
-            errors += tail.errors
-    except (RecursionError, MemoryError) as exc:
-        return failure("compile", f"the code is too deeply nested ({type(exc).__name__})")
-    if errors or compiled.code is None or (tail is not None and tail.code is None):
-        return failure("compile", "\n".join(errors) or "the code could not be compiled")
-    namespace = _policy(output)
+    compiled = sandbox_compile.compile_code(code, "<python>")
+    if isinstance(compiled, str):
+        return failure("compile", compiled)
+    namespace = sandbox_policy.Policy().namespace(output, _Writes())
+    sys.setrecursionlimit(RECURSION_LIMIT)
     value: object = None
     try:
-        exec(compiled.code, namespace)
-        if tail is not None and tail.code is not None:
-            value = eval(tail.code, namespace)
+        exec(compiled.body, namespace)
+        if compiled.tail is not None:
+            value = eval(compiled.tail, namespace)
     except _CpuLimit:
         return failure("cpu", "the CPU time limit was reached")
     except _WallLimit:

@@ -9,10 +9,11 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
-import tools._sandbox_child as child
+import tools._sandbox_policy as policy
 from tests.conftest import HANG_BOUND
 from tools._sandbox_run import bwrap_available, run_process
 from tools.base import ToolCancelledError, ToolContext, ToolError
@@ -34,7 +35,10 @@ from tools.python_tool import (
 )
 from tools.registry import builtin
 
-FAST = PythonLimits(cpu_seconds=1, wall_seconds=2)
+FAST = PythonLimits(cpu_seconds=2, wall_seconds=10)
+"""For code that ends on its own: far from the limits even on a loaded, shared machine."""
+TIGHT = PythonLimits(cpu_seconds=1, wall_seconds=2)
+"""For code that must be stopped: which limit a loaded machine reaches first may vary."""
 
 
 def run(code: str, limits: PythonLimits = FAST) -> str:
@@ -256,30 +260,40 @@ def test_module_writes_are_refused_and_never_leak() -> None:
     assert run_code("import math\nmath.sqrt(16)", FAST).result == 4.0
 
 
-def test_every_submodule_reachable_from_an_allowed_module_is_allowed() -> None:
+def test_each_module_offers_exactly_its_allowlist() -> None:
     import importlib
-    from types import ModuleType
 
-    policy = child._policy(child._Output(100))
-    guarded_import = policy["__builtins__"]["__import__"]
-    guarded_getattr = policy["_getattr_"]  # what `module.attr` in sandboxed code calls
-    for name in sorted(child.ALLOWED_MODULES):
-        proxy = guarded_import(name, fromlist=("x",))
+    guards = policy.Policy()
+    for name, allowed in policy.ALLOWED.items():
+        proxy = guards.import_(name, fromlist=("Set",) if "." in name else ())
         real = importlib.import_module(name)
+        assert allowed, name
         for attr in dir(real):
-            value = getattr(real, attr)
-            refused = (
-                attr.startswith("_")
-                or attr in child.DENIED.get(name, ())
-                or (isinstance(value, ModuleType) and value.__name__ not in child.ALLOWED_MODULES)
-            )
-            if refused:
-                with pytest.raises(AttributeError):
-                    guarded_getattr(proxy, attr)
+            if attr in allowed:
+                value = guards.getattr(proxy, attr)  # what `module.attr` in the code calls
+                assert not isinstance(value, ModuleType)
             else:
-                guarded_getattr(proxy, attr)
-        with pytest.raises(AttributeError):
-            proxy.anything = 1
+                with pytest.raises(AttributeError) as refused:
+                    guards.getattr(proxy, attr)
+                if not attr.startswith("_"):
+                    assert "not available in the sandbox" in str(refused.value)
+                    assert sorted(a for a in allowed if hasattr(real, a))[0] in str(refused.value)
+        with pytest.raises(AttributeError, match="read-only"):
+            proxy.anything = 1  # type: ignore[attr-defined]
+
+
+def test_allowlists_leave_out_what_evaluates_or_looks_up_names() -> None:
+    for module, name in [
+        ("functools", "singledispatch"), ("functools", "singledispatchmethod"),
+        ("functools", "wraps"), ("functools", "update_wrapper"), ("operator", "attrgetter"),
+        ("operator", "methodcaller"), ("string", "Formatter"), ("json", "load"),
+        ("time", "clock_settime"), ("statistics", "sys"), ("re", "functools"),
+    ]:  # fmt: skip
+        assert name not in policy.ALLOWED[module]
+        with pytest.raises(PythonRuntimeError, match=f"{module}.{name} is not available"):
+            run_code(f"import {module}\n{module}.{name}", FAST)
+        with pytest.raises(PythonRuntimeError, match=f"cannot import '{name}' from '{module}'"):
+            run_code(f"from {module} import {name}", FAST)
 
 
 def test_the_parents_secrets_are_not_in_the_childs_environment(
@@ -337,10 +351,13 @@ def timed(code: str, limits: PythonLimits) -> tuple[PythonSandboxError, float]:
 
 
 def test_busy_loop_is_killed_at_the_cpu_limit() -> None:
-    error, seconds = timed("while True:\n    pass", PythonLimits(cpu_seconds=1, wall_seconds=5))
+    # The wall-clock limit is far away, so that only the CPU limit can stop the loop even on
+    # a loaded machine (where one CPU second can take several seconds of wall-clock time).
+    limits = PythonLimits(cpu_seconds=1, wall_seconds=3 * HANG_BOUND)
+    error, seconds = timed("while True:\n    pass", limits)
     assert isinstance(error, PythonCpuLimitError)
     assert "more than 1 s of CPU time" in str(error)
-    assert seconds < HANG_BOUND
+    assert seconds < 3 * HANG_BOUND
     assert group_is_gone(error.pid)
 
 
@@ -372,20 +389,24 @@ def test_memory_bombs_hit_the_memory_limit(code: str) -> None:
 
 
 def test_huge_power_is_stopped() -> None:
-    error, seconds = timed("2 ** (10 ** 9)", FAST)
-    assert isinstance(error, PythonCpuLimitError | PythonMemoryError)
+    error, seconds = timed("2 ** (10 ** 9)", TIGHT)
+    # CPU or wall clock, whichever a loaded machine reaches first (a CPU limit is a timeout).
+    assert isinstance(error, PythonTimeoutError | PythonMemoryError)
     assert seconds < HANG_BOUND
 
 
 def test_print_flood_is_capped_with_a_marker() -> None:
-    limits = PythonLimits(cpu_seconds=1, wall_seconds=2, max_output_chars=1000)
-    result = run_code("for i in range(100000):\n    print(i)", limits)
+    roomy = PythonLimits(cpu_seconds=5, wall_seconds=HANG_BOUND, max_output_chars=1000)
+    result = run_code("for i in range(100000):\n    print(i)", roomy)
     assert len(result.output) == 1000 and result.dropped > 400_000
     assert result.render().endswith(
         f"[… output truncated: {result.dropped} more characters were printed]"
     )
+    limits = PythonLimits(cpu_seconds=1, wall_seconds=2, max_output_chars=1000)
     error, seconds = timed("while True:\n    print('x' * 100)", limits)
-    assert isinstance(error, PythonCpuLimitError)
+    # Stopped at the CPU limit or, on a loaded machine, at the wall clock first: both are
+    # honest outcomes (PythonCpuLimitError is a PythonTimeoutError); the output is the point.
+    assert isinstance(error, PythonTimeoutError)
     assert error.output == ("x" * 100 + "\n") * 9 + "x" * 91
     assert seconds < HANG_BOUND
 
