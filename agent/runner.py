@@ -312,10 +312,11 @@ class Runner:
 
     def _agent(self, plan: TaskPlan, backend: Backend) -> Agent:
         mcp_tools = self._mcp_tools(plan.mcp)
-        listed = (*plan.tools, *(t.name for t in mcp_tools))
-        allowed = listed if self.approve_all else plan.approve
-        approval: dict[str, Decision] = {"*": "deny"}
-        approval.update(dict.fromkeys(allowed, "allow"))
+        # --yes is "allow" (as in `ask`), not a list of every tool by name: a name in the
+        # allowlist is an explicit yes that lifts the private-data gate, --yes is not.
+        approval: dict[str, Decision] = {"*": "allow" if self.approve_all else "deny"}
+        if not self.approve_all:
+            approval.update(dict.fromkeys(plan.approve, "allow"))
         sampling: Sampling = dataclasses.replace(backend.info.default_sampling, **plan.sampling)
         transcript: bool | Path = False
         if self.transcripts_dir is not None:

@@ -248,6 +248,29 @@ def test_approve_all_allows_every_tool_of_the_task(tmp_path: Path) -> None:
     assert result.ok and (tmp_path / "all.txt").read_text() == "yes"
 
 
+def test_approve_all_does_not_lift_the_private_data_gate(tmp_path: Path) -> None:
+    """--yes is "allow", as in `ask`: after a private read, sending data out is still held."""
+    from tests.test_capabilities import SECRET, RecordingSearch
+    from tools import web_search as search_module
+
+    (tmp_path / ".env").write_text(f"API_KEY={SECRET}\n")
+    turns = [call("read_file", path=".env"), call("web_search", query=SECRET), ANSWER]
+    plans = plan(
+        tmp_path,
+        [{"id": "x", "prompt": "p"}],
+        model=script(tmp_path, "m", *turns),
+        tools=["read_file", "web_search"],
+    )
+    client = RecordingSearch()
+    previous = search_module.set_search_client(lambda timeout: client)
+    try:
+        _, (result,) = run(plans, tmp_path, approve_all=True)
+    finally:
+        search_module.set_search_client(previous)
+    assert client.queries == []
+    assert [c["approved"] for c in result.tool_calls] == [None, False]  # read_file is safe
+
+
 @pytest.mark.parametrize(
     ("settings", "turns", "reason", "words"),
     [
