@@ -148,9 +148,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tools_cmd.add_argument("--json", action="store_true")
 
-    config = sub.add_parser("config", help="the config file: `config path` or `config show`")
+    config = sub.add_parser(
+        "config",
+        help="`config path`: where the config file is; `config show`: the settings in effect",
+        description="show: every setting `ask` and the TUI would use with the same options, "
+        "and its source (command line, file, default)",
+    )
     config.add_argument("action", choices=("path", "show"))
-    config.add_argument("--config", help="a config file other than the default")
+    _common(config)
 
     models = sub.add_parser(
         "models",
@@ -212,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_web(args)
         if command == "config":
-            from agent.cli_agent import run_config
+            from agent.cli_config import run_config
 
             return run_config(args)
         if command == "tools":

@@ -8,11 +8,10 @@ path``), the built-in :data:`agent.cli.DEFAULTS`. A model named like one of the 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
-from agent.cli import DEFAULTS, EXIT_BAD_INPUT, EXIT_OK
+from agent.cli import DEFAULTS
 
 
 class OptionError(ValueError):
@@ -169,25 +168,3 @@ def options_problem(args: argparse.Namespace) -> str | None:
     finally:
         agent.close()
     return None
-
-
-def run_config(args: argparse.Namespace) -> int:
-    """``qwq-agent config path|show``."""
-    import json
-
-    from agent.config import ConfigError, config_path, load_config
-    from models.redact import blank_settings
-
-    if args.action == "path":
-        print(args.config or config_path())
-        return EXIT_OK
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"qwq-agent: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    where = config.path or f"{config_path()} (not present: built-in defaults)"
-    print(f"# {where}")
-    shown = blank_settings(config.model_dump(mode="json", exclude_defaults=True))
-    print(json.dumps(shown, indent=2, ensure_ascii=False))  # header values and credentials blanked
-    return EXIT_OK

@@ -33,7 +33,8 @@ keys are errors (a typo must not be silently ignored). An example::
     url = "http://127.0.0.1:9000/mcp"
 
 :func:`load_config` returns a :class:`Config` (pydantic, frozen) or raises
-:class:`ConfigError`, whose message names the file, the key and what is wrong.
+:class:`ConfigError`, one line per problem, ``FILE:LINE:COLUMN: KEY: what is wrong`` (as task
+files do), with "did you mean" for a misspelt key or tool name.
 """
 
 from __future__ import annotations
@@ -42,11 +43,13 @@ import os
 import re
 import shlex
 import tomllib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
+from agent.toml_places import KeyPath, Place, key_places, locate
 from tools.mcp import McpServerSpec
 
 ENV_VAR = "QWQ_AGENT_CONFIG"
@@ -259,8 +262,10 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     """
     explicit = path is not None or bool(os.environ.get(ENV_VAR))
     file = Path(path).expanduser() if path is not None else config_path()
+    text = ""
     try:
-        data = tomllib.loads(file.read_bytes().decode("utf-8"))
+        text = file.read_bytes().decode("utf-8")
+        data = tomllib.loads(text)
     except FileNotFoundError:
         if explicit:
             raise ConfigError(
@@ -274,17 +279,37 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
             f"{file}: the config file is not UTF-8 (byte {exc.start}); save it as UTF-8"
         ) from exc
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{file}: not valid TOML: {exc}") from exc
+        place = _TOML_PLACE.search(str(exc))
+        where = f"{file}:{place.group(1)}:{place.group(2)}" if place else str(file)
+        message = _TOML_PLACE.sub("", str(exc)).strip()
+        raise ConfigError(f"{where}: not valid TOML: {message}") from exc
+    places = key_places(text)
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_explain(file, exc)) from None
+        raise ConfigError(_explain(file, exc, places)) from None
     config._path = file
-    _check_meaning(config, file)
+    _check_meaning(config, file, places)
     return config
 
 
-def _check_meaning(config: Config, file: Path) -> None:
+_TOML_PLACE = re.compile(r"\s*\(at line (\d+), column (\d+)\)")
+
+
+def _at(file: Path, places: dict[KeyPath, Place], path: KeyPath) -> str:
+    """``FILE:LINE:COL`` of ``path`` (or of its nearest written ancestor), else ``FILE``."""
+    place = locate(places, path)
+    return f"{file}:{place[0]}:{place[1]}" if place is not None else str(file)
+
+
+def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _check_meaning(config: Config, file: Path, places: dict[KeyPath, Place]) -> None:
     """What the schema cannot see: tools that exist, settings they know, a model that resolves.
 
     Raises:
@@ -298,30 +323,34 @@ def _check_meaning(config: Config, file: Path) -> None:
     for index, name in enumerate(config.tools or ()):
         if name not in BUILTINS:
             raise ConfigError(
-                f"{file}: tools[{index}]: unknown tool {name!r}; built-in tools are: "
-                f"{', '.join(sorted(BUILTINS))} (MCP servers' tools come from [[mcp]])"
+                f"{_at(file, places, ('tools',))}: tools[{index}]: unknown tool {name!r}"
+                f"{_did_you_mean(name, BUILTINS)} (built-in tools are: "
+                f"{', '.join(sorted(BUILTINS))}; MCP servers' tools come from [[mcp]])"
             )
     for name, values in config.tool_settings.items():
         try:
             check_tool_settings({name: values})
         except ToolError as exc:
-            raise ConfigError(f"{file}: tool_settings.{name}: {exc}") from None
+            where = _at(file, places, ("tool_settings", name))
+            raise ConfigError(f"{where}: tool_settings.{name}: {exc}") from None
     if config.model is not None and config.endpoint(config.model) is None:
         try:
             parse_spec(config.model)
         except BackendError as exc:
             endpoints = ", ".join(sorted(config.endpoints)) or "none in this file"
-            raise ConfigError(f"{file}: model: {exc} (endpoints: {endpoints})") from None
+            where = _at(file, places, ("model",))
+            raise ConfigError(f"{where}: model: {exc} (endpoints: {endpoints})") from None
 
 
-def _explain(file: Path, exc: ValidationError) -> str:
-    """One line per problem: ``FILE: KEY: what is wrong`` (never the value: it may be secret)."""
+def _explain(file: Path, exc: ValidationError, places: dict[KeyPath, Place]) -> str:
+    """One line per problem: ``FILE:LINE:COL: KEY: what is wrong`` (never the value: it may
+    be secret)."""
     lines = []
     for error in exc.errors()[:10]:
         loc = [str(part) for part in error["loc"]]
         key = ".".join(loc) or "(top level)"
         if error["type"] == "extra_forbidden":
-            message = f"unknown key{_allowed(loc[:-1])}"
+            message = f"unknown key{_allowed(loc[:-1])}{_did_you_mean(loc[-1], _names(loc[:-1]))}"
             if loc[-1] == "api_key":
                 message = (
                     "keys do not belong in the config file: put the key in an environment "
@@ -329,13 +358,19 @@ def _explain(file: Path, exc: ValidationError) -> str:
                 )
         else:
             message = error["msg"]
-        lines.append(f"{file}: {key}: {message}")
+        lines.append(f"{_at(file, places, tuple(error['loc']))}: {key}: {message}")
     more = len(exc.errors()) - 10
     return "\n".join(lines) + (f"\n(and {more} more)" if more > 0 else "")
 
 
 def _allowed(parent: list[str]) -> str:
     """``" (allowed: a, b)"`` for the section at ``parent``, when it is a known section."""
+    names = _names(parent)
+    return f" (allowed: {', '.join(names)})" if names else ""
+
+
+def _names(parent: list[str]) -> list[str]:
+    """The keys the section at ``parent`` allows (none when it is not a known section)."""
     sections: dict[tuple[str, ...], type[BaseModel]] = {(): Config, ("limits",): LimitsConfig}
     if len(parent) == 2 and parent[0] == "endpoints":
         model: type[BaseModel] | None = EndpointConfig
@@ -343,10 +378,7 @@ def _allowed(parent: list[str]) -> str:
         model = McpConfig
     else:
         model = sections.get(tuple(parent))
-    if model is None:
-        return ""
-    names = sorted(model.model_fields)
-    return f" (allowed: {', '.join(names)})"
+    return sorted(model.model_fields) if model is not None else []
 
 
 def _expand(value: str, where: str) -> str:

@@ -121,7 +121,7 @@ def test_an_endpoint_from_the_file_drives_the_server_backend(
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("modle = 'qwq-32b'", r"config.toml: modle: unknown key \(allowed: approvals, .*model"),
+        ("modle = 'qwq-32b'", r"config.toml:1:1: modle: unknown key \(allowed: approvals, .*model"),
         ("[limits]\nmax_step = 3", r"limits.max_step: unknown key \(allowed: max_repeated_calls"),
         (
             "[endpoints.x]\nbase_url = 'http://h/v1'\nmodel = 'm'",
@@ -139,15 +139,15 @@ def test_an_endpoint_from_the_file_drives_the_server_backend(
             r"approvals.python: Input should be 'allow', 'deny' or 'ask'",
         ),
         ("[endpoints.x]\nbase_url = 'ftp://h'", r"endpoints.x.base_url: String should match"),
-        ("tools = [\n  1,\n  2 3]", r"config.toml: not valid TOML: .*line 3, column 5"),
-        ("tools = ['calculater']", r"config.toml: tools\[0\]: unknown tool 'calculater'"),
+        ("tools = [\n  1,\n  2 3]", r"config.toml:3:5: not valid TOML: "),
+        ("tools = ['calculater']", r"config.toml:1:1: tools\[0\]: unknown tool 'calculater'"),
         (
             "[tool_settings.python]\ncpu_secs = 3",
             r"tool_settings.python: unknown python settings \['cpu_secs'\]",
         ),
         ("[tool_settings.nope]\nx = 1", r"tool_settings.nope: settings for 'nope', which is not"),
         ("[tool_settings.read_file]\nmax_read_bytes = -1", r"must be a number >= 0, got -1"),
-        ("model = 'gpu'", r"config.toml: model: unknown model 'gpu'.*\(endpoints: none in this"),
+        ("model = 'gpu'", r"config.toml:1:1: model: unknown model 'gpu'.*\(endpoints: none in this"),
     ],
 )
 def test_bad_files_name_the_file_and_the_key(tmp_path: Path, text: str, expected: str) -> None:

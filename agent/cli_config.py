@@ -1,0 +1,140 @@
+"""``qwq-agent config path|show``: where the config file is, and the settings in effect.
+
+``config show`` prints each setting ``ask`` and the TUI would use with the same options, and
+where it comes from: ``command line`` (a flag given to ``config show``), ``file`` (the config
+file), or ``default`` (built in). The first line says which config file counts and why
+(``--config``, ``$QWQ_AGENT_CONFIG``, or the default place). Header values and credentials are
+blanked (:func:`models.redact.blank_settings`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+
+from agent.cli import DEFAULTS, EXIT_BAD_INPUT, EXIT_OK
+
+if TYPE_CHECKING:
+    from agent.config import Config
+
+Row = tuple[str, Any, str]
+"""A setting, its value, and its source."""
+
+_BUILT_IN = {
+    "max_tokens": "no limit",
+    "timeout": "no limit",
+    "temperature": "the model's recommended value",
+    "seed": "random",
+    "system": "the built-in prompt",
+    "ctx": "fitted to the machine",
+    "n_gpu_layers": "fitted to the machine",
+    "max_repeated_calls": 3,
+    "tool_output_chars": 20_000,
+}
+"""What a setting is when neither a flag nor the file sets it (besides :data:`DEFAULTS`)."""
+
+
+def run_config(args: argparse.Namespace) -> int:
+    """``qwq-agent config path|show``."""
+    from agent.config import ConfigError, config_path, load_config
+
+    if args.action == "path":
+        print(args.config or config_path())
+        return EXIT_OK
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"qwq-agent: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(f"config file: {_which_file(args, config)}")
+    rows = settings_in_effect(args, config)
+    width = max(len(name) for name, _, _ in rows)
+    for name, value, source in rows:
+        print(f"{name:<{width}}  {_show(value)}  ({source})")
+    return EXIT_OK
+
+
+def _which_file(args: argparse.Namespace, config: Config) -> str:
+    from agent.config import ENV_VAR, config_path
+
+    if args.config:
+        why = "from --config"
+    elif os.environ.get(ENV_VAR):
+        why = f"from ${ENV_VAR}"
+    else:
+        why = "the default place"
+    if config.path is None:
+        return f"{config_path()} ({why}; not present: nothing set by a file)"
+    return f"{config.path} ({why})"
+
+
+def settings_in_effect(args: argparse.Namespace, config: Config) -> list[Row]:
+    """Every setting with the value in effect and its source (see the module docstring)."""
+    limits = config.limits
+    from_file: dict[str, Any] = {
+        "model": config.model,
+        "tools": config.tools,
+        "workspace": config.workspace,
+        "placement": config.placement,
+        "tool_choice": config.tool_choice,
+        "max_steps": limits.max_steps,
+        "max_tokens": limits.max_tokens,
+        "timeout": limits.timeout,
+        "temperature": config.temperature,
+        "seed": config.seed,
+        "system": config.system,
+        "ctx": config.ctx,
+        "n_gpu_layers": config.n_gpu_layers,
+        "max_repeated_calls": limits.max_repeated_calls,
+        "tool_output_chars": limits.tool_output_chars,
+    }
+    rows: list[Row] = []
+    for name, in_file in from_file.items():
+        flag = getattr(args, name, None)
+        if flag is not None:
+            value: Any = flag
+            if name == "tools":
+                value = [t.strip() for t in str(flag).split(",") if t.strip()]
+            rows.append((name, value, "command line"))
+        elif in_file is not None:
+            rows.append((name, in_file, "file"))
+        else:
+            rows.append((name, DEFAULTS.get(name, _BUILT_IN.get(name)), "default"))
+    if getattr(args, "yes", False):
+        rows.append(("approvals", {"*": "allow"}, "command line (--yes)"))
+    elif config.approvals:
+        rows.append(("approvals", dict(config.approvals), "file"))
+    else:
+        rows.append(("approvals", {"*": "ask"}, "default"))
+    rows.append(_optional("tool_settings", config.tool_settings))
+    endpoints = {
+        name: e.model_dump(mode="json", exclude_defaults=True)
+        for name, e in config.endpoints.items()
+    }
+    rows.append(_optional("endpoints", endpoints))
+    mcp = [*(m.model_dump(mode="json", exclude_defaults=True) for m in config.mcp)]
+    flags = list(getattr(args, "mcp", None) or [])
+    rows.append(
+        ("mcp", [*mcp, *flags], "file and command line" if mcp and flags else "command line")
+        if flags
+        else _optional("mcp", mcp)
+    )
+    return rows
+
+
+def _optional(name: str, value: Any) -> Row:
+    return (name, value, "file") if value else (name, "none", "default")
+
+
+def _show(value: Any) -> str:
+    from models.redact import blank_settings
+
+    shown = blank_settings(value)
+    if isinstance(shown, list) and all(isinstance(v, str) for v in shown):
+        return ", ".join(shown) or "none"
+    if isinstance(shown, dict | list):
+        return json.dumps(shown, ensure_ascii=False)
+    return str(shown)
