@@ -388,8 +388,10 @@ def python(code: str, ctx: ToolContext) -> str:
 
     Each call is a fresh process: variables do not persist between calls. Available
     modules: math, statistics, json, re, datetime, time, itertools, collections, fractions,
-    decimal, random, string, functools, operator. No files, network or other modules. Limits:
-    5 s of CPU, 10 s in all, 512 MiB of memory, 20,000 characters of output by default.
+    decimal, random, string, functools, operator (their common functions; a name that is
+    not available says what is). No files, network or other modules, and no type annotations
+    (write `def f(x):`, not `def f(x: int) -> int:`). Limits: 5 s of CPU, 10 s in all,
+    512 MiB of memory, 20,000 characters of output by default.
 
     Args:
         code: Python source. End with an expression to get its value back as JSON.
