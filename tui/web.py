@@ -16,6 +16,11 @@ Contracts:
 - The websocket also refuses a cross-origin ``Origin`` header (``403``), so another site
   open in the same browser cannot drive the agent.
 - ``--port 0`` picks a free port; the URL printed is the one that was bound.
+- Nothing is loaded from another site: the page (:data:`PAGE_TEMPLATES`, textual-serve's
+  own with its font served locally instead of from a public font CDN) uses only
+  textual-serve's static files, so it works offline and tells no third party it was opened;
+  a ``Content-Security-Policy`` (:func:`content_security_policy`) makes the browser refuse
+  any other origin should something try.
 - A chat process that has not quit :data:`STOP_SECONDS` after its websocket closed (or the
   server stopped) is killed, so a tab closed early never leaves a process behind.
 """
@@ -26,11 +31,13 @@ import argparse
 import asyncio
 import contextlib
 import ipaddress
+import re
 import secrets
 import shlex
 import signal
 import socket
 import sys
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -45,6 +52,32 @@ TOKEN_PARAMETER = "token"
 
 STOP_SECONDS = 5.0
 """How long a chat process may take to quit when its browser tab goes, before it is killed."""
+
+_HOST = re.compile(r"[A-Za-z0-9.\-]+(:[0-9]+)?|\[[0-9A-Fa-f:.]+\](:[0-9]+)?")
+
+PAGE_TEMPLATES = Path(__file__).resolve().parent / "web_page"
+"""The page's template (``app_index.html``), used instead of textual-serve's."""
+
+
+def content_security_policy(host: str) -> str:
+    """The policy sent with every response: this origin only (``host`` for the websocket);
+    inline scripts and styles, which the page and xterm.js use; no framing by other sites.
+    A ``host`` that is not a plain host[:port] is left out ('self' still allows the socket
+    in current browsers), so a forged Host header cannot add to the policy."""
+    sockets = f" ws://{host} wss://{host}" if _HOST.fullmatch(host) else ""
+    return "; ".join(
+        [
+            "default-src 'self'",
+            "script-src 'self' 'unsafe-inline'",
+            "style-src 'self' 'unsafe-inline'",
+            "img-src 'self' data:",
+            "font-src 'self'",
+            f"connect-src 'self'{sockets}",
+            "frame-ancestors 'none'",
+            "base-uri 'none'",
+            "form-action 'none'",
+        ]
+    )
 
 
 def is_loopback(host: str) -> bool:
@@ -122,7 +155,9 @@ class TokenServer(Server):
     """
 
     def __init__(self, command: str, *, token: str, host: str, port: int, url: str) -> None:
-        super().__init__(command, host=host, port=port, title="qwq-agent")
+        super().__init__(
+            command, host=host, port=port, title="qwq-agent", templates_path=PAGE_TEMPLATES
+        )
         self.token = token
         self.url = url
         self.cookie_name = f"qwq_agent_token_{port}"  # cookies ignore ports; names do not
@@ -145,6 +180,7 @@ class TokenServer(Server):
         response = await handler(request)
         if not response.prepared:  # a websocket has already sent its headers
             response.headers["Referrer-Policy"] = "no-referrer"
+            response.headers["Content-Security-Policy"] = content_security_policy(request.host)
             response.headers["Cache-Control"] = "no-store"
             if by_query and not by_cookie:
                 response.set_cookie(

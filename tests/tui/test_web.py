@@ -151,6 +151,52 @@ def test_the_token_opens_the_page_and_sets_a_cookie_for_its_assets(served: Serve
     assert len(asset.content) > 1000
 
 
+OUTSIDE = re.compile(r"googleapis|gstatic|jsdelivr|unpkg|cdnjs|\bcdn\b|https?://", re.IGNORECASE)
+"""What a page that loads nothing from another site has no trace of."""
+LOADED = re.compile(r"""(?:src|href)\s*=\s*["']([^"']+)["']|url\(\s*["']?([^"')\s]+)""")
+"""A URL the browser loads: a script or link, or a CSS url() (fonts, images)."""
+
+
+def _loaded_urls(text: str) -> list[str]:
+    return [a or b for a, b in LOADED.findall(re.sub(r"/\*.*?\*/", "", text, flags=re.DOTALL))]
+
+
+def test_the_page_loads_nothing_from_another_site(served: Served) -> None:
+    """Issue 12: the page loaded its font from a public font CDN; now every asset is served
+    here (the page works offline and tells no third party), and a CSP forbids the rest."""
+    cookies = {served.cookie: served.token}
+    page = _get(served.url)
+    assert page.status_code == 200
+    assert not OUTSIDE.findall(page.text.replace(served.base, "")), OUTSIDE.findall(page.text)
+    urls = _loaded_urls(page.text)
+    assert f"{served.base}/static/fonts/RobotoMono-VariableFont_wght.ttf" in urls
+    assets = {}
+    for url in urls:
+        assert url.startswith(served.base + "/static/"), f"{url!r} is not served here"
+        asset = _get(url, cookies=cookies)
+        assert asset.status_code == 200, url
+        assets[url] = asset
+    fonts = [a for u, a in assets.items() if u.endswith(".ttf")]
+    assert len(fonts) == 2 and all(f.content[:4] == b"\x00\x01\x00\x00" for f in fonts)
+    # What the page's own scripts and styles load is served here too.
+    for url, asset in assets.items():
+        if url.endswith((".css", ".js")):
+            for inner in _loaded_urls(asset.text):
+                assert not OUTSIDE.search(inner), f"{url} loads {inner!r}"
+    policy = page.headers["content-security-policy"]
+    assert "default-src 'self'" in policy and "font-src 'self'" in policy
+    port = served.base.rsplit(":", 1)[1]
+    assert f"connect-src 'self' ws://127.0.0.1:{port} wss://127.0.0.1:{port}" in policy
+    assert "frame-ancestors 'none'" in policy and not OUTSIDE.search(
+        policy.replace(f"ws://127.0.0.1:{port}", "").replace(f"wss://127.0.0.1:{port}", "")
+    )
+
+
+def test_a_forged_host_cannot_widen_the_policy() -> None:
+    assert "connect-src 'self';" in web.content_security_policy("x; script-src *")
+    assert "ws://[::1]:8000" in web.content_security_policy("[::1]:8000")
+
+
 async def _first_bytes(served: Served, *, origin: str | None = None) -> int:
     """Open the websocket with the token cookie; how many bytes of app output arrived."""
     jar = aiohttp.CookieJar(unsafe=True)  # unsafe: cookies for an IP address
@@ -222,8 +268,9 @@ def test_the_websocket_refuses_another_origin(served: Served) -> None:
     assert caught.value.status == 403
 
 
-async def _devtools(port: int, url: str, screenshot: Path) -> None:
-    """Open ``url`` in the browser's page, wait for the app's first bytes, screenshot it."""
+async def _devtools(port: int, url: str, screenshot: Path) -> dict[str, Any]:
+    """Open ``url`` in the browser's page, wait for the app's first bytes, screenshot it;
+    return what the page loaded (``resources``: URLs) and its loaded ``fonts``."""
     async with aiohttp.ClientSession() as session:
         async with session.get(f"http://127.0.0.1:{port}/json/list") as listing:
             targets = await listing.json()
@@ -268,6 +315,14 @@ async def _devtools(port: int, url: str, screenshot: Path) -> None:
             await asyncio.sleep(3.0)  # the scripted run: thinking, a calculator call, 5
             shot = await call("Page.captureScreenshot", format="png")
             screenshot.write_bytes(base64.b64decode(shot["data"]))
+            seen = (
+                "JSON.stringify({resources: performance.getEntriesByType('resource')"
+                ".map(e => e.name), fonts: [...document.fonts]"
+                ".filter(f => f.status === 'loaded').map(f => f.family + ' ' + f.style)})"
+            )
+            found = await call("Runtime.evaluate", expression=seen)
+            loaded: dict[str, Any] = json.loads(found["result"]["value"])
+            return loaded
 
 
 @pytest.mark.slow
@@ -292,7 +347,7 @@ def test_headless_chromium_shows_the_tui(served: Served, tmp_path: Path) -> None
             assert time.monotonic() < deadline, "chromium opened no DevTools port"
             time.sleep(0.1)
         port = int(active.read_text().split()[0])
-        asyncio.run(asyncio.wait_for(_devtools(port, served.url, screenshot), 90))
+        loaded = asyncio.run(asyncio.wait_for(_devtools(port, served.url, screenshot), 90))
     finally:
         _stop_group(browser)
     if os.environ.get("QWQ_WEB_SCREENSHOT"):  # keep it to look at
@@ -300,6 +355,15 @@ def test_headless_chromium_shows_the_tui(served: Served, tmp_path: Path) -> None
     data = screenshot.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n")
     assert len(data) > 20_000  # the intro dialog alone is ~11 kB; the TUI is much busier
+    # Everything the browser fetched came from this server; the font is the one served here.
+    assert loaded["resources"] and all(
+        u.startswith((served.base + "/", served.base.replace("http", "ws", 1) + "/"))
+        for u in loaded["resources"]
+    ), loaded["resources"]
+    assert any(
+        u.endswith("/static/fonts/RobotoMono-VariableFont_wght.ttf") for u in loaded["resources"]
+    )
+    assert "Roboto Mono normal" in loaded["fonts"], loaded["fonts"]
 
 
 def _web_args(*argv: str) -> argparse.Namespace:
