@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import runtime, sandbox
+from benchmarks import runtime, sandbox, streaming
 from benchmarks.chart import line_chart
 
 
@@ -68,6 +68,7 @@ def run(model: str | None, quick: bool, n_ctx: int) -> dict[str, Any]:
     results["parallel_tools"] = runtime.parallel_tools(sleep_s=0.2 if quick else 1.0)
     results["startup"] = runtime.startup(repeat=1 if quick else 5)
     results["sandbox"] = sandbox.latency(repeat=2 if quick else 20)
+    results["streaming"] = streaming.figures(quick)
     if model:
         from benchmarks import llama
         from models.catalog import open_backend
@@ -144,6 +145,16 @@ def table(results: dict[str, Any]) -> str:
             f"(target < 100 ms); layers: {', '.join(b['layers'])}",
         )
     )
+    for key, server in (("with_counters", "reports counters"), ("without_counters", "no counters")):
+        c = results["streaming"][key]
+        rows.append(
+            (
+                f"client CPU per streamed token, server {server}",
+                f"{c['us_per_token']} µs",
+                f"Agent.stream, transcript on, {c['steps']} steps, {c['tokens']} tokens after a "
+                f"{c['prompt_tokens']}-token prompt (median of {c['repeat']})",
+            )
+        )
     if "decode" in results:
         d = results["decode"]
         rows.append(
