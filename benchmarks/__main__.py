@@ -13,10 +13,13 @@ import platform
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchmarks import runtime, sandbox, streaming
 from benchmarks.chart import line_chart
+
+if TYPE_CHECKING:
+    from models.llama_cpp import LlamaCppBackend
 
 
 def machine() -> dict[str, Any]:
@@ -62,7 +65,9 @@ def machine() -> dict[str, Any]:
     return info
 
 
-def run(model: str | None, quick: bool, n_ctx: int) -> dict[str, Any]:
+def run(model: str | None, quick: bool, n_ctx: int, threads: int | None = None) -> dict[str, Any]:
+    """Every figure: the runtime's, then (with a ``model``) the model's. ``threads``: llama.cpp
+    threads for decoding and prompt evaluation (``None``: the backend's defaults)."""
     results: dict[str, Any] = {"machine": machine(), "model": model}
     results["parser"] = runtime.parser_throughput(megabytes=0.2 if quick else 4.0)
     results["parallel_tools"] = runtime.parallel_tools(sleep_s=0.2 if quick else 1.0)
@@ -71,29 +76,56 @@ def run(model: str | None, quick: bool, n_ctx: int) -> dict[str, Any]:
     results["streaming"] = streaming.figures(quick)
     if model:
         from benchmarks import llama
-        from models.catalog import open_backend
+        from models.catalog import model_path, parse_spec
         from models.llama_cpp import LlamaCppBackend
 
-        backend = open_backend(model, n_ctx=n_ctx, warm_start=False)
-        assert isinstance(backend, LlamaCppBackend), "benchmarks need a llama.cpp model"
-        results["model_info"] = {"name": backend.info.name, "n_ctx": backend.info.context_size}
-        results["decode"] = llama.decode_overhead(
-            backend, tokens=16 if quick else 128, rounds=1 if quick else 3
+        spec = parse_spec(model)
+        if spec.kind not in ("catalog", "path"):
+            raise SystemExit(
+                f"benchmarks need a llama.cpp model, not {model!r}: give a catalog name "
+                "(qwq-agent models) or the path of a .gguf file"
+            )
+        gguf = model_path(model) if spec.kind == "catalog" else Path(spec.value)
+        backend = LlamaCppBackend(
+            gguf, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, name=model
         )
-        results["episodes"] = [
-            llama.tool_episode(backend, k) for k in ((1, 2) if quick else (1, 4, 16))
-        ]
-        sizes = (256, 512) if quick else (1024, 2048, 4096, 7168, 16384)
-        results["resume"] = llama.resume_latency(backend, sizes)
-        backend.close()
-        results["warm_start"] = llama.warm_start(model)
+        try:
+            results.update(model_figures(backend, quick))
+        finally:
+            backend.close()
+        tools = llama.QUICK_TOOLS if quick else llama.ALL_TOOLS
+        results["warm_start"] = llama.warm_start(
+            gguf, tools=tools, warm_runs=1 if quick else 2, threads=threads
+        )
         if not quick and _has_server_extra():
             from benchmarks.concurrency import batch_speedup
-            from models.catalog import model_path, parse_spec
 
-            spec = parse_spec(model)
-            gguf = model_path(model) if spec.kind == "catalog" else Path(spec.value)
             results["concurrency"] = batch_speedup(gguf)
+    return results
+
+
+def model_figures(backend: LlamaCppBackend, quick: bool) -> dict[str, Any]:
+    """The figures measured on an open llama.cpp backend: decode overhead, tool episodes,
+    resume latency (the warm start needs new processes: :func:`benchmarks.llama.warm_start`).
+    ``quick``: a workload of a few dozen tokens, for the test that keeps this code working."""
+    from benchmarks import llama
+
+    results: dict[str, Any] = {
+        "model_info": {"name": backend.info.name, "n_ctx": backend.info.context_size}
+    }
+    results["decode"] = llama.decode_overhead(
+        backend, tokens=8 if quick else 128, rounds=1 if quick else 3
+    )
+    results["episodes"] = [
+        llama.tool_episode(backend, k, observation_tokens=16 if quick else 200)
+        for k in ((1,) if quick else (1, 4, 16))
+    ]
+    if quick:
+        results["resume"] = llama.resume_latency(
+            backend, (32, 64), observation_tokens=16, repeats=1
+        )
+    else:
+        results["resume"] = llama.resume_latency(backend, (1024, 2048, 4096, 7168, 16384))
     return results
 
 
@@ -285,12 +317,19 @@ def main(argv: list[str] | None = None) -> int:
         help="a llama.cpp model spec; 'none' for runtime-only figures",
     )
     parser.add_argument("--ctx", type=int, default=8192)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="llama.cpp threads for decoding and prompt evaluation (default: the backend's; "
+        "1 is steadier on a machine busy with other work)",
+    )
     parser.add_argument("--quick", action="store_true", help="a tiny configuration (for tests)")
     parser.add_argument("--json", default=None, help="write the figures here as JSON")
     parser.add_argument("--charts", default=None, help="write SVG charts into this folder")
     args = parser.parse_args(argv)
     model = None if args.model == "none" else args.model
-    results = run(model, args.quick, args.ctx)
+    results = run(model, args.quick, args.ctx, args.threads)
     m = results["machine"]
     print(
         f"qwq-agent benchmarks — {m['date']} — {m['cpu']}, {m['cores']} cores, model {model or 'none'}"

@@ -278,10 +278,16 @@ def _raw_decode(backend: LlamaCppBackend, prompt: str, n: int) -> float:
     return (produced - 1) / (end - (first or end)) if produced > 1 else 0.0
 
 
-def resume_latency(backend: LlamaCppBackend, sizes: Sequence[int]) -> dict[str, Any]:
-    """Seconds from appending a ~50-token tool result to the next token, at several context
-    lengths, beside what the same step costs when the whole context is evaluated again (a
-    server without a prefix cache).
+def resume_latency(
+    backend: LlamaCppBackend,
+    sizes: Sequence[int],
+    *,
+    observation_tokens: int = 50,
+    repeats: int = 3,
+) -> dict[str, Any]:
+    """Seconds from appending a tool result of ``observation_tokens`` tokens to the next token
+    (best of ``repeats``), at several context lengths, beside what the same step costs when
+    the whole context is evaluated again (a server without a prefix cache).
 
     Only the observation (and the one sampled token) is evaluated on a resume, whatever the
     context: ``evaluated_by_context`` shows it. The latency can still grow with the context
@@ -294,7 +300,7 @@ def resume_latency(backend: LlamaCppBackend, sizes: Sequence[int]) -> dict[str, 
     reprefill: dict[str, float] = {}
     observation = [
         Segment("\n<tool_response>\n", "template"),
-        Segment(_observation(50, backend), "data"),
+        Segment(_observation(observation_tokens, backend), "data"),
         Segment("\n</tool_response>\n", "template"),
     ]
     "".join(
@@ -316,7 +322,7 @@ def resume_latency(backend: LlamaCppBackend, sizes: Sequence[int]) -> dict[str, 
         first = "".join(backend.generate(context, options))
         context.append(Segment(first, "model"))
         best = float("inf")
-        for _ in range(3):
+        for _ in range(repeats):
             # Rewind to the context (the cache drops the previous observation), so that each
             # measurement evaluates the observation anew instead of finding it cached.
             "".join(backend.generate(context[:-1], options))
@@ -350,13 +356,28 @@ def resume_latency(backend: LlamaCppBackend, sizes: Sequence[int]) -> dict[str, 
     }
 
 
+ALL_TOOLS = (
+    "calculator",
+    "python",
+    "read_file",
+    "write_file",
+    "list_dir",
+    "fetch_url",
+    "web_search",
+)
+"""The built-in tools: the system turn of the warm-start figure declares them all."""
+
+QUICK_TOOLS: tuple[str, ...] = ()
+"""No tool: the warm-start system turn of ``--quick`` (a test's workload) is the system
+prompt alone."""
+
 WARM_SCRIPT = """
 import json, sys, time
 from agent import Agent
-from models.catalog import open_backend
-backend = open_backend(sys.argv[1], state_dir=sys.argv[2], n_ctx=4096)
-agent = Agent(backend, tools=["calculator", "python", "read_file", "write_file", "list_dir", "fetch_url", "web_search"],
-              transcript=False, max_tokens=1, approval="deny")
+from models.llama_cpp import LlamaCppBackend
+path, states, tools, threads = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4])
+backend = LlamaCppBackend(path, state_dir=states, n_ctx=4096, n_threads=threads, n_threads_batch=threads)
+agent = Agent(backend, tools=tools, transcript=False, max_tokens=1, approval="deny")
 t0 = time.perf_counter()
 for event in agent.stream("Hi"):
     if event.kind in ("thinking", "text", "usage"):
@@ -366,14 +387,26 @@ print(json.dumps({"ttft": time.perf_counter() - t0, "evaluated": backend.usage.p
 """
 
 
-def warm_start(model: str) -> dict[str, Any]:
+def warm_start(
+    gguf: str | os.PathLike[str],
+    *,
+    tools: Sequence[str] = ALL_TOOLS,
+    warm_runs: int = 2,
+    threads: int | None = None,
+) -> dict[str, Any]:
     """Time to first token of a new run in a fresh process, without and with the saved state
-    of the system turn (default system prompt, all built-in tools declared)."""
+    of the system turn (default system prompt, ``tools`` declared): one cold run, then
+    ``warm_runs`` warm ones (the fastest counts). ``threads``: llama.cpp threads (``None``:
+    the backend's default)."""
+    if warm_runs < 1:
+        raise ValueError(f"warm_runs must be at least 1, not {warm_runs!r}")
     with tempfile.TemporaryDirectory() as states:
         runs = []
-        for _ in range(3):  # cold (no state yet), then warm twice
+        command = [sys.executable, "-c", WARM_SCRIPT, str(gguf), states]
+        command += [json.dumps(list(tools)), json.dumps(threads)]
+        for _ in range(1 + warm_runs):  # cold (no state yet), then warm
             out = subprocess.run(
-                [sys.executable, "-c", WARM_SCRIPT, model, states],
+                command,
                 capture_output=True,
                 text=True,
                 env={**os.environ, "PYTHONPATH": os.getcwd()},
