@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import html
+import re
+
 import pytest
 
 from models.scripted import ScriptedBackend
@@ -54,3 +57,27 @@ async def test_a_thought_without_calls_says_only_that_it_thought(make_chat: Make
     async with app.run_test(size=(100, 30)) as pilot:
         await run_to_end(pilot, "hello")
         assert str(app.query_one(ThinkingBlock).header.content) == "▶ Thought"
+
+
+TEXT = re.compile(r'<text class="[^"]*" x="[0-9.]+" y="([0-9.]+)"[^>]*>([^<]*)</text>')
+
+
+def leading_space_spans(svg: str, marker: str) -> list[str]:
+    """The text elements, on the screenshot's rows that hold ``marker``, that start with a
+    space and then show something: SVG renderers drop that space, which shifts the text."""
+    elements = [(y, html.unescape(text)) for y, text in TEXT.findall(svg)]
+    rows = {y for y, text in elements if marker in text}
+    assert rows, f"no row with {marker!r}"
+    return [t for y, t in elements if y in rows and t[:1] in " \xa0" and t.strip(" \xa0")]
+
+
+async def test_no_span_of_the_header_or_status_bar_starts_with_a_space(make_chat: MakeApp) -> None:
+    # docs/tui.svg read "Thought· 1 tool call": the SVG dropped the span's leading space.
+    app = make_chat(
+        ScriptedBackend(["Add.\n" + call("add", a=1, b=2), "3.\n</think>\n\n3."]), tools=[add]
+    )
+    async with app.run_test(size=(100, 30)) as pilot:
+        await run_to_end(pilot, "1 + 2?")
+        svg = app.export_screenshot()
+        assert leading_space_spans(svg, "Thought") == []
+        assert leading_space_spans(svg, "step") == []

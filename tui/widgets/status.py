@@ -126,30 +126,33 @@ class StatusBar(Horizontal):
         self.refresh_status()
 
     def refresh_status(self) -> None:
+        # Each separator is "│ " after a value that ends with a space: no span starts with
+        # a space (SVG renderers drop it, which misplaced the separators in screenshots).
         busy = self._ticker is not None
         usage = self.usage
         parts: list[str | tuple[str, str]] = [
-            (f" {render.safe(self.model)} ", "bold"),
+            (" ", ""),
+            (f"{render.safe(self.model)} ", "bold"),
             ("│ ", "$text-muted"),
-            (self.placement, ""),
-            (" │ ", "$text-muted"),
+            (f"{self.placement} ", ""),
+            ("│ ", "$text-muted"),
             (f"{SPINNER[self._frame]} " if busy else "", "$accent"),
-            (self.activity, "bold $accent" if busy else "$text-muted"),
+            (f"{self.activity} ", "bold $accent" if busy else "$text-muted"),
         ]
         if self.show_timings and usage is not None:
-            parts += [(" │ ", "$text-muted"), (f"{usage.decode_tokens_per_second:.1f} tok/s", "")]
+            parts += [("│ ", "$text-muted"), (f"{usage.decode_tokens_per_second:.1f} tok/s ", "")]
         context = usage.context_tokens if usage is not None else 0
         size = f"{self.context_size:,}" if self.context_size else "?"
         cached = usage.prompt_tokens_cached if usage is not None else 0
         parts += [
-            (" │ ", "$text-muted"),
-            (f"ctx {context:,}/{size}", ""),
-            (" │ ", "$text-muted"),
-            (f"cached {cached:,}", ""),
-            (" │ ", "$text-muted"),
+            ("│ ", "$text-muted"),
+            (f"ctx {context:,}/{size} ", ""),
+            ("│ ", "$text-muted"),
+            (f"cached {cached:,} ", ""),
+            ("│ ", "$text-muted"),
             (f"step {self.step}", ""),
         ]
         if self.show_timings and (self._started is not None or self._elapsed):
             elapsed = time.monotonic() - self._started if self._started else self._elapsed
-            parts += [(" │ ", "$text-muted"), (render.duration(elapsed), "")]
+            parts += [(" ", ""), ("│ ", "$text-muted"), (render.duration(elapsed), "")]
         self._text.update(Content.assemble(*parts))

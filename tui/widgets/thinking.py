@@ -140,15 +140,17 @@ class ThinkingBlock(Fold):
         self.refresh_header()
 
     def header_content(self) -> Content:
+        # Each space ends a span and none starts one: SVG renderers drop a span's leading
+        # space, which made the screenshots read "Thought· 1 tool call".
         names = tool_summary([card.call.name for card in self.cards])
-        # The separator is a span of its own, its spaces inside it: "Thought · calculator".
-        detail: list[tuple[str, str]] = [(" · ", "$text-muted"), (names, "$text-muted")]
-        if not names:
-            detail = []
+        detail = f"· {names}" if names else ""
         if self.streaming:
-            return Content.assemble(("Thinking…", "bold $accent"), *detail)
-        took = f" for {render.duration(self._elapsed)}" if self.show_timings else ""
-        return Content.assemble(("Thought", "bold $text-muted"), (took, "$text-muted"), *detail)
+            head = "Thinking… " if detail else "Thinking…"
+            return Content.assemble((head, "bold $accent"), (detail, "$text-muted"))
+        took = f"for {render.duration(self._elapsed)} " if self.show_timings else ""
+        rest = (took + detail).rstrip()
+        head = "Thought " if rest else "Thought"
+        return Content.assemble((head, "bold $text-muted"), (rest, "$text-muted"))
 
 
 def tool_summary(names: list[str], shown: int = SUMMARY_TOOLS, width: int = NAME_CHARS) -> str:
