@@ -463,8 +463,8 @@ def test_resume_after_sigkill_finishes_without_redoing_tasks(tmp_path: Path) -> 
     with out.open("a", encoding="utf-8") as handle:  # as if killed in the middle of a line
         handle.write('{"id": "c", "ok": tr')
     partial = load_transcript(transcripts / "b.jsonl")
-    if "b" not in done:
-        assert partial.runs and not partial.runs[0].finished
+    if "b" not in done:  # killed while b ran, or after its transcript ended but before its
+        assert partial.runs  # result was written (a race no wait can close): readable either way
 
     resumed = subprocess.run(
         [sys.executable, "-m", "agent.cli", "run", str(path), "--out", str(out), "--resume"],
