@@ -12,7 +12,7 @@ import pytest
 from agent import Agent, tool
 from models.llama_cpp import LlamaCppBackend
 from models.scripted import ScriptedBackend
-from tests.real_model import TinyModel, tiny_gguf
+from tests.real_model import TINY_THREADS, TinyModel, tiny_gguf
 
 
 @pytest.fixture(autouse=True)
@@ -67,6 +67,20 @@ def make_agent(tmp_path: Path) -> MakeAgent:
         return Agent(backend, tools=list(tools), **options), backend
 
     return factory
+
+
+@pytest.fixture(autouse=True)
+def _one_llama_thread(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model that a ``real_model`` test loads itself (``Agent(model="smollm2-135m")``, the
+    CLI, a benchmark) runs on one llama.cpp thread, as ``tiny_backend`` does: the default
+    thread counts come from the CPUs found, and this says there is one. See
+    :data:`tests.real_model.TINY_THREADS` for why (llama.cpp's threads spin-wait)."""
+    if request.node.get_closest_marker("real_model") is None:
+        return
+    import models._llama_load as load
+
+    monkeypatch.setattr(load, "physical_cores", lambda: TINY_THREADS)
+    monkeypatch.setattr(load, "_allowed_cpus", lambda: list(range(TINY_THREADS)))
 
 
 @pytest.fixture(scope="session")

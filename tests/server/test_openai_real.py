@@ -28,6 +28,7 @@ from models.base import GenerateOptions, Sampling, Segment
 from models.gguf_file import read_metadata
 from models.openai import OpenAIBackend
 from tests.conftest import HANG_BOUND, add
+from tests.real_model import TINY_THREADS
 
 pytestmark = pytest.mark.real_model
 
@@ -74,6 +75,7 @@ def server_url(gguf: Path) -> Iterator[str]:
         sys.executable, "-m", "llama_cpp.server", "--model", str(gguf),
         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048",
         "--interrupt_requests", "False",
+        "--n_threads", str(TINY_THREADS), "--n_threads_batch", str(TINY_THREADS),
     ]  # fmt: skip
     process = subprocess.Popen(
         command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -141,8 +143,8 @@ def test_agent_makes_a_real_tool_call_in_completions_mode(
         tools=[add],
         tool_choice="required",
         sampling=GREEDY,
-        max_steps=3,
-        max_tokens=100,
+        max_steps=2,
+        max_tokens=48,  # the call takes about 30; a few for the answer
         workspace=tmp_path,
     )
     result = agent.run("What is 2 + 3? Use the add tool.")
@@ -166,7 +168,7 @@ def test_agent_makes_a_real_tool_call_in_chat_mode(server_url: str, tmp_path: Pa
         tool_choice="required",
         sampling=GREEDY,
         max_steps=2,
-        max_tokens=120,
+        max_tokens=48,
         workspace=tmp_path,
     )
     result = agent.run("What is 2 + 3? Use the add tool.")
