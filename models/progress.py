@@ -9,6 +9,7 @@ phase's end; it must be quick and must not raise.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -88,7 +89,7 @@ def forwarding_tqdm(callback: ProgressCallback, what: str, *, interval: float = 
             kwargs.pop("name", None)
             kwargs["file"] = _Sink()
             kwargs["disable"] = False
-            self._last_report = 0.0
+            self._last_report = -math.inf  # the first update is reported (monotonic() may be small)
             super().__init__(*args, **kwargs)
 
         def update(self, n: float | None = 1) -> bool | None:
