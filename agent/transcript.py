@@ -1,25 +1,42 @@
-"""JSONL transcripts: every event of every run, one JSON object per line, flushed per event.
+"""JSONL transcripts: every event of every run, one JSON object per line, written as it goes.
 
 A session file holds the runs of one conversation. Each run starts with a ``run_started``
 record (the prompt and what the agent was), followed by that run's events (see
-:mod:`agent.events`). The writer flushes after every line, so a crash, Ctrl-C or SIGKILL loses
-at most the line being written; the reader ignores a torn last line instead of failing.
-Every line goes through :func:`models.redact.redact` first: no configured credential (API key,
-header value, ``user:pass@`` of a server URL) is ever written, whatever event carried it.
+:mod:`agent.events`). Every line goes through :func:`models.redact.redact` first: no
+configured credential (API key, header value, ``user:pass@`` of a server URL) is ever
+written, whatever event carried it.
+
+Writes are coalesced, because a model streams one ``Thinking`` or ``Text`` event per token:
+consecutive deltas of one kind become one record (``Thinking("ab")`` for ``Thinking("a")``,
+``Thinking("b")``), written at most :data:`FLUSH_INTERVAL` seconds after its first delta
+arrived (a background thread sees to it when the stream pauses). Every other record (a tool
+call, a result, usage, the end of a run) is written and flushed at once, after the deltas
+before it, so the order of the file is the order of the run. Closing the writer, the end of
+a run (also when the consumer raised or stopped iterating) and the interpreter's exit flush
+what is pending. So a process killed outright (SIGKILL, power loss) loses at most the
+thinking and answer text of the last :data:`FLUSH_INTERVAL` seconds; the reader ignores a
+torn last line instead of failing.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
 import os
 import secrets
+import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from agent.events import Event, event_from_dict, event_to_json
+from agent.events import Event, Text, Thinking, event_from_dict, event_to_json
 from models.redact import redact
+
+FLUSH_INTERVAL = 0.2
+"""Seconds a streamed delta may wait before it is on disk (the most a hard kill loses)."""
 
 
 def default_sessions_dir() -> Path:
@@ -33,11 +50,37 @@ def default_sessions_dir() -> Path:
 
 
 class TranscriptWriter:
-    """Appends records to one session file; opened lazily, flushed per line."""
+    """Appends records to one session file; opened lazily, writes coalesced (module docstring).
 
-    def __init__(self, path: str | Path) -> None:
+    Thread-safe: the background flusher and the run's thread share it under a lock.
+
+    Args:
+        path: the session file (created with its folders on the first write; appended to).
+        flush_interval: the most seconds a thinking or answer delta waits before it is
+            written (``None``: :data:`FLUSH_INTERVAL` as it is when the writer is made);
+            ``0`` writes and flushes every event as it comes, each delta its own line.
+
+    Raises:
+        ValueError: a negative ``flush_interval``.
+    """
+
+    def __init__(self, path: str | Path, *, flush_interval: float | None = None) -> None:
+        if flush_interval is None:
+            flush_interval = FLUSH_INTERVAL
+        if flush_interval < 0:
+            raise ValueError(f"flush_interval must be 0 or more seconds, not {flush_interval!r}")
         self.path = Path(path)
+        self.flush_interval = flush_interval
         self._file: IO[str] | None = None
+        self._lock = threading.Lock()
+        self._lines: list[str] = []
+        """Records not yet written, in order (redacted, without their newline)."""
+        self._delta_kind: str | None = None
+        self._delta: list[str] = []
+        """The texts of the deltas being merged into one record of ``_delta_kind``."""
+        self._since: float | None = None
+        """``time.monotonic()`` when the oldest unwritten record arrived (``None``: none)."""
+        _FLUSHER.watch(self)
 
     @staticmethod
     def new_path(folder: str | Path) -> Path:
@@ -45,37 +88,163 @@ class TranscriptWriter:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         return Path(folder) / f"{stamp}-{secrets.token_hex(3)}.jsonl"
 
-    def _line(self, text: str) -> None:
+    def start_run(self, prompt: str, meta: dict[str, Any]) -> None:
+        """Record that a run of ``prompt`` begins (``meta``: model, placement, tools …)."""
+        record = {"kind": "run_started", "prompt": prompt, "time": time.time(), **meta}
+        self._record(json.dumps(record, ensure_ascii=False))
+
+    def write(self, event: Event) -> None:
+        """Append one event: a thinking or answer delta joins the pending record of its kind
+        (written within ``flush_interval``), anything else is written at once.
+
+        Raises:
+            OSError: the file cannot be written (also for deltas pending from before).
+        """
+        if isinstance(event, Thinking | Text) and self.flush_interval > 0:
+            with self._lock:
+                if self._delta_kind != event.kind:
+                    self._seal()
+                    self._delta_kind = event.kind
+                self._delta.append(event.text)
+                now = time.monotonic()
+                if self._since is None:
+                    self._since = now
+                    _FLUSHER.wake()
+                elif now - self._since >= self.flush_interval:
+                    self._flush()
+            return
+        self._record(event_to_json(event))
+
+    def end_run(self, messages: list[dict[str, Any]]) -> None:
+        """Record the conversation messages the run added (what :meth:`Agent.resume` reads)."""
+        self._record(json.dumps({"kind": "messages", "messages": messages}, ensure_ascii=False))
+
+    def reset(self) -> None:
+        """Record that the conversation was reset: :meth:`Transcript.history` starts after it."""
+        self._record(json.dumps({"kind": "reset", "time": time.time()}))
+
+    def flush(self) -> None:
+        """Write everything pending now.
+
+        Raises:
+            OSError: the file cannot be written (what was pending stays pending).
+        """
+        with self._lock:
+            self._flush()
+
+    def close(self) -> None:
+        """Write what is pending and close the file (the next record reopens it, appending).
+
+        Raises:
+            OSError: the pending records cannot be written (the file is closed all the same).
+        """
+        with self._lock:
+            try:
+                self._flush()
+            finally:
+                if self._file is not None:
+                    self._file.close()
+                    self._file = None
+
+    def due(self, now: float) -> float | None:
+        """For the flusher: write what is pending if it is due at ``now``; return when the
+        rest will be due (``None``: nothing pending, or the file cannot be written now, in
+        which case the run's own next write raises the error)."""
+        with self._lock:
+            if self._since is None:
+                return None
+            if now - self._since < self.flush_interval:
+                return self._since + self.flush_interval
+            with contextlib.suppress(OSError):
+                self._flush()
+            return None
+
+    # -- under the lock ------------------------------------------------------------------
+
+    def _record(self, line: str) -> None:
+        with self._lock:
+            self._seal()
+            self._lines.append(redact(line))
+            self._flush()
+
+    def _seal(self) -> None:
+        """Turn the deltas being merged into a record."""
+        if self._delta:
+            text = "".join(self._delta)
+            event = Thinking(text) if self._delta_kind == "thinking" else Text(text)
+            self._lines.append(redact(event_to_json(event)))
+            self._delta = []
+        self._delta_kind = None
+        if self._lines and self._since is None:
+            self._since = time.monotonic()
+
+    def _flush(self) -> None:
+        self._seal()
+        if not self._lines:
+            self._since = None
+            return
         if self._file is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             torn = _ends_without_newline(self.path)
             self._file = self.path.open("a", encoding="utf-8")
             if torn:  # a crash tore the last line: never glue a record onto it
                 self._file.write("\n")
-        self._file.write(redact(text) + "\n")
+        self._file.write("\n".join(self._lines) + "\n")
         self._file.flush()
+        self._lines = []
+        self._since = None
 
-    def start_run(self, prompt: str, meta: dict[str, Any]) -> None:
-        """Record that a run of ``prompt`` begins (``meta``: model, placement, tools …)."""
-        record = {"kind": "run_started", "prompt": prompt, "time": time.time(), **meta}
-        self._line(json.dumps(record, ensure_ascii=False))
 
-    def write(self, event: Event) -> None:
-        """Append one event."""
-        self._line(event_to_json(event))
+class _Flusher:
+    """One daemon thread for the process: writes each writer's pending deltas when they are
+    due, so that a stream that pauses (a long prefill, a slow server) does not hold them."""
 
-    def end_run(self, messages: list[dict[str, Any]]) -> None:
-        """Record the conversation messages the run added (what :meth:`Agent.resume` reads)."""
-        self._line(json.dumps({"kind": "messages", "messages": messages}, ensure_ascii=False))
+    def __init__(self) -> None:
+        self._writers: weakref.WeakSet[TranscriptWriter] = weakref.WeakSet()
+        self._guard = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
 
-    def reset(self) -> None:
-        """Record that the conversation was reset: :meth:`Transcript.history` starts after it."""
-        self._line(json.dumps({"kind": "reset", "time": time.time()}))
+    def watch(self, writer: TranscriptWriter) -> None:
+        with self._guard:
+            self._writers.add(writer)
 
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+    def wake(self) -> None:
+        """A writer has a new pending record: make sure the thread runs and looks."""
+        if self._thread is None:
+            with self._guard:
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._run, name="qwq-transcript-flusher", daemon=True
+                    )
+                    self._thread.start()
+        self._wake.set()
+
+    def writers(self) -> list[TranscriptWriter]:
+        with self._guard:
+            return list(self._writers)
+
+    def flush_all(self) -> None:
+        """Write every writer's pending records (at exit); errors are left unsaid, as the
+        interpreter is going away."""
+        for writer in self.writers():
+            with contextlib.suppress(OSError):
+                writer.flush()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()  # before looking: a record that arrives later wakes us again
+            while True:
+                now = time.monotonic()
+                due = [d for w in self.writers() if (d := w.due(now)) is not None]
+                if not due:
+                    break
+                time.sleep(max(0.0, min(due) - time.monotonic()) + 0.001)
+
+
+_FLUSHER = _Flusher()
+atexit.register(_FLUSHER.flush_all)
 
 
 @dataclass
