@@ -9,7 +9,8 @@ Sources, first found wins:
 * prompt tokens: ``usage.prompt_tokens``; llama.cpp's ``timings.prompt_n + timings.cache_n``;
   else one token per 4 characters of the prompt;
 * cached prompt tokens: ``usage.prompt_tokens_details.cached_tokens``; ``timings.cache_n``;
-  ``tokens_cached``; else the estimate of the longest prefix shared with a recent context;
+  ``tokens_cached``; else the estimate of the longest prefix shared with a recent context
+  (found in linear time, compared a chunk at a time in C: :func:`common_prefix_length`);
 * evaluated prompt tokens: ``timings.prompt_n``; else prompt minus cached;
 * completion tokens: ``usage.completion_tokens``; ``timings.predicted_n``; else the number of
   streamed chunks (servers send one per token);
@@ -24,7 +25,6 @@ tokens were counted when they were evaluated or generated, so that over a run
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections import deque
@@ -36,6 +36,8 @@ from models.base import Usage
 
 RECENT = 8
 """Contexts remembered to tell a continuation from a new context."""
+_CHUNK = 4096
+"""Characters compared at once by :func:`common_prefix_length`."""
 
 
 @dataclass
@@ -116,7 +118,7 @@ class UsageMeter:
             if total is None:
                 total = approx_tokens(prompt)
             if cached is None:
-                common = max((_common_prefix(prompt, seen) for seen in self._recent), default=0)
+                common = max((common_prefix_length(prompt, s) for s in self._recent), default=0)
                 cached = min(total, approx_tokens(prompt[:common]))
             this = Usage(
                 prompt_tokens_evaluated=prompt_n
@@ -152,5 +154,27 @@ def _seconds(milliseconds: Any, measured: float) -> float:
     return max(0.0, measured)
 
 
-def _common_prefix(a: str, b: str) -> int:
-    return len(os.path.commonprefix([a, b]))  # noqa: RUF071 (characters, not paths)
+def common_prefix_length(a: str, b: str) -> int:
+    """The length of the longest common prefix of ``a`` and ``b``, in characters.
+
+    ``len(os.path.commonprefix([a, b]))``, but in time linear in the answer with the work in
+    C: equal chunks of :data:`_CHUNK` characters are skipped with one comparison each, and the
+    chunk that differs is bisected (``os.path.commonprefix`` steps through the prefix one
+    character at a time in Python: about 5 ms per 100,000 characters).
+    """
+    limit = min(len(a), len(b))
+    start = 0
+    while start < limit:
+        end = min(limit, start + _CHUNK)
+        if a.startswith(b[start:end], start):
+            start = end
+            continue
+        low, high = start, end  # a[:low] == b[:low]; they differ somewhere in [low, high)
+        while high - low > 1:
+            middle = (low + high) // 2
+            if a.startswith(b[low:middle], low):
+                low = middle
+            else:
+                high = middle
+        return low
+    return limit
