@@ -15,6 +15,7 @@ none, so that the client estimates them (the cached prefix among them) on a long
 from __future__ import annotations
 
 import json
+import random
 import tempfile
 import time
 from collections.abc import Iterator
@@ -41,12 +42,12 @@ def _tokens(text: str) -> list[str]:
 
 
 def _step(index: int, tokens: int, last: bool) -> list[str]:
-    """The streamed pieces of one step: ``tokens`` pieces, ending in a call or the answer."""
+    """The streamed pieces of one step: ``tokens`` pieces, ending in a call or the answer.
+    The words are drawn at random (seeded): a thinking that repeats itself would be cut short
+    by the loop's repetition guard."""
     ending = _tokens(_ANSWER if last else "\n" + _CALL.format(n=index + 2))
-    words: list[str] = []
-    while len(words) < tokens - len(ending):
-        words.append(_WORDS[(len(words) + index) % len(_WORDS)] + " ")
-    return words + ending
+    rng = random.Random(index)
+    return [rng.choice(_WORDS) + " " for _ in range(tokens - len(ending))] + ending
 
 
 def _encode(pieces: list[str], counters: bool, prompt_chars: int) -> list[bytes]:

@@ -75,6 +75,28 @@ class SseParser:
         """
         events: list[SseEvent] = []
         data = bytes(chunk)
+        if self._pending_cr or b"\r" in data:
+            self._feed_any(data, events)
+            return events
+        # The common case (every server this runtime met): lines end with "\n" alone.
+        lines = data.split(b"\n")
+        if len(lines) > 1:
+            if self._buffer:
+                self._buffer += lines[0]
+                self._check_line_size()
+                lines[0] = bytes(self._buffer)
+                self._buffer.clear()
+            for line in lines[:-1]:
+                if len(line) > self.max_line_bytes:
+                    self._buffer[:] = line
+                    self._check_line_size()
+                self._line(line, events)
+        self._buffer += lines[-1]
+        self._check_line_size()
+        return events
+
+    def _feed_any(self, data: bytes, events: list[SseEvent]) -> None:
+        """:meth:`feed` for chunks with ``\r`` line ends (or the ``\n`` of a split ``\r\n``)."""
         if self._pending_cr and data.startswith(b"\n"):
             data = data[1:]  # the "\n" of a "\r\n" split across chunks
         self._pending_cr = False
@@ -89,7 +111,6 @@ class SseParser:
                 self._pending_cr = True  # its "\n" may open the next chunk
         self._buffer += data[start:]
         self._check_line_size()
-        return events
 
     def close(self) -> list[SseEvent]:
         """End of stream: the last event if the server did not end it with a blank line."""
