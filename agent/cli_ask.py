@@ -1,7 +1,8 @@
 """``qwq-agent ask PROMPT``: one task, headless, streamed to the terminal.
 
-Thinking is printed dimmed, each tool call and its result on their own lines, the answer
-plain; ``--json`` prints one JSON object instead. Dangerous calls are approved with
+Thinking is printed dimmed, each tool call and its result on their own lines, the answer as
+Markdown on a terminal and plain when piped (:mod:`agent.cli_show`); ``--json`` prints one
+JSON object instead. Dangerous calls are approved with
 ``--yes``, or asked on the terminal when stdin is one; otherwise they are denied and the
 model is told.
 
@@ -27,11 +28,10 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from agent.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, agent_from_args
+from agent.cli_show import EventPrinter
 from agent.terminal import clean_for_terminal
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
     from agent.events import Event
 
 
@@ -164,14 +164,14 @@ def run_ask(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
 
     events: list[Event] = []
-    in_thinking_line = False
+    printer = EventPrinter(out, err, hide_thinking=args.hide_thinking)
     _interrupts.count = 0
     with agent, _interrupts.installed(agent):
         for event in agent.stream(prompt):
             events.append(event)
             if args.json:
                 continue
-            in_thinking_line = _show(event, args, out, err, in_thinking_line)
+            printer.show(event)
         result = RunResult.from_events(
             events,
             usage=agent.last_usage,
@@ -190,7 +190,7 @@ def run_ask(args: argparse.Namespace) -> int:
         }
         print(json.dumps(payload, ensure_ascii=False, indent=2))
     else:
-        out.print()
+        printer.close()
         shown = {e.message for e in events if e.kind == "error" and e.fatal}
         if (not result.ok or result.detail) and result.detail not in shown:
             detail = clean_for_terminal(result.detail)
@@ -198,42 +198,3 @@ def run_ask(args: argparse.Namespace) -> int:
     if _interrupts.count and result.finish_reason == "cancelled":
         return EXIT_INTERRUPTED
     return EXIT_OK if result.ok else EXIT_FAILED
-
-
-def _show(
-    event: Event, args: argparse.Namespace, out: Console, err: Console, mid_thought: bool
-) -> bool:
-    """Print one event; return whether the cursor is now in the middle of dimmed thinking."""
-    from rich.text import Text
-
-    from agent.events import Approval, Error, Thinking, ToolCallEvent, ToolResult
-    from agent.events import Text as AnswerText
-
-    match event:
-        case Thinking(text=text) if not args.hide_thinking:
-            out.print(Text(clean_for_terminal(text), style="dim"), end="")
-            return True
-        case AnswerText(text=text):
-            if mid_thought:  # the answer starts: one line break after the thinking, no blank run
-                text = text.lstrip("\n")
-                out.print()
-                if not text:
-                    return False
-            out.print(Text(clean_for_terminal(text)), end="")
-            return False
-        case ToolCallEvent(call=call):
-            arguments = clean_for_terminal(json.dumps(call.arguments, ensure_ascii=False))
-            out.print(Text(f"\n→ {call.name}({arguments})", style="cyan"))
-            return False
-        case ToolResult(output=output, error=error):
-            body = output if error is None else f"error: {error}"
-            shown = clean_for_terminal(body or "")
-            if len(shown) > 2000:
-                shown = shown[:2000] + f" … ({len(shown) - 2000} more characters)"
-            out.print(Text(f"← {shown}", style="green" if error is None else "red"))
-            return False
-        case Approval(decision=False, call=call):
-            out.print(Text(f"✗ {call.name} denied (use --yes to allow)", style="yellow"))
-        case Error(fatal=True, message=message):
-            err.print(Text(f"qwq-agent: {clean_for_terminal(message)}", style="bold red"))
-    return mid_thought
