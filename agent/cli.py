@@ -63,6 +63,13 @@ def _common(parser: argparse.ArgumentParser, *, file_defaults: bool = False) -> 
     )
     g.add_argument("--api-key-env", help="environment variable holding the server's API key")
     g.add_argument(
+        "--api-strict",
+        action="store_true",
+        default=None,
+        help="send a server only the fields OpenAI defines (no top_k, min_p, repeat_penalty, "
+        "cache_prompt); without it, a server that refuses one by name gets strict requests",
+    )
+    g.add_argument(
         "--header", action="append", default=[], metavar="NAME:VALUE", help="extra HTTP header"
     )
     a = parser.add_argument_group("agent")

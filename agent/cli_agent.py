@@ -30,8 +30,8 @@ def _headers(values: list[str]) -> dict[str, str]:
 
 def server_options(args: argparse.Namespace) -> dict[str, Any]:
     """The options given for a server model (``--model-name``, ``--api-mode``,
-    ``--api-key-env``, ``--header``), as :func:`models.catalog.open_backend` keywords; the
-    ones not given are left out.
+    ``--api-key-env``, ``--header``, ``--api-strict``), as :func:`models.catalog.open_backend`
+    keywords; the ones not given are left out.
 
     Raises:
         OptionError: a ``--header`` that is not ``NAME:VALUE``.
@@ -41,6 +41,7 @@ def server_options(args: argparse.Namespace) -> dict[str, Any]:
         "api_mode": getattr(args, "api_mode", None),
         "api_key_env": getattr(args, "api_key_env", None),
         "headers": _headers(getattr(args, "header", None) or []) or None,
+        "api_strict": getattr(args, "api_strict", None),
     }
     return {k: v for k, v in options.items() if v is not None}
 
@@ -89,7 +90,10 @@ def agent_from_args(args: argparse.Namespace, **overrides: Any) -> Any:
     if endpoint is not None:
         from models.openai import OpenAIBackend
 
-        model = OpenAIBackend(**endpoint.backend_options())
+        endpoint_options = endpoint.backend_options()
+        if getattr(args, "api_strict", None):  # the flag makes a configured endpoint strict too
+            endpoint_options["extended_sampling"] = False
+        model = OpenAIBackend(**endpoint_options)
     elif model_spec.startswith(("http://", "https://")):
         backend_options.update(server_options(args))
     approval: Any = settings.get("approval", "ask")

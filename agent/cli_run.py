@@ -273,7 +273,10 @@ def _opener(config: Config, server: Mapping[str, Any]) -> BackendFactory:
         if endpoint is not None:
             from models.openai import OpenAIBackend
 
-            return OpenAIBackend(**endpoint.backend_options())
+            endpoint_options = endpoint.backend_options()
+            if server.get("api_strict"):  # --api-strict makes a configured endpoint strict too
+                endpoint_options["extended_sampling"] = False
+            return OpenAIBackend(**endpoint_options)
         if spec.startswith(("http://", "https://")):
             options = {**options, **server}
         return open_model(spec, options)

@@ -22,6 +22,7 @@ keys are errors (a typo must not be silently ignored). An example::
     [endpoints.local]                # an OpenAI-compatible server, by name
     base_url = "http://127.0.0.1:8080/v1"
     model_name = "qwq-32b"
+    strict = false                   # true: only the fields OpenAI defines (no top_k, min_p…)
     api_key_env = "LOCAL_LLM_KEY"    # the NAME of the variable; keys never go in this file
     headers = { "X-Team" = "${TEAM_ID}" }   # ${VAR} is read from the environment when used
 
@@ -82,6 +83,9 @@ class EndpointConfig(_Section):
     base_url: str = Field(pattern=r"^https?://")
     model_name: str | None = None
     mode: Literal["completions", "chat"] = "completions"
+    strict: bool = False
+    """Send only the request fields OpenAI defines (see :data:`models.openai.EXTENDED_FIELDS`);
+    without it the backend turns strict by itself when the server refuses one by name."""
     api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     headers: dict[str, str] = Field(default_factory=dict)
     opens_thinking: bool | None = None
@@ -107,6 +111,7 @@ class EndpointConfig(_Section):
             "base_url": self.base_url,
             "model_name": self.model_name,
             "mode": self.mode,
+            "extended_sampling": not self.strict,
             "api_key_env": self.api_key_env,
             "headers": self.resolved_headers(),
             "opens_thinking": self.opens_thinking,

@@ -59,6 +59,21 @@ class StreamCut(Exception):
     """The event stream ended before the server said it was complete."""
 
 
+class RequestRefused(BackendError):
+    """The server refused the request itself with an HTTP status that retrying cannot change
+    (4xx other than 429), e.g. a field it does not accept.
+
+    Attributes:
+        status: the HTTP status.
+        detail: the server's message (credentials blanked).
+    """
+
+    def __init__(self, message: str, status: int, detail: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.detail = detail
+
+
 @dataclass
 class StreamState:
     """What a stream told about its own end."""
@@ -231,7 +246,9 @@ class HttpSession:
             pause(self.retry.delay(attempt, retry_after), interrupt)
             attempt += 1
 
-    def http_error(self, url: str, status: int, detail: str) -> BackendError | ContextOverflowError:
+    def http_error(
+        self, url: str, status: int, detail: str
+    ) -> RequestRefused | ContextOverflowError:
         """The error for a non-retryable HTTP status, saying what to do about it."""
         overflow = context_overflow(detail)
         if overflow is not None:
@@ -246,13 +263,15 @@ class HttpSession:
                 else "it may need an API key: name the environment variable that holds it "
                 "(api_key_env, --api-key-env)"
             )
-            return BackendError(f"{message}; {key}")
+            return RequestRefused(f"{message}; {key}", status, detail)
         if status == 404:
-            return BackendError(
+            return RequestRefused(
                 f"{message}; check the base URL (usually ending in /v1) and the model name, "
-                "and use the chat mode for servers that offer only /chat/completions"
+                "and use the chat mode for servers that offer only /chat/completions",
+                status,
+                detail,
             )
-        return BackendError(message)
+        return RequestRefused(message, status, detail)
 
     def events(self, response: httpx.Response, state: StreamState) -> Iterator[dict[str, Any]]:
         """The JSON objects of a streamed response, until ``[DONE]`` or the end of the body.

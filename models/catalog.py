@@ -255,6 +255,7 @@ def open_backend(
     api_mode: Literal["completions", "chat"] = "completions",
     api_key_env: str | None = None,
     headers: Mapping[str, str] | None = None,
+    api_strict: bool = False,
     progress: ProgressCallback | None = None,
 ) -> Backend:
     """Resolve ``spec`` and open its backend (downloading a hub model the first time).
@@ -271,6 +272,9 @@ def open_backend(
         model_name, api_mode, api_key_env, headers: for ``http(s)://`` specs, passed to
             :class:`models.openai.OpenAIBackend` (the model served, ``"completions"`` or
             ``"chat"``, the environment variable holding the API key, extra headers).
+        api_strict: for ``http(s)://`` specs, send only the fields OpenAI defines (no
+            ``top_k``, ``min_p``, ``repeat_penalty``, ``cache_prompt``); without it the
+            backend turns strict by itself when the server refuses one of them.
         progress: told how a download and then the load of a GGUF file go
             (:mod:`models.progress`); without it a download draws a terminal progress bar.
 
@@ -297,6 +301,7 @@ def open_backend(
             chat_template=chat_template,
             context_size=n_ctx,
             default_sampling=QWQ_SAMPLING,
+            extended_sampling=not api_strict,
         )
     if parsed.kind == "catalog":
         path = model_path(

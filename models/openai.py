@@ -20,6 +20,15 @@ called from several threads at once. Two modes:
   the loop's parser handles both kinds of server. The "template" placement only: a context
   that continues inside a turn raises :class:`~models.base.BackendError`.
 
+Strict mode: beyond OpenAI's fields, requests carry the samplers QwQ wants and llama.cpp,
+vLLM and SGLang read (:data:`EXTENDED_FIELDS`: ``top_k``, ``min_p``, ``repeat_penalty`` and
+vLLM's ``repetition_penalty``, ``cache_prompt``). ``extended_sampling=False`` (``api_strict``,
+``--api-strict``, ``strict = true`` in a config endpoint) leaves them out, for servers that
+refuse what OpenAI does not define. A server that answers HTTP 400 or 422 naming one of them
+switches the backend to strict by itself: the request is sent again once without them, and
+every later one goes strict for the backend's lifetime (logged once, at INFO, on the
+``models.openai`` logger).
+
 Contract details (see :mod:`models.base` for the general one):
 
 * The HTTP request is made on the first ``next()``, not by ``generate()``; closing the
@@ -46,7 +55,10 @@ is created; it is never stored anywhere but the HTTP client's headers, and ``rep
 
 from __future__ import annotations
 
+import logging
 import os
+import re
+import threading
 from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import Any, Literal
 
@@ -58,6 +70,7 @@ from models._openai_chat import ChatFormatError, ChatStreamAssembler, chatml_to_
 from models._openai_http import (
     HttpSession,
     Interrupted,
+    RequestRefused,
     RetryPolicy,
     StreamCut,
     StreamState,
@@ -83,11 +96,16 @@ from models.base import (
     Usage,
 )
 
-__all__ = ["DEFAULT_STOP", "Mode", "OpenAIBackend", "RetryPolicy"]
+__all__ = ["DEFAULT_STOP", "EXTENDED_FIELDS", "Mode", "OpenAIBackend", "RetryPolicy"]
+
+log = logging.getLogger(__name__)
 
 Mode = Literal["completions", "chat"]
 DEFAULT_STOP = ("<|im_end|>", "<|endoftext|>")
 """End-of-turn strings of ChatML models (QwQ, Qwen, SmolLM2)."""
+EXTENDED_FIELDS = ("top_k", "min_p", "repeat_penalty", "repetition_penalty", "cache_prompt")
+"""The request fields beyond OpenAI's API sent with ``extended_sampling`` (strict mode: none)."""
+_NAMES_EXTENDED = re.compile(r"\b(?:" + "|".join(EXTENDED_FIELDS) + r")\b")
 
 
 class OpenAIBackend:
@@ -111,8 +129,9 @@ class OpenAIBackend:
         supports_grammar: whether to send ``GenerateOptions.grammar`` (default: in
             completions mode yes, in chat mode no).
         default_sampling: the model's recommended sampling (default: QwQ's).
-        extended_sampling: send the samplers beyond OpenAI's (``top_k``, ``min_p``,
-            ``repeat_penalty``, ``cache_prompt``); turn off for servers that reject them.
+        extended_sampling: send the samplers beyond OpenAI's (:data:`EXTENDED_FIELDS`);
+            ``False`` is strict mode, for servers that reject them. Turned off by itself when
+            the server refuses one of them by name (module docstring).
         stop: end-of-turn strings (sent to the server, never yielded).
         connect_timeout: seconds to open a connection.
         read_timeout: seconds without a byte from the server (first byte included) before
@@ -175,6 +194,7 @@ class OpenAIBackend:
         self.base_url = url
         self.mode: Mode = mode
         self.extended_sampling = extended_sampling
+        self._strict_lock = threading.Lock()
         self.stop = tuple(stop)
         self._http = HttpSession(
             url,
@@ -317,13 +337,9 @@ class OpenAIBackend:
         if s.seed is not None:
             body["seed"] = s.seed
         if self.extended_sampling:
-            body.update(
-                top_k=s.top_k,
-                min_p=s.min_p,
-                repeat_penalty=s.repeat_penalty,
-                repetition_penalty=s.repeat_penalty,  # vLLM's name for it
-                cache_prompt=True,
-            )
+            extended = (s.top_k, s.min_p, s.repeat_penalty, s.repeat_penalty, True)
+            # repetition_penalty is vLLM's name for repeat_penalty
+            body.update(zip(EXTENDED_FIELDS, extended, strict=True))
         if options.grammar is not None and self._info.supports_grammar:
             body["grammar"] = options.grammar
         return body
@@ -335,7 +351,14 @@ class OpenAIBackend:
         state: StreamState,
         interrupt: Callable[[], bool] | None = None,
     ) -> Generator[dict[str, Any], None, None]:
-        response = self._http.send("POST", f"{self.base_url}{path}", body, interrupt=interrupt)
+        url = f"{self.base_url}{path}"
+        try:
+            response = self._http.send("POST", url, body, interrupt=interrupt)
+        except RequestRefused as refused:
+            if not self._turn_strict(refused, body):
+                raise
+            body = {k: v for k, v in body.items() if k not in EXTENDED_FIELDS}
+            response = self._http.send("POST", url, body, interrupt=interrupt)
         try:
             yield from self._http.events(response, state)
         finally:
@@ -437,6 +460,27 @@ class OpenAIBackend:
             finally:
                 events.close()
                 self._meter.record(attempt)
+
+    def _turn_strict(self, refused: RequestRefused, body: Mapping[str, Any]) -> bool:
+        """Whether ``refused`` names a field of :data:`EXTENDED_FIELDS` that ``body`` carries:
+        then the backend is strict from now on (said once in the log), and the request should
+        be sent again without them."""
+        named = _NAMES_EXTENDED.search(refused.detail)
+        if refused.status not in (400, 422) or named is None or named.group() not in body:
+            return False
+        with self._strict_lock:
+            if self.extended_sampling:
+                self.extended_sampling = False
+                log.info(
+                    "the server at %s refused the field %r (HTTP %d: %s); requests to it leave "
+                    "out the samplers OpenAI does not define from now on (strict mode: "
+                    "--api-strict, or strict = true in its config endpoint, says so up front)",
+                    self.shown_url,
+                    named.group(),
+                    refused.status,
+                    refused.detail[:200],
+                )
+        return True
 
     def _wait_to_retry(self, cuts: int, options: GenerateOptions) -> bool:
         """Wait before asking again after the ``cuts``-th cut stream; ``False`` when
