@@ -184,7 +184,11 @@ def table(results: dict[str, Any]) -> str:
                 f"client CPU per streamed token, server {server}",
                 f"{c['us_per_token']} µs",
                 f"Agent.stream, transcript on, {c['steps']} steps, {c['tokens']} tokens after a "
-                f"{c['prompt_tokens']}-token prompt (median of {c['repeat']})",
+                f"{c['prompt_tokens']}-token prompt (median of {c['repeat']}); transcript "
+                f"written per event: {results['streaming']['per_event_transcript']['us_per_token']} µs"
+                if key == "with_counters"
+                else f"the client estimates the counters (cached prefix included); "
+                f"{c['steps']} steps, {c['tokens']} tokens after a {c['prompt_tokens']}-token prompt",
             )
         )
     if "decode" in results:

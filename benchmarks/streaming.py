@@ -10,6 +10,8 @@ streamed.
 
 Two servers: one that reports its counters (llama.cpp's ``timings``), and one that reports
 none, so that the client estimates them (the cached prefix among them) on a long context.
+Beside them, the first again with the transcript written and flushed event by event (the
+behaviour before writes were coalesced), for the share of the transcript.
 """
 
 from __future__ import annotations
@@ -168,16 +170,27 @@ def _one_run(prompt: str, steps: int, tokens: int, counters: bool) -> tuple[floa
 
 
 def figures(quick: bool) -> dict[str, Any]:
-    """Both servers (with and without counters); ``quick``: a tiny run for the tests."""
+    """Both servers (with and without counters), and, beside them, the server with counters
+    and the transcript written event by event as it was before writes were coalesced
+    (``FLUSH_INTERVAL = 0``); ``quick``: a tiny run for the tests."""
+    from agent import transcript
+
     if quick:
         shape = {"steps": 2, "tokens": 60, "prompt_tokens": 500, "repeat": 1}
     else:
         shape = {"steps": 8, "tokens": 1000, "prompt_tokens": 24000, "repeat": 5}
     client_cpu_per_token(steps=2, tokens=20, prompt_tokens=100)  # imports, template, tools
-    return {
+    results = {
         "with_counters": client_cpu_per_token(counters=True, **shape),
         "without_counters": client_cpu_per_token(counters=False, **shape),
     }
+    coalesced = transcript.FLUSH_INTERVAL
+    transcript.FLUSH_INTERVAL = 0.0
+    try:
+        results["per_event_transcript"] = client_cpu_per_token(counters=True, **shape)
+    finally:
+        transcript.FLUSH_INTERVAL = coalesced
+    return results
 
 
 if __name__ == "__main__":
