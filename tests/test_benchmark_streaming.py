@@ -11,3 +11,15 @@ def test_the_figure_comes_from_a_completed_run_with_its_transcript() -> None:
     assert figure["us_per_token"] > 0 and figure["cpu_s"] > 0
     # run_started, the events (tool calls and results among them), messages
     assert figure["transcript_lines"] >= 1 + 2 * 2 + 1
+
+
+def test_the_figures_hold_the_per_event_transcript_beside() -> None:
+    from benchmarks.streaming import figures
+
+    quick = figures(quick=True)
+    per_event, coalesced = quick["per_event_transcript"], quick["with_counters"]
+    assert per_event["transcript_lines"] >= per_event["tokens"]  # a line per delta at least
+    assert coalesced["transcript_lines"] <= per_event["transcript_lines"]
+    from agent import transcript
+
+    assert transcript.FLUSH_INTERVAL > 0  # put back after the per-event run
