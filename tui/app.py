@@ -87,10 +87,13 @@ class ChatApp(App[int]):
         model_label: str | None = None,
         deterministic: bool = False,
         sessions_dir: Path | None = None,
+        confirm_downloads: bool = True,
     ) -> None:
         super().__init__()
         self.agent = agent
         self.factory = factory
+        self.confirm_downloads = confirm_downloads
+        """Ask before a model load starts a large download (``--yes`` turns it off)."""
         self.deterministic = deterministic
         self.show_timings = not deterministic
         self.sessions_dir = sessions_dir
@@ -336,6 +339,7 @@ def make_app(
     model_label: str | None = None,
     deterministic: bool = False,
     sessions_dir: Path | None = None,
+    confirm_downloads: bool = True,
 ) -> ChatApp:
     """Build the chat app around ``agent`` (or ``agent(None)`` when given a factory).
 
@@ -344,6 +348,7 @@ def make_app(
         model_label: what the status bar calls the model until it has loaded.
         deterministic: frames depend on events only (snapshot tests, screenshots).
         sessions_dir: where ``/sessions`` looks (default: the agent's sessions folder).
+        confirm_downloads: ask before a model load starts a large download.
     """
     if isinstance(agent, Agent):
         return ChatApp(
@@ -352,6 +357,7 @@ def make_app(
             model_label=model_label,
             deterministic=deterministic,
             sessions_dir=sessions_dir,
+            confirm_downloads=confirm_downloads,
         )
     return ChatApp(
         agent(None),
@@ -359,6 +365,7 @@ def make_app(
         model_label=model_label,
         deterministic=deterministic,
         sessions_dir=sessions_dir,
+        confirm_downloads=confirm_downloads,
     )
 
 
@@ -377,7 +384,11 @@ def run_chat(args: argparse.Namespace) -> int:
         return built
 
     try:
-        app = make_app(factory, model_label=getattr(args, "model", None))
+        app = make_app(
+            factory,
+            model_label=getattr(args, "model", None),
+            confirm_downloads=not getattr(args, "yes", False),
+        )
     except (ValueError, LookupError, TypeError, BackendError) as exc:
         print(f"qwq-agent chat: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -10,6 +10,10 @@ Contract (the working model is never given up for one that does not load):
   swapped in and the old one closed. When the load fails, the new agent is closed, the
   working model stays, and the message says so; a waiting task goes back to the prompt box.
 * A load that a later ``/model`` superseded is closed when it ends, and never shown.
+* When loading would start a large download (``qwq-32b`` is about 20 GB) and the app
+  confirms downloads (not under ``--yes``), the person is asked first
+  (:mod:`tui.screens.download`); declined, nothing is fetched, the working model (if any)
+  stays, and the note says how to download it from a shell.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from agent.agent import Agent
 from models.base import BackendInfo
 from models.progress import LoadProgress
 from tui import errors, render
+from tui.screens.download import DECLINED, ask_before_download
 
 if TYPE_CHECKING:
     from tui.app import ChatApp
@@ -32,8 +37,31 @@ def start(app: ChatApp, agent: Agent, label: str) -> None:
     """Load ``agent``'s model (shown as ``label`` until it has loaded) for ``app``.
 
     ``agent`` is ``app.agent`` for the first model; any other agent replaces ``app.agent``
-    once its model has loaded (and only then).
+    once its model has loaded (and only then). A large download is confirmed first.
     """
+    if app.confirm_downloads and ask_before_download(
+        app, agent.model_spec, partial(_answered, app, agent, label)
+    ):
+        return
+    _begin(app, agent, label)
+
+
+def _answered(app: ChatApp, agent: Agent, label: str, download: bool) -> None:
+    """The person's answer to the download question."""
+    if download:
+        _begin(app, agent, label)
+        return
+    declined = DECLINED.format(spec=render.safe(label), command=f"qwq-agent models pull {label}")
+    if agent is app.agent:  # the first model: there is none to fall back on
+        app.status.set_model(f"{app.model_label} (not loaded)", 0)
+    else:
+        agent.close()
+        if app.model_ready:
+            declined += f" Still using {render.safe(app.model_label)}."
+    app.call_later(app.note, declined, "warning")
+
+
+def _begin(app: ChatApp, agent: Agent, label: str) -> None:
     app.loading = True
     app.loading_agent = agent
     if agent is app.agent:

@@ -7,6 +7,13 @@ from pathlib import Path
 import pytest
 from textual.app import App
 
+from agent import Agent
+from models.base import Backend, BackendError
+from models.progress import ProgressCallback
+from models.scripted import ScriptedBackend
+from tests.tui.helpers import run_to_end, send, wait_until
+from tests.tui.test_model_switch import HELLO, notes
+from tui.app import make_app
 from tui.screens.download import DownloadScreen, ask_before_download
 
 pytestmark = pytest.mark.anyio
@@ -63,3 +70,62 @@ async def test_nothing_is_asked_when_nothing_large_is_downloaded(spec: str) -> N
         await pilot.pause()
         assert app.asked is False and not isinstance(app.screen, DownloadScreen)
         assert app.answers == []
+
+
+class Unloadable(Agent):
+    """An agent for a hub model (``qwq-32b``) whose load is recorded instead of run."""
+
+    def __init__(self, workspace: Path) -> None:
+        super().__init__("qwq-32b", workspace=workspace, transcript=False)
+        self.loads = 0
+        self.closed = False
+
+    def load(self, progress: ProgressCallback | None = None) -> Backend:
+        self.loads += 1
+        raise BackendError("recorded instead of downloading")
+
+    def close(self) -> None:
+        self.closed = True
+        super().close()
+
+
+async def test_the_chat_asks_before_its_first_model_downloads(tmp_path: Path) -> None:
+    agent = Unloadable(tmp_path)
+    app = make_app(agent, model_label="qwq-32b", deterministic=True)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, DownloadScreen))
+        assert agent.loads == 0 and not app.loading
+        await pilot.press("n")
+        await wait_until(pilot, lambda: any("was not downloaded" in n for n in notes(app)))
+        assert "qwq-agent models pull qwq-32b" in notes(app)[-1]
+        assert agent.loads == 0 and app.status.model == "qwq-32b (not loaded)"
+
+
+async def test_under_yes_the_chat_loads_without_asking(tmp_path: Path) -> None:
+    agent = Unloadable(tmp_path)
+    app = make_app(agent, model_label="qwq-32b", deterministic=True, confirm_downloads=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(pilot, lambda: agent.loads == 1 and not app.loading)
+        assert not isinstance(app.screen, DownloadScreen)
+
+
+async def test_a_declined_model_switch_keeps_the_working_model(tmp_path: Path) -> None:
+    big = Unloadable(tmp_path)
+
+    def factory(model: str | None) -> Agent:
+        if model is None:
+            return Agent(ScriptedBackend([HELLO] * 3, name="first"), workspace=tmp_path)
+        return big
+
+    app = make_app(factory, deterministic=True)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await run_to_end(pilot, "hi")
+        first = app.agent
+        await send(pilot, "/model qwq-32b")
+        await wait_until(pilot, lambda: isinstance(app.screen, DownloadScreen))
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: any("was not downloaded" in n for n in notes(app)))
+        assert notes(app)[-1].endswith("Still using first.")
+        assert big.loads == 0 and big.closed and app.agent is first
+        await run_to_end(pilot, "still there?")
+        assert app.turn is not None and app.turn.answer_text == "Hello!"

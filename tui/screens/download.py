@@ -13,7 +13,7 @@ the model on ``True`` and otherwise says how to download it later (:data:`DECLIN
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
@@ -103,7 +103,7 @@ class DownloadScreen(ModalScreen[bool]):
         self.dismiss(download)
 
 
-def ask_before_download(app: App[object], spec: str | None, then: Callable[[bool], None]) -> bool:
+def ask_before_download(app: App[Any], spec: str | None, then: Callable[[bool], None]) -> bool:
     """Show :class:`DownloadScreen` when loading ``spec`` would start a large download.
 
     Returns:
