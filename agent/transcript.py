@@ -232,15 +232,15 @@ class _Flusher:
                 writer.flush()
 
     def _run(self) -> None:
+        timeout: float | None = None
         while True:
-            self._wake.wait()
+            # A new pending record wakes the thread at once, whatever it was waiting for
+            # (a writer with a long interval must not hold up one with a short one).
+            self._wake.wait(timeout)
             self._wake.clear()  # before looking: a record that arrives later wakes us again
-            while True:
-                now = time.monotonic()
-                due = [d for w in self.writers() if (d := w.due(now)) is not None]
-                if not due:
-                    break
-                time.sleep(max(0.0, min(due) - time.monotonic()) + 0.001)
+            now = time.monotonic()
+            due = [d for w in self.writers() if (d := w.due(now)) is not None]
+            timeout = max(0.0, min(due) - time.monotonic()) + 0.001 if due else None
 
 
 _FLUSHER = _Flusher()

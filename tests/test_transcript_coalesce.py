@@ -81,8 +81,28 @@ def test_a_paused_stream_has_its_deltas_written_within_the_interval(tmp_path: Pa
     deadline = time.monotonic() + HANG_BOUND
     while (not path.exists() or not path.read_text()) and time.monotonic() < deadline:
         time.sleep(0.01)
+    assert path.exists()
     assert _records(path) == [{"text": "waiting for the next token", "kind": "thinking"}]
     writer.close()
+
+
+def test_a_writer_with_a_long_interval_does_not_hold_up_a_short_one(tmp_path: Path) -> None:
+    slow = TranscriptWriter(tmp_path / "slow.jsonl", flush_interval=LONG)
+    slow.write(Thinking("not due for an hour"))
+    time.sleep(0.05)  # the flusher now waits for the slow writer's record to be due
+    path = tmp_path / "fast.jsonl"
+    fast = TranscriptWriter(path, flush_interval=0.05)
+    fast.write(Thinking("due at once"))
+    deadline = time.monotonic() + HANG_BOUND
+    while (not path.exists() or not path.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert path.exists() and _records(path) == [{"text": "due at once", "kind": "thinking"}]
+    assert not (tmp_path / "slow.jsonl").exists()
+    slow.close()
+    fast.close()
+    assert _records(tmp_path / "slow.jsonl") == [
+        {"text": "not due for an hour", "kind": "thinking"}
+    ]
 
 
 def test_a_consumer_interrupted_mid_run_loses_nothing(tmp_path: Path) -> None:
