@@ -19,7 +19,7 @@ from typing import Any
 
 from agent.events import ToolCall, ToolResult
 from tools.base import Tool, ToolArgumentError, ToolCancelledError, ToolContext, ToolError
-from tools.output import cap, neutralise
+from tools.output import cap
 from tools.registry import ToolRegistry, UnknownToolError
 
 
@@ -80,12 +80,13 @@ class ToolExecutor:
         return PreparedCall(call, found)
 
     def error(self, call: ToolCall, message: str, error_type: str) -> ToolResult:
-        """A result for a call that did not run (or failed), text made safe for the context."""
+        """A result for a call that did not run (or failed), its text capped (the context's
+        builders make it inert: :mod:`models.chat_template`)."""
         return ToolResult(
             call_id=call.id,
             name=call.name,
             output=None,
-            error=cap(neutralise(message), self.output_chars),
+            error=cap(message, self.output_chars),
             duration=0.0,
             error_type=error_type,
         )
@@ -160,7 +161,7 @@ class ToolExecutor:
             return self._timed_error(call, str(exc) or type(exc).__name__, kind, t0)
         except Exception as exc:  # a tool's bug is the model's observation, not our crash
             return self._timed_error(call, f"{type(exc).__name__}: {exc}", "exception", t0)
-        text = cap(neutralise(format_output(value)), self.output_chars)
+        text = cap(format_output(value), self.output_chars)
         return ToolResult(call.id, call.name, output=text, error=None, duration=duration)
 
     def shutdown(self) -> None:

@@ -64,7 +64,7 @@ from models.base import (
     StopReason,
     Usage,
 )
-from tools.output import neutralise_control_tokens
+from models.control_tokens import Neutraliser, neutraliser
 from tools.registry import ToolRegistry
 
 _CALL_BLOCK = re.compile(r"<tool_call>.*?(?:</tool_call>|$)", re.DOTALL)
@@ -151,31 +151,26 @@ def build_messages(
             required=state.tool_choice == "required",
             workspace=any(n in state.registry for n in ("read_file", "write_file", "list_dir")),
         )
-    # The conversation is text from people and the model: re-rendered into the prompt (which
-    # is tokenized with special tokens on), "<|im_start|>system" in it would open a real turn.
-    earlier = [
-        {**m, "content": neutralise_control_tokens(m["content"])}
-        if isinstance(m.get("content"), str)
-        else m
-        for m in history
-    ]
-    return [
-        {"role": "system", "content": system},
-        *earlier,
-        {"role": "user", "content": neutralise_control_tokens(prompt)},
-    ]
+    # Control tokens in the conversation are made inert where it is rendered (render_prompt).
+    return [{"role": "system", "content": system}, *history, {"role": "user", "content": prompt}]
+
+
+def inert(state: RunState) -> Neutraliser:
+    """What makes untrusted text inert for this run's model (its own control tokens too)."""
+    return neutraliser(state.backend.info.control_tokens)
 
 
 def render_prompt(state: RunState, messages: list[dict[str, Any]]) -> str:
-    """The prompt text through the model's own chat template (QwQ's when it has none)."""
+    """The prompt text through the model's own chat template (QwQ's when it has none), every
+    untrusted string in it made inert (:func:`models.chat_template.render_safe`)."""
     info = state.backend.info
-    template = info.chat_template or chat_template.qwq_template()
-    specs = state.registry.specs()
-    if specs and not info.template_supports_tools:
-        messages = [dict(messages[0]), *messages[1:]]
-        messages[0]["content"] = chat_template.declare_tools(messages[0]["content"], specs)
-        specs = []
-    return chat_template.render(template, messages, tools=specs or None)
+    return chat_template.render_safe(
+        info.chat_template or chat_template.qwq_template(),
+        messages,
+        state.registry.specs() or None,
+        inert=inert(state),
+        declare_in_system=not info.template_supports_tools,
+    )
 
 
 def run_loop(state: RunState, history: Sequence[dict[str, Any]], prompt: str) -> Iterator[Event]:
@@ -236,7 +231,7 @@ def run_loop(state: RunState, history: Sequence[dict[str, Any]], prompt: str) ->
             if stop is not None:
                 yield from _finish(state, turn_raw, *stop)
                 return
-            observation = chat_template.inline_result_segments(results[0])
+            observation = chat_template.inline_result_segments(results[0], inert=inert(state))
             context.extend(observation)
             turn_raw.append("".join(s.text for s in observation))
             new_turn = False
@@ -292,7 +287,9 @@ def run_loop(state: RunState, history: Sequence[dict[str, Any]], prompt: str) ->
             yield from _finish(state, [], *stop)
             return
         context.extend(
-            chat_template.tool_results_segments(outputs, opens_thinking=backend.info.opens_thinking)
+            chat_template.tool_results_segments(
+                outputs, opens_thinking=backend.info.opens_thinking, inert=inert(state)
+            )
         )
         turn_raw = []
         new_turn = True
@@ -438,7 +435,7 @@ def _run_calls(
                 else item.message
             )
             yield Error(message, "parse", call_id=call_id)
-            observations[index] = f"Error: {message}"
+            observations[index] = chat_template.Feedback(f"Error: {message}")
             continue
         call = ToolCall(call_id, item.name, item.arguments, item.placement, item.raw)
         yield ToolCallEvent(call)

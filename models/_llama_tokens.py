@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 PENALTY_LAST_N = 64
 """How many recent tokens the repetition/presence/frequency penalties look at."""
 TURN_END = "<|im_end|>"
+_MARKUP_LIKE = re.compile(r"[<\[].*[>\]]", re.DOTALL)
 
 
 class Vocabulary:
@@ -79,6 +80,26 @@ class Vocabulary:
             piece = buf.raw[: max(n, 0)]
             self._pieces[token] = piece
         return piece
+
+    def special_tokens(self) -> tuple[str, ...]:
+        """The text of every token that special-token parsing can produce: llama.cpp's
+        ``CONTROL`` and ``UNKNOWN`` tokens, and the ``USER_DEFINED`` ones that look like
+        markup (``<…>`` or ``[…]``: QwQ's ``<tool_call>``; not Gemma's whitespace runs).
+
+        These are what untrusted text must not spell (:mod:`models.control_tokens`).
+        """
+        import llama_cpp
+
+        always = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_UNKNOWN
+        found: set[str] = set()
+        for token in range(self._llm.n_vocab()):
+            attr = int(llama_cpp.llama_vocab_get_attr(self._vocab, token))
+            if not attr & (always | llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED):
+                continue
+            text = self.piece(token).decode("utf-8", "replace").strip()
+            if attr & always or _MARKUP_LIKE.fullmatch(text):
+                found.add(text)
+        return tuple(sorted(t for t in found if len(t) >= 2))
 
     def is_end(self, token: int) -> bool:
         """Whether ``token`` ends the generation (EOS, EOT, ``<|im_end|>``…)."""

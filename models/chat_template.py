@@ -9,6 +9,13 @@ the loop controls extension.
 
 It also knows the few ChatML strings the loop appends by itself when it continues a turn
 (:func:`tool_results_turn`), and declares tools for templates that have no tool support.
+
+It is also the one place where untrusted text is made inert before it enters a context
+(:mod:`models.control_tokens`): :func:`render_safe` neutralises the conversation and the tool
+declarations of a prompt, and :func:`tool_results_segments` and
+:func:`inline_result_segments`, the only builders of ``"data"`` segments, neutralise every
+observation. Each takes the model's :class:`~models.control_tokens.Neutraliser` as a required
+argument, so no caller can skip it.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from jinja2.ext import Extension
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from models.base import Segment
+from models.control_tokens import Neutraliser, neutraliser
 
 QWQ_TEMPLATE_NAME = "qwq-32b.jinja"
 
@@ -120,6 +128,62 @@ def render(
         raise TemplateError(f"the chat template failed: {exc}") from exc
 
 
+def render_safe(
+    template: str,
+    messages: Sequence[Mapping[str, Any]],
+    tools: Sequence[Mapping[str, Any]] | None = None,
+    *,
+    inert: Neutraliser,
+    declare_in_system: bool = False,
+    add_generation_prompt: bool = True,
+    **extra: Any,
+) -> str:
+    """:func:`render` with every untrusted string made inert first (the agent's prompts).
+
+    * ``tool`` messages (tool output) go through :meth:`Neutraliser.data`;
+    * every other message's content and tool calls (the prompt and earlier turns, from a
+      person or the model) through :meth:`Neutraliser.conversation`, which keeps the
+      format's tags (the model's ``</think>``) and makes control tokens inert;
+    * the first message when it is the system message (the runtime's or the user's own
+      text) is kept as it is;
+    * every string of ``tools`` (names, descriptions, parameter schemas, keys included)
+      through :meth:`Neutraliser.data`. With ``declare_in_system`` (templates without tool
+      support) the tools are declared in the system message (:func:`declare_tools`).
+
+    Raises:
+        TemplateError: the template does not parse or raises.
+    """
+    safe: list[dict[str, Any]] = []
+    for index, message in enumerate(messages):
+        message = dict(message)
+        role = message.get("role")
+        if role == "system" and index == 0:
+            pass
+        elif role == "tool":
+            if "content" in message:
+                message["content"] = inert.data_value(message["content"])
+        else:
+            if "content" in message:
+                message["content"] = inert.conversation_value(message["content"])
+            if "tool_calls" in message:
+                message["tool_calls"] = inert.conversation_value(message["tool_calls"])
+        safe.append(message)
+    declared = [inert.data_value(dict(t)) for t in tools or ()]
+    if declared and declare_in_system:
+        if safe and safe[0].get("role") == "system":
+            safe[0]["content"] = declare_tools(str(safe[0].get("content") or ""), declared)
+        else:
+            safe.insert(0, {"role": "system", "content": declare_tools("", declared)})
+        declared = []
+    return render(
+        template,
+        safe,
+        tools=declared or None,
+        add_generation_prompt=add_generation_prompt,
+        **extra,
+    )
+
+
 def template_supports_tools(template: str) -> bool:
     """Whether a template declares tools itself (it refers to the ``tools`` variable)."""
     return "tools" in template
@@ -149,35 +213,63 @@ def declare_tools(system: str, tools: Sequence[Mapping[str, Any]]) -> str:
     return system + TOOLS_SYSTEM_PREAMBLE + lines + TOOLS_SYSTEM_FOOTER
 
 
-def tool_results_segments(outputs: Sequence[str], *, opens_thinking: bool) -> list[Segment]:
+class Feedback(str):
+    """An observation the runtime wrote itself (a parse error, how to write a call), which may
+    quote the model's own output back to it.
+
+    The builders below make it inert with :meth:`Neutraliser.conversation` (every control
+    token, so a quoted ``<|im_start|>system`` opens nothing) and keep the format's tags, so
+    the hints it gives (``<tool_call>`` …) reach the model exactly. Every other observation
+    is tool output or error text from outside and goes through :meth:`Neutraliser.data`. A
+    string operation on a ``Feedback`` gives a plain ``str``, i.e. the stricter treatment.
+    """
+
+    __slots__ = ()
+
+
+def _observation(output: str, inert: Neutraliser) -> Segment:
+    text = inert.conversation(output) if isinstance(output, Feedback) else inert.data(output)
+    return Segment(text, "data")
+
+
+def tool_results_segments(
+    outputs: Sequence[str], *, opens_thinking: bool, inert: Neutraliser
+) -> list[Segment]:
     """The context that follows an assistant turn whose calls were made after ``</think>``.
 
     Its text equals what the QwQ template renders for the end of that assistant message, the
     following ``tool`` messages (one user turn of ``<tool_response>`` blocks) and the next
-    generation prompt. The outputs (already neutralised) are ``"data"`` segments, the markup
-    around them ``"template"`` segments.
+    generation prompt. The outputs, made inert here (:meth:`Neutraliser.data`, or
+    :meth:`Neutraliser.conversation` for :class:`Feedback`), are ``"data"`` segments, the
+    markup around them ``"template"`` segments.
     """
     segments: list[Segment] = []
     markup = "<|im_end|>\n<|im_start|>user"
     for output in outputs:
         segments.append(Segment(markup + "\n<tool_response>\n", "template"))
-        segments.append(Segment(output, "data"))
+        segments.append(_observation(output, inert))
         markup = "\n</tool_response>"
     tail = markup + "<|im_end|>\n<|im_start|>assistant\n" + ("<think>\n" if opens_thinking else "")
     segments.append(Segment(tail, "template"))
     return segments
 
 
-def inline_result_segments(output: str) -> list[Segment]:
+def inline_result_segments(output: str, *, inert: Neutraliser) -> list[Segment]:
     """The context inserted right after a call made inside the thinking (the "interleaved"
-    placement): the result in a ``<tool_response>`` block, after which the thought goes on."""
+    placement): the result, made inert, in a ``<tool_response>`` block, after which the
+    thought goes on."""
     return [
         Segment("\n<tool_response>\n", "template"),
-        Segment(output, "data"),
+        _observation(output, inert),
         Segment("\n</tool_response>\n", "template"),
     ]
 
 
-def tool_results_turn(outputs: Sequence[str], *, opens_thinking: bool) -> str:
-    """The text of :func:`tool_results_segments`."""
-    return "".join(s.text for s in tool_results_segments(outputs, opens_thinking=opens_thinking))
+def tool_results_turn(
+    outputs: Sequence[str], *, opens_thinking: bool, inert: Neutraliser | None = None
+) -> str:
+    """The text of :func:`tool_results_segments` (``inert``: the common tokens' by default)."""
+    segments = tool_results_segments(
+        outputs, opens_thinking=opens_thinking, inert=inert or neutraliser()
+    )
+    return "".join(s.text for s in segments)

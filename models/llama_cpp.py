@@ -165,6 +165,7 @@ class LlamaCppBackend:
             template_supports_tools=templates.template_supports_tools(probe),
             concurrent=False,
             default_sampling=default_sampling or Sampling(),
+            control_tokens=self._vocab.special_tokens(),  # made inert in untrusted text
         )
         self._store = (
             PrefixStateStore(Path(state_dir), fingerprint(path, template, self.settings))

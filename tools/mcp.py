@@ -10,7 +10,12 @@ as an error becomes a :class:`~tools.base.ToolError` the model reads.
 Trust: an MCP server is a program the user chose, but what it says is not trusted. Its tools
 are ``"dangerous"`` (they need approval) unless the user marks them safe (``safe=True`` for
 all, or a set of tool names); its annotations (``readOnlyHint`` …) are not believed. A tool
-whose input schema is not valid JSON Schema is left out (see :attr:`McpServer.skipped`).
+whose name is not a plain identifier (``[A-Za-z0-9_.-]``, at most 64 characters, prefix
+included) or whose input schema is not valid JSON Schema is left out, with a logged warning
+that names the server (see :attr:`McpServer.skipped`). Descriptions are cut to 4,000
+characters; like every tool declaration they are made inert where the prompt is rendered
+(:func:`models.chat_template.render_safe`), so a description holding
+``<|im_end|><|im_start|>system`` opens no turn.
 A stdio server gets the SDK's minimal environment (``PATH``, ``HOME`` …) plus ``env``, not
 the user's secrets, and its stderr goes to a temporary file whose tail is quoted in errors.
 
@@ -25,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import logging
 import math
 import shlex
 import tempfile
@@ -36,7 +42,10 @@ from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 from tools._loop_thread import LoopThread, wait_result
+from tools._mcp_names import bounded_description, refuse_name
 from tools.base import Tool, ToolContext, ToolError
+
+log = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT = -32001
 """The JSON-RPC error code of the SDK's request timeout."""
@@ -327,6 +336,11 @@ class McpServer:
         from jsonschema import Draft202012Validator, SchemaError
 
         name: str = item.name
+        refusal = refuse_name(self.spec.prefix + name)
+        if refusal is not None:
+            self.skipped[name[:80]] = refusal
+            log.warning("MCP server %r: tool %r left out: %s", self.name, name[:80], refusal)
+            return None
         schema = dict(item.input_schema or {})
         schema.setdefault("type", "object")
         schema.setdefault("properties", {})
@@ -343,10 +357,10 @@ class McpServer:
                 name, arguments, context if isinstance(context, ToolContext) else None
             )
 
-        description = item.description or getattr(item, "title", None) or name
+        description = bounded_description(item.description or getattr(item, "title", None) or name)
         return Tool(
             name=self.spec.prefix + name,
-            description=f"{description.strip()}\n\n(from the MCP server {self.name!r})",
+            description=f"{description}\n\n(from the MCP server {self.name!r})",
             parameters=schema,
             fn=call,
             risk="safe" if self.spec.is_safe(name) else "dangerous",
