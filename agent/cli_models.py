@@ -3,7 +3,8 @@
 ``list`` never touches the network; ``pull`` downloads once into the Hugging Face cache (with
 a progress bar, resuming an interrupted transfer); ``info`` says what a spec resolves to and,
 what the runtime would choose on this machine (context, GPU layers, KV-cache type) and why —
-for a hub model not downloaded yet, from the catalog's size and architecture. ``info`` prints
+for a hub model not downloaded yet, from the catalog's size and architecture — and how the
+context was chosen (the model's recommended one, e.g. 32,768 for QwQ, as far as it fits). ``info`` prints
 lines for a person (and a warning when the model would crawl on the CPU); ``--json`` the
 machine form.
 """
@@ -85,9 +86,13 @@ def readable_info(name: str, info: dict[str, Any]) -> list[str]:
         + (f" ({info['kv_cache_gb']} GB)" if info.get("kv_cache_gb") is not None else ""),
         f"  memory: about {estimate['gpu']} GB of GPU memory and {estimate['ram']} GB of RAM",
     ]
+    why_ctx = info.get("context", {}).get("why", "")
+    if why_ctx:
+        lines.append(f"  {why_ctx}")
     if "cpu_decode_tokens_per_s" in info:
         lines.append(f"  speed: roughly {info['cpu_decode_tokens_per_s']} tokens/s on the CPU")
-    lines += ["  why:"] + [f"    - {reason}" for reason in info.get("reasons", [])]
+    reasons = [r for r in info.get("reasons", []) if r != why_ctx]
+    lines += ["  why:"] + [f"    - {reason}" for reason in reasons]
     if "warning" in info:
         lines += ["", f"warning: {info['warning']}"]
     return lines

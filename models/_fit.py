@@ -17,7 +17,7 @@ they exceed the machine's *total* memory. Nothing here imports llama_cpp at modu
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +31,8 @@ METAL_SHARE = 0.75
 """The part of unified memory macOS lets Metal use by default (recommendedMaxWorkingSetSize)."""
 MIN_AUTO_CTX = 2048
 """The automatic choice never shrinks the context below this (an explicit ``--ctx`` may)."""
+CTX_STEP = 1024
+"""An automatic context above the default is a multiple of this (or the recommended one)."""
 KV_CACHE_TYPES: dict[str, tuple[str, float]] = {
     # name -> (ggml type constant in llama_cpp, bytes per element)
     "f32": ("GGML_TYPE_F32", 4.0),
@@ -127,6 +129,11 @@ class FitRequest:
     type_v: str | None = None
     smaller_model: str = "a smaller quantization (e.g. Q3_K_M instead of Q4_K_M)"
     """How to name a smaller model in suggestions (e.g. ``qwq-32b:Q3_K_M``)."""
+    recommended_ctx: int | None = None
+    """Without ``--ctx``: the context to grow to, from ``n_ctx`` (the default), as far as
+    memory allows with the layers placed at ``n_ctx`` (the model's recommended context)."""
+    recommended_source: str = ""
+    """Where ``recommended_ctx`` comes from, in words."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +148,8 @@ class Fit:
     gpu_bytes: int
     ram_bytes: int
     reasons: tuple[str, ...]
+    context_reason: str = ""
+    """Why this context, in words (also among ``reasons``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +163,8 @@ class _Option:
     kv_bytes: int
 
 
-def _gb(n: float) -> str:
+def gb_text(n: float) -> str:
+    """``n`` bytes as ``"19.9 GB"``."""
     return f"{n / GB:.1f} GB"
 
 
@@ -165,7 +175,11 @@ def plan(shape: ModelShape, machine: Machine, request: FitRequest) -> Fit:
     the GPU (with an f16 KV cache, else q8_0 — which needs flash attention — when that is what
     makes them fit); else offload as many layers as fit, the rest staying in RAM; shrink the
     context (halving, not below :data:`MIN_AUTO_CTX`) only when the model fits nowhere at the
-    asked one and ``--ctx`` was not given. Explicit options are kept as they are.
+    asked one and ``--ctx`` was not given. Then, without ``--ctx``, the context grows from
+    the asked one towards ``request.recommended_ctx`` (the largest multiple of
+    :data:`CTX_STEP`, or the recommended context itself, that fits what is free with at least
+    the layers placed at the asked one; f16 before q8_0 at equal context), but only where the
+    memory it needs is known. Explicit options are kept as they are.
 
     Raises:
         BackendError: the model cannot fit in this machine's total memory even with the
@@ -209,6 +223,7 @@ def plan(shape: ModelShape, machine: Machine, request: FitRequest) -> Fit:
     full = [o for o in first if o.layers_on_gpu == n_layers and _fits(o, machine, now=True)]
     fitting = [o for o in first if _fits(o, machine, now=True)]
     chosen: _Option | None = None
+    why_ctx: str | None = None
     if full and gpu_known and request.n_gpu_layers is None:
         chosen = full[0]
     elif fitting:
@@ -217,10 +232,11 @@ def plan(shape: ModelShape, machine: Machine, request: FitRequest) -> Fit:
         later = [o for o in smaller if _fits(o, machine, now=True)]
         if later:
             chosen = max(later, key=lambda o: (o.n_ctx, o.layers_on_gpu))
-            reasons.append(
+            why_ctx = (
                 f"context {chosen.n_ctx} tokens instead of {request.n_ctx}: at {request.n_ctx} "
-                f"the model ({_gb(shape.file_bytes)}) and its KV cache ({_gb(first[-1].kv_bytes)})"
-                " do not fit in the free memory; pass --ctx to insist"
+                f"the model ({gb_text(shape.file_bytes)}) and its KV cache "
+                f"({gb_text(first[-1].kv_bytes)}) do not fit in the free memory; pass --ctx to "
+                "insist"
             )
     if chosen is None:
         possible = [o for o in first if _fits(o, machine, now=False)]
@@ -229,9 +245,14 @@ def plan(shape: ModelShape, machine: Machine, request: FitRequest) -> Fit:
         chosen = possible[-1]
         reasons.append(
             "this needs more memory than is free right now "
-            f"({_gb(chosen.ram_bytes)} of RAM, {_gb(chosen.gpu_bytes)} of GPU memory); close "
-            "other programs, or use a smaller --ctx or a smaller model, if loading fails"
+            f"({gb_text(chosen.ram_bytes)} of RAM, {gb_text(chosen.gpu_bytes)} of GPU memory); "
+            "close other programs, or use a smaller --ctx or a smaller model, if loading fails"
         )
+    if why_ctx is None:
+        grown, why_ctx = _grow(shape, machine, request, chosen, kv_types, option, n_layers)
+        if grown is not chosen:
+            chosen, first = grown, [option(grown.n_ctx, types) for types in kv_types]
+    reasons.append(why_ctx)
     reasons.extend(_explain(shape, machine, request, chosen, first[0], n_layers, gpu_known))
     quantized_v = chosen.type_v not in ("f16", "f32", "bf16")
     flash = (
@@ -253,14 +274,75 @@ def plan(shape: ModelShape, machine: Machine, request: FitRequest) -> Fit:
         gpu_bytes=chosen.gpu_bytes,
         ram_bytes=chosen.ram_bytes,
         reasons=tuple(reasons),
+        context_reason=why_ctx,
     )
+
+
+def _grow(
+    shape: ModelShape,
+    machine: Machine,
+    request: FitRequest,
+    chosen: _Option,
+    kv_types: list[tuple[str, str]],
+    option: Callable[[int, tuple[str, str]], _Option],
+    n_layers: int,
+) -> tuple[_Option, str]:
+    """The largest context up to the recommended one that fits with ``chosen``'s layers (or
+    ``chosen`` itself), and why, in words."""
+    base, target = chosen.n_ctx, request.recommended_ctx
+    if request.ctx_explicit:
+        return chosen, f"context {base:,} tokens, as asked (--ctx)"
+    if not target or target <= base:
+        return chosen, f"context {base:,} tokens, the default for this model; --ctx sets another"
+    source = request.recommended_source
+    wanted = f"the model's recommended {target:,} ({source})"
+    unknown = (
+        "the KV cache's size"
+        if shape.kv_elements_per_token is None
+        else "the GPU's free memory"
+        if chosen.layers_on_gpu and machine.vram_free is None
+        else "the free RAM"
+        if chosen.layers_on_gpu < n_layers and not (machine.ram_available or machine.ram_total)
+        else None
+    )
+    if unknown is not None or not _fits(chosen, machine, now=True):
+        why = f"{unknown} is unknown" if unknown else "memory is short already"
+        return chosen, f"context {base:,} tokens, not {wanted}: {why}; --ctx {target} insists"
+    sizes = [target, *range(target // CTX_STEP * CTX_STEP, base, -CTX_STEP)]
+    for n_ctx in (n for n in sizes if n > base):
+        for types in kv_types:
+            o = option(n_ctx, types)
+            if o.layers_on_gpu >= chosen.layers_on_gpu and _fits(o, machine, now=True):
+                placed = _placement(o, machine, n_layers)
+                if n_ctx == target:
+                    return o, (
+                        f"context {n_ctx:,} tokens, the model's recommended one ({source}): "
+                        f"it fits with {placed}"
+                    )
+                return o, (
+                    f"context {n_ctx:,} tokens, the most that fits with {placed} (the "
+                    f"model's recommended context is {target:,}: {source}); --ctx {target} "
+                    "insists"
+                )
+    placed = _placement(chosen, machine, n_layers)
+    return chosen, (
+        f"context {base:,} tokens: {wanted} does not fit with {placed}; --ctx {target} insists"
+    )
+
+
+def _placement(o: _Option, machine: Machine, n_layers: int) -> str:
+    if o.layers_on_gpu == n_layers and machine.gpu_offload:
+        return f"all {n_layers} layers on the GPU"
+    if o.layers_on_gpu:
+        return f"{o.layers_on_gpu} of {n_layers} layers on the GPU"
+    return "the model in RAM"
 
 
 def _describe_machine(machine: Machine) -> list[str]:
     ram = (
-        f"RAM: {_gb(machine.ram_available)} available of {_gb(machine.ram_total)}"
+        f"RAM: {gb_text(machine.ram_available)} available of {gb_text(machine.ram_total)}"
         if machine.ram_total and machine.ram_available
-        else f"RAM: {_gb(machine.ram_total)}"
+        else f"RAM: {gb_text(machine.ram_total)}"
         if machine.ram_total
         else "RAM: unknown (not checked)"
     )
@@ -276,7 +358,7 @@ def _describe_machine(machine: Machine) -> list[str]:
             'the CPU (reinstall llama-cpp-python with CMAKE_ARGS="-DGGML_CUDA=on" or Metal)'
         )
     else:
-        gpu = f"{machine.gpu}: {_gb(machine.vram_free or 0)} free of {_gb(machine.vram_total or 0)}"
+        gpu = f"{machine.gpu}: {gb_text(machine.vram_free or 0)} free of {gb_text(machine.vram_total or 0)}"
     return [gpu, ram]
 
 
@@ -290,24 +372,24 @@ def _explain(
     gpu_known: bool,
 ) -> list[str]:
     out: list[str] = []
-    kv = f"KV cache {_gb(o.kv_bytes)} ({o.type_k}/{o.type_v}, {o.n_ctx} tokens)"
+    kv = f"KV cache {gb_text(o.kv_bytes)} ({o.type_k}/{o.type_v}, {o.n_ctx} tokens)"
     if request.n_gpu_layers is not None:
         out.append(f"{o.layers_on_gpu} of {n_layers} layers on the GPU, as asked (--n-gpu-layers)")
         if machine.vram_free is not None and o.layers_on_gpu and o.gpu_bytes > machine.vram_free:
             out.append(
-                f"warning: those layers need about {_gb(o.gpu_bytes)} of GPU memory, more than "
-                f"the {_gb(machine.vram_free)} free; llama.cpp may fail to load them"
+                f"warning: those layers need about {gb_text(o.gpu_bytes)} of GPU memory, more than "
+                f"the {gb_text(machine.vram_free)} free; llama.cpp may fail to load them"
             )
     elif gpu_known and o.layers_on_gpu == n_layers:
         out.append(
-            f"all {n_layers} layers on the GPU: model {_gb(shape.file_bytes)} + {kv} + "
-            f"{_gb(MARGIN)} compute fit in {_gb(machine.vram_free or 0)} free"
+            f"all {n_layers} layers on the GPU: model {gb_text(shape.file_bytes)} + {kv} + "
+            f"{gb_text(MARGIN)} compute fit in {gb_text(machine.vram_free or 0)} free"
         )
     elif gpu_known:
         out.append(
             f"{o.layers_on_gpu} of {n_layers} layers on the GPU (about "
-            f"{_gb((shape.file_bytes + o.kv_bytes) / n_layers)} each with their KV cache), "
-            f"as many as fit in {_gb(machine.vram_free or 0)} free; the other "
+            f"{gb_text((shape.file_bytes + o.kv_bytes) / n_layers)} each with their KV cache), "
+            f"as many as fit in {gb_text(machine.vram_free or 0)} free; the other "
             f"{n_layers - o.layers_on_gpu} stay in RAM (slower)"
         )
     if request.type_k is None and request.type_v is None and o.type_v == "q8_0":
@@ -319,14 +401,14 @@ def _explain(
             else "makes it fit in memory"
         )
         out.append(
-            f"KV cache q8_0 with flash attention: half the f16 size ({_gb(f16.kv_bytes)} at "
+            f"KV cache q8_0 with flash attention: half the f16 size ({gb_text(f16.kv_bytes)} at "
             f"{f16.n_ctx} tokens), which {why}"
         )
     out.append(kv)
     if machine.unified:
-        out.append(f"estimated use of unified memory: {_gb(o.ram_bytes)}")
+        out.append(f"estimated use of unified memory: {gb_text(o.ram_bytes)}")
     else:
-        out.append(f"estimated use: {_gb(o.gpu_bytes)} GPU memory, {_gb(o.ram_bytes)} RAM")
+        out.append(f"estimated use: {gb_text(o.gpu_bytes)} GPU memory, {gb_text(o.ram_bytes)} RAM")
     if request.ctx_explicit and not _fits(o, machine, now=True):
         out.append(f"warning: --ctx {o.n_ctx} leaves little free memory; a smaller --ctx is safer")
     return out
@@ -345,61 +427,20 @@ def _cannot_fit(
 ) -> str:
     ram = machine.ram_total or 0
     vram = 0 if machine.unified or not machine.gpu_offload else machine.vram_total or 0
-    where = f"{_gb(ram)} of RAM" + (f" and {_gb(vram)} of GPU memory" if vram else "")
+    where = f"{gb_text(ram)} of RAM" + (f" and {gb_text(vram)} of GPU memory" if vram else "")
     budget = ram + vram - 2 * MARGIN
     per_token = (shape.kv_bytes(1, *types) or 0) or 1
     ctx_fit = int((budget - shape.file_bytes) // per_token) // 256 * 256
     hints = [request.smaller_model]
     if budget - o.kv_bytes > 0:
-        hints[0] += f" (a model file of at most {_gb(budget - o.kv_bytes)} fits)"
+        hints[0] += f" (a model file of at most {gb_text(budget - o.kv_bytes)} fits)"
     if ctx_fit >= 256 and ctx_fit < o.n_ctx:
         hints.append(f"a smaller context (--ctx {min(ctx_fit, o.n_ctx // 2)})")
     if request.n_gpu_layers not in (None, 0):
         hints.append("fewer GPU layers (--n-gpu-layers), or the CPU (--n-gpu-layers 0)")
     return (
         f"the model does not fit this machine: it needs about "
-        f"{_gb(shape.file_bytes + o.kv_bytes + MARGIN)} (model {_gb(shape.file_bytes)}, "
-        f"KV cache {_gb(o.kv_bytes)} for {o.n_ctx} tokens at {types[0]}/{types[1]}), and the "
+        f"{gb_text(shape.file_bytes + o.kv_bytes + MARGIN)} (model {gb_text(shape.file_bytes)}, "
+        f"KV cache {gb_text(o.kv_bytes)} for {o.n_ctx} tokens at {types[0]}/{types[1]}), and the "
         f"machine has {where}. Try " + "; or ".join(hints)
-    )
-
-
-CPU_GBPS_PER_THREAD = 8.0
-CPU_GBPS_MAX = 60.0
-"""Rough memory bandwidth a CPU decode gets: about 8 GB/s per thread, at most 60 GB/s (what
-two channels of DDR5 give). Decoding one token reads every weight once, so on the CPU it is
-bound by this, not by arithmetic."""
-SLOW_TOKENS_PER_SECOND = 3.0
-"""Below this a reasoning model, which writes thousands of tokens per answer, is unusable."""
-
-
-def cpu_decode_speed(
-    file_bytes: int, n_layers: int | None, n_gpu_layers: int, n_threads: int
-) -> float | None:
-    """Roughly how many tokens per second decoding reaches when layers run on the CPU: the
-    bandwidth of :data:`CPU_GBPS_PER_THREAD` per thread (capped at :data:`CPU_GBPS_MAX`)
-    divided by the bytes of the layers on the CPU. ``None`` when every layer is on the GPU
-    (the GPU sets the pace). An estimate within a factor of two or so, for a warning; the
-    figures of a real run are in ``benchmarks/``.
-    """
-    if n_gpu_layers < 0 or (n_layers and n_gpu_layers >= n_layers):
-        return None
-    share = 1.0 - n_gpu_layers / n_layers if n_layers else 1.0
-    bandwidth = min(max(n_threads, 1) * CPU_GBPS_PER_THREAD, CPU_GBPS_MAX) * GB
-    return bandwidth / max(file_bytes * share, 1.0)
-
-
-def slow_cpu_warning(speed: float, file_bytes: int, n_threads: int) -> str | None:
-    """A plain warning when ``speed`` (tokens/s, :func:`cpu_decode_speed`) is below
-    :data:`SLOW_TOKENS_PER_SECOND`, else ``None``."""
-    if speed >= SLOW_TOKENS_PER_SECOND:
-        return None
-    minutes = 1000 / speed / 60
-    return (
-        f"this model would run on the CPU at roughly {speed:.1f} tokens/s ({_gb(file_bytes)} "
-        f"of weights read for every token with {n_threads} thread"
-        f"{'s' if n_threads != 1 else ''}): a 1,000-token answer takes about {minutes:.0f} "
-        "minutes, and a reasoning model writes several thousand. Use a GPU (a llama.cpp build "
-        "with CUDA or Metal), a smaller model (smollm2-135m for a try-out), or a server "
-        "(--model http://HOST:PORT/v1)"
     )

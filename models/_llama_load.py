@@ -1,8 +1,9 @@
 """Loading a GGUF into llama.cpp: settings that fit the machine, and errors that say what to do.
 
 :func:`resolve_settings` turns the user's options (all optional) and the file's metadata into
-concrete :class:`LoadSettings`: the context size (8192, or the model's training context when
-smaller), YaRN rope scaling (factor 4 over an original 32,768, only for QwQ-like models and
+concrete :class:`LoadSettings`: the context size (without ``--ctx``: the model's recommended
+one from the catalog, e.g. 32,768 for QwQ, as far as it fits with the layers placed at
+8192, or 8192, or the model's training context when smaller), YaRN rope scaling (factor 4 over an original 32,768, only for QwQ-like models and
 only when the asked context exceeds 32,768), GPU offload (all layers when the llama.cpp build
 supports it, or as many as fit — see :mod:`models._fit`), threads (the machine's physical
 cores), flash attention and KV-cache types, fitted to what :func:`probe_machine` finds (GPU
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from models._fit import KV_CACHE_TYPES, METAL_SHARE, FitRequest, Machine, ModelShape, plan
 from models.base import BackendError
+from models.catalog import recommended_context
 from models.gguf_file import GGUFError, MetadataValue, context_length, read_metadata
 
 if TYPE_CHECKING:
@@ -62,6 +64,8 @@ class LoadSettings:
     """Estimated GPU memory use (weights, KV cache, compute), when it could be estimated."""
     ram_bytes: int | None = None
     """Estimated RAM use of the CPU-resident part (on unified memory: everything)."""
+    context_reason: str = ""
+    """Why this context size, in words (one of ``reasons``)."""
 
 
 def is_qwq_like(path: str | os.PathLike[str], metadata: dict[str, MetadataValue]) -> bool:
@@ -210,6 +214,7 @@ def resolve_settings(
     explicit_ctx = n_ctx is not None
     if n_ctx is None:
         n_ctx = min(DEFAULT_CTX, train_ctx) if train_ctx else DEFAULT_CTX
+    recommended = recommended_context(path, metadata)
     if n_ctx < 16:
         raise BackendError(f"the context size must be at least 16 tokens, not {n_ctx}")
     limit = YARN_ORIGINAL_CTX * YARN_FACTOR if qwq else train_ctx
@@ -239,6 +244,10 @@ def resolve_settings(
             smaller_model="a smaller quantization (e.g. qwq-32b:Q3_K_M)"
             if qwq
             else "a smaller quantization of the model (e.g. Q3_K_M instead of Q4_K_M)",
+            recommended_ctx=min(recommended.tokens, train_ctx or recommended.tokens)
+            if recommended
+            else None,
+            recommended_source=recommended.source if recommended else "",
         ),
     )
     for reason in fit.reasons:
@@ -270,6 +279,7 @@ def resolve_settings(
         reasons=fit.reasons,
         gpu_bytes=fit.gpu_bytes,
         ram_bytes=fit.ram_bytes,
+        context_reason=fit.context_reason,
     )
 
 

@@ -40,6 +40,21 @@ SMOLLM2_SAMPLING = Sampling(temperature=0.2, top_p=0.9, top_k=40, min_p=0.0)
 
 
 @dataclass(frozen=True, slots=True)
+class RecommendedContext:
+    """The context a model's authors run it with, and where they say so."""
+
+    tokens: int
+    source: str
+    """Where the figure comes from, for a person (``models info`` prints it)."""
+
+
+QWQ_CONTEXT = RecommendedContext(
+    32768, "the Qwen/QwQ-32B-GGUF model card runs it with --ctx-size 32768"
+)
+"""QwQ thinks for thousands of tokens: its card's context, the native one (YaRN above it)."""
+
+
+@dataclass(frozen=True, slots=True)
 class CatalogModel:
     """One named model of the catalog."""
 
@@ -57,6 +72,11 @@ class CatalogModel:
     architecture: Mapping[str, MetadataValue] = field(default_factory=dict)
     """Known GGUF metadata of the model (``general.architecture``, ``<arch>.block_count``…),
     so that :func:`machine_fit` can size it before it is downloaded."""
+    context: RecommendedContext | None = None
+    """The context to aim for when none is asked (``None``: the runtime's default, 8,192)."""
+    family: str | None = None
+    """A lower-case word that names this model in a GGUF's ``general.name`` or file name
+    (``qwq``), so a local file of the same model gets the same recommendations."""
 
     def filename(self, quant: str | None = None) -> str:
         """The GGUF file name of ``quant`` (default quantization when ``None``)."""
@@ -92,6 +112,8 @@ CATALOG: dict[str, CatalogModel] = {
         repo_id="Qwen/QwQ-32B-GGUF",
         quants={q: (f"qwq-32b-{q.lower()}.gguf", gb) for q, gb in _QWQ_QUANTS.items()},
         default_quant="Q4_K_M",
+        context=QWQ_CONTEXT,
+        family="qwq",
         architecture={
             # QwQ-32B (Qwen2.5-32B): 64 layers, 5120 wide, 40 query heads of 128, 8 KV heads
             "general.architecture": "qwen2",
@@ -234,6 +256,20 @@ def default_sampling(spec: str) -> Sampling:
     if "smollm" in Path(parsed.value).name.lower():
         return SMOLLM2_SAMPLING
     return QWQ_SAMPLING
+
+
+def recommended_context(
+    path: str | os.PathLike[str], metadata: Mapping[str, MetadataValue]
+) -> RecommendedContext | None:
+    """The context the catalog recommends for the GGUF at ``path``: that of the catalog model
+    whose ``family`` appears in its file name, ``general.name`` or ``general.basename``;
+    ``None`` when no catalog model claims it (the runtime's default applies)."""
+    names = [Path(path).name, metadata.get("general.name"), metadata.get("general.basename")]
+    words = [n.lower() for n in names if isinstance(n, str)]
+    for entry in CATALOG.values():
+        if entry.family and entry.context and any(entry.family in w for w in words):
+            return entry.context
+    return None
 
 
 def open_backend(

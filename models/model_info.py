@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from models.base import BackendError
-from models.catalog import CATALOG, packaged_gguf, parse_spec
+from models.catalog import CATALOG, packaged_gguf, parse_spec, recommended_context
 from models.gguf_file import MetadataValue
 
 if TYPE_CHECKING:
@@ -79,7 +79,8 @@ def machine_fit(
     :func:`open_backend`. For a local, cached or installed file, its metadata is read; for a
     hub model not downloaded yet, the catalog's approximate size and known architecture stand
     in. The answer: ``settings`` (context, YaRN, GPU layers, threads, flash attention, KV-cache
-    types), ``reasons`` (why, in words), ``fits`` (``False`` with ``problem`` when the model
+    types), ``context`` (the context chosen, the model's recommended one and its source, and
+    ``why`` in words), ``reasons`` (why, in words, the context's among them), ``fits`` (``False`` with ``problem`` when the model
     cannot fit), the file and KV-cache sizes and the ``machine``. ``{}`` for scripted and
     server specs. Never downloads.
     """
@@ -134,6 +135,7 @@ def machine_fit(
         out.update(fits=False, problem=str(exc))
         return out
     kv = kv_cache_bytes(metadata, settings)
+    recommended = recommended_context(path, metadata)
     out.update(_speed(path, metadata, settings.n_gpu_layers, settings.n_threads, file_bytes))
     out.update(
         fits=True,
@@ -144,6 +146,12 @@ def machine_fit(
             "n_threads": settings.n_threads,
             "flash_attn": settings.flash_attn,
             "kv_cache": f"{settings.type_k}/{settings.type_v}",
+        },
+        context={
+            "n_ctx": settings.n_ctx,
+            "recommended": recommended.tokens if recommended else None,
+            "source": recommended.source if recommended else None,
+            "why": settings.context_reason,
         },
         reasons=list(settings.reasons),
         kv_cache_gb=round(kv / 1e9, 2) if kv is not None else None,
@@ -163,8 +171,9 @@ def _speed(
     file_bytes: int | None,
 ) -> dict[str, Any]:
     """``cpu_decode_tokens_per_s`` (when layers run on the CPU) and a ``warning`` when that
-    is too slow to use (:func:`models._fit.slow_cpu_warning`)."""
-    from models._fit import ModelShape, cpu_decode_speed, slow_cpu_warning
+    is too slow to use (:func:`models._cpu_speed.slow_cpu_warning`)."""
+    from models._cpu_speed import cpu_decode_speed, slow_cpu_warning
+    from models._fit import ModelShape
 
     size = file_bytes if file_bytes is not None else path.stat().st_size
     layers = ModelShape.from_metadata(metadata, size).n_layers

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from agent.cli import EXIT_OK, main
-from models._fit import GB, Machine, cpu_decode_speed, slow_cpu_warning
+from models._cpu_speed import cpu_decode_speed, slow_cpu_warning
+from models._fit import GB, Machine
 from models.model_info import machine_fit
 
 CPU_ONLY = Machine(gpu_offload=False, ram_total=int(32 * GB), ram_available=int(30 * GB))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import subprocess
 import sys
@@ -23,6 +24,8 @@ QWQ: dict[str, MetadataValue] = dict(catalog.CATALOG["qwq-32b"].architecture)
 QWQ_FILE = Path("qwq-32b-q4_k_m.gguf")  # not here: the size is given as file_bytes
 Q4_K_M = int(19.9 * GB)
 KV_8K_F16 = 64 * 8 * 128 * 2 * 2 * 8192  # 2.1 GB
+KV_32K_F16 = 4 * KV_8K_F16  # 8.6 GB
+Q8_0_PER_TOKEN = 64 * 8 * 128 * 2 * 34 / 32  # bytes of a q8_0 K and V per token
 
 
 def nvidia(total_gb: float, free_gb: float, ram_gb: float = 64) -> Machine:
@@ -47,11 +50,11 @@ def fit(machine: Machine, file_bytes: int = Q4_K_M, **options: Any) -> LoadSetti
 
 class TestGPU:
     def test_everything_fits_on_the_gpu(self) -> None:
-        s = fit(nvidia(24, 23), file_bytes=int(15.9 * GB))
-        assert (s.n_gpu_layers, s.n_ctx, s.type_k, s.type_v) == (-1, 8192, "f16", "f16")
+        s = fit(nvidia(48, 47), file_bytes=int(15.9 * GB))
+        assert (s.n_gpu_layers, s.n_ctx, s.type_k, s.type_v) == (-1, 32768, "f16", "f16")
         assert s.flash_attn
         assert any(r.startswith("all 64 layers on the GPU") for r in s.reasons)
-        assert s.gpu_bytes == int(15.9 * GB) + KV_8K_F16 + MARGIN
+        assert s.gpu_bytes == int(15.9 * GB) + KV_32K_F16 + MARGIN
 
     def test_q8_0_kv_cache_keeps_every_layer_on_the_gpu(self) -> None:
         s = fit(nvidia(24, 22.5))  # f16: 19.9 + 2.1 + 1 > 22.5; q8_0: 19.9 + 1.1 + 1 fits
@@ -61,9 +64,13 @@ class TestGPU:
     def test_a_24gb_gpu_with_20gb_free_takes_as_many_layers_as_fit(self) -> None:
         s = fit(nvidia(24, 20))
         assert 0 < s.n_gpu_layers < 64
-        assert (s.type_k, s.type_v, s.flash_attn, s.n_ctx) == ("q8_0", "q8_0", True, 8192)
+        assert (s.type_k, s.type_v, s.flash_attn) == ("q8_0", "q8_0", True)
+        # the context grows past 8192 only while it keeps the layers placed at 8192
+        assert 8192 <= s.n_ctx < 32768
+        at_8k = fit(nvidia(24, 20), n_ctx=8192)
+        assert s.n_gpu_layers == at_8k.n_gpu_layers
         assert s.gpu_bytes is not None and s.gpu_bytes <= 20 * GB
-        per_layer = (Q4_K_M + 64 * 8 * 128 * 2 * (34 / 32) * 8192) / 64
+        per_layer = (Q4_K_M + Q8_0_PER_TOKEN * s.n_ctx) / 64
         assert s.gpu_bytes + per_layer > 20 * GB  # one more layer would not fit
         assert any(f"{s.n_gpu_layers} of 64 layers on the GPU" in r for r in s.reasons)
         assert s.ram_bytes is not None and s.ram_bytes > (64 - s.n_gpu_layers) * Q4_K_M / 64
@@ -104,13 +111,14 @@ class TestGPU:
 class TestCPU:
     def test_no_gpu_and_32gb_of_ram(self) -> None:
         s = fit(cpu(32, 30))
-        assert (s.n_gpu_layers, s.n_ctx, s.type_k, s.flash_attn) == (0, 8192, "f16", False)
-        assert s.ram_bytes == Q4_K_M + KV_8K_F16 + MARGIN
+        assert (s.n_gpu_layers, s.n_ctx, s.type_k, s.flash_attn) == (0, 32768, "f16", False)
+        assert s.ram_bytes == Q4_K_M + KV_32K_F16 + MARGIN
         assert "RAM: 30.0 GB available of 32.0 GB" in s.reasons
 
     def test_tight_ram_takes_a_q8_0_kv_cache(self) -> None:
         s = fit(cpu(24, 22.5))
-        assert (s.type_k, s.type_v, s.flash_attn, s.n_ctx) == ("q8_0", "q8_0", True, 8192)
+        # 22.5 - 19.9 - 1.0 GB left: 11,489 tokens of q8_0, rounded down to 1024s
+        assert (s.type_k, s.type_v, s.flash_attn, s.n_ctx) == ("q8_0", "q8_0", True, 11264)
         assert any("makes it fit in memory" in r for r in s.reasons)
 
     def test_tighter_ram_shrinks_the_context_unless_asked(self) -> None:
@@ -149,6 +157,76 @@ class TestExplicitOptions:
         assert (s.type_k, s.type_v) == ("q4_0", "q4_0")
         with pytest.raises(BackendError, match="needs flash attention"):
             fit(nvidia(24, 20), type_v="q8_0", flash_attn=False)
+
+
+RECOMMENDED = "the Qwen/QwQ-32B-GGUF model card runs it with --ctx-size 32768"
+
+
+class TestContext:
+    """Without --ctx, the context grows from 8192 towards the model's recommended one."""
+
+    def test_a_big_gpu_gets_the_recommended_context_without_yarn(self) -> None:
+        s = fit(nvidia(80, 80))
+        assert (s.n_ctx, s.n_gpu_layers, s.type_k, s.yarn) == (32768, -1, "f16", False)
+        assert s.context_reason == (
+            f"context 32,768 tokens, the model's recommended one ({RECOMMENDED}): it fits "
+            "with all 64 layers on the GPU"
+        )
+        assert s.context_reason in s.reasons
+
+    def test_a_small_machine_takes_the_most_that_fits(self) -> None:
+        s = fit(nvidia(24, 23))  # f16 cannot keep the layers; q8_0 fits 14,336 tokens
+        assert (s.n_ctx, s.n_gpu_layers, s.type_k) == (14336, -1, "q8_0")
+        assert s.context_reason.startswith(
+            "context 14,336 tokens, the most that fits with all 64 layers on the GPU (the "
+            "model's recommended context is 32,768"
+        )
+        assert s.context_reason.endswith("; --ctx 32768 insists")
+        assert Q4_K_M + Q8_0_PER_TOKEN * (14336 + 1024) + MARGIN > 23 * GB  # 1024 more: no
+
+    def test_no_room_above_the_default_keeps_it(self) -> None:
+        room = Q4_K_M + MARGIN + Q8_0_PER_TOKEN * 8192 + 0.1 * GB  # not 1024 tokens more
+        s = fit(cpu(24, room / GB))
+        assert (s.n_ctx, s.type_k) == (8192, "q8_0")
+        assert s.context_reason == (
+            f"context 8,192 tokens: the model's recommended 32,768 ({RECOMMENDED}) does not "
+            "fit with the model in RAM; --ctx 32768 insists"
+        )
+
+    def test_less_memory_still_falls_back_below_the_default(self) -> None:
+        s = fit(cpu(24, 22.5), flash_attn=False)
+        assert s.n_ctx == 4096 and s.context_reason.startswith("context 4096 tokens instead")
+
+    def test_an_explicit_context_wins(self) -> None:
+        s = fit(nvidia(80, 80), n_ctx=8192)
+        assert s.n_ctx == 8192 and s.context_reason == "context 8,192 tokens, as asked (--ctx)"
+        assert fit(cpu(24, 22.5), n_ctx=16384, type_k="q8_0", type_v="q8_0").n_ctx == 16384
+
+    def test_unknown_gpu_memory_does_not_assume_a_larger_context(self) -> None:
+        s = fit(Machine(gpu_offload=True, ram_total=64 * GB, ram_available=64 * GB))
+        assert s.n_ctx == 8192
+        assert "the GPU's free memory is unknown; --ctx 32768 insists" in s.context_reason
+
+    def test_the_training_context_caps_the_recommended_one(self) -> None:
+        shorter = {**QWQ, "qwen2.context_length": 16384}
+        s = resolve_settings(QWQ_FILE, shorter, machine=nvidia(80, 80), file_bytes=Q4_K_M)
+        assert s.n_ctx == 16384 and "recommended one" in s.context_reason
+
+    def test_a_model_the_catalog_does_not_know_keeps_the_default(self) -> None:
+        other = {**QWQ, "general.name": "Other 32B"}
+        s = resolve_settings(Path("other.gguf"), other, machine=nvidia(80, 80), file_bytes=Q4_K_M)
+        assert s.n_ctx == 8192
+        assert (
+            s.context_reason
+            == "context 8,192 tokens, the default for this model; --ctx sets another"
+        )
+
+    def test_a_local_qwq_file_gets_the_recommendation(self) -> None:
+        assert catalog.recommended_context(Path("my-QwQ-32B.Q5_K_M.gguf"), {}) == (
+            catalog.QWQ_CONTEXT
+        )
+        assert catalog.recommended_context(Path("x.gguf"), {"general.name": "QwQ 32B"})
+        assert catalog.recommended_context(Path("smollm2.gguf"), {}) is None
 
 
 class TestPlan:
@@ -220,3 +298,18 @@ class TestMachineFit:
         assert run_models(argparse.Namespace(action="info", name="qwq-32b", json=True)) == 0
         out = capsys.readouterr().out
         assert '"n_gpu_layers": 0' in out and "RAM: 30.0 GB available of 32.0 GB" in out
+
+    def test_models_info_explains_the_context(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+        monkeypatch.setattr(_llama_load, "probe_machine", lambda: nvidia(24, 23))
+        assert run_models(argparse.Namespace(action="info", name="qwq-32b", json=True)) == 0
+        context = json.loads(capsys.readouterr().out)["context"]
+        assert context["n_ctx"] == 14336 and context["recommended"] == 32768
+        assert context["source"] == RECOMMENDED
+        assert context["why"].startswith("context 14,336 tokens, the most that fits")
+        assert run_models(argparse.Namespace(action="info", name="qwq-32b", json=False)) == 0
+        text = capsys.readouterr().out
+        assert "\n  plan: context 14,336 tokens, all layers on the GPU" in text
+        assert f"\n  {context['why']}\n  why:\n" in text

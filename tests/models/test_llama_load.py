@@ -80,7 +80,7 @@ class TestSettings:
     def test_defaults_on_cpu(self, tmp_path: Path) -> None:
         path = write_gguf(tmp_path / "qwq-32b-q4_k_m.gguf")
         s = resolve_settings(path, read_metadata(path), n_gpu_layers=0, machine=ROOMY)
-        assert s.n_ctx == 8192 and not s.yarn and not s.flash_attn
+        assert s.n_ctx == 32768 and not s.yarn and not s.flash_attn  # QwQ: its recommended
         assert (s.type_k, s.type_v) == ("f16", "f16")
         assert s.n_threads >= 1 and s.n_threads_batch >= s.n_threads
 
