@@ -46,6 +46,10 @@ class Agent:
         workspace: the only folder file tools may touch.
         max_steps: model generations per run.
         max_tokens: sampled tokens per run (``None``: no budget but the window).
+        thinking_budget: thinking tokens per run (tool calls written while thinking count);
+            when reached, the runtime closes the thinking with a short sentence and
+            ``</think>`` (Qwen's recipe, see :mod:`agent.thinking_budget`), emits a
+            ``thinking_closed`` event, and the model answers. ``None``: no budget.
         timeout: wall-clock seconds per run (``None``: none).
         temperature, seed: override the model's sampling defaults; ``sampling`` replaces them.
         tool_choice: ``"required"`` makes the first step a tool call (grammar-constrained
@@ -86,6 +90,7 @@ class Agent:
         workspace: str | Path = ".",
         max_steps: int = 20,
         max_tokens: int | None = None,
+        thinking_budget: int | None = None,
         timeout: float | None = None,
         temperature: float | None = None,
         seed: int | None = None,
@@ -111,6 +116,7 @@ class Agent:
             timeout=timeout,
             max_repeated_calls=max_repeated_calls,
             max_calls_per_step=max_calls_per_step,
+            thinking_budget=thinking_budget,
         )
         if temperature is not None and temperature < 0:
             raise ValueError(f"temperature must be 0 or more, got {temperature!r}")

@@ -28,10 +28,13 @@ FinishReason = Literal[
     "timeout",
     "repeated_call",
     "context_overflow",
+    "repetition",
     "cancelled",
     "error",
 ]
-"""Why a run ended. Only ``"completed"`` means the model ended its answer by itself."""
+"""Why a run ended. Only ``"completed"`` means the model ended its answer by itself.
+``"repetition"``: the thinking kept repeating itself after the presence penalty was raised
+(see :class:`Repetition`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +155,69 @@ class Finished:
     kind: Literal["finished"] = "finished"
 
 
-Event = Thinking | Text | ToolCallEvent | ToolResult | Approval | UsageEvent | Error | Finished
+@dataclass(frozen=True, slots=True)
+class ThinkingClosed:
+    """The runtime closed the model's thinking by inserting ``text`` (which ends with
+    ``</think>``) into the context; the model then writes its answer."""
+
+    reason: Literal["budget"]
+    """``"budget"``: the run's thinking reached ``thinking_budget`` tokens."""
+    tokens: int
+    """Thinking tokens generated in the run when it was closed."""
+    text: str
+    """What was inserted (``prompts/thinking_budget.md.j2`` between blank lines, then
+    ``</think>``); it is in the context and the transcript, not in the thinking events."""
+    kind: Literal["thinking_closed"] = "thinking_closed"
+
+
+@dataclass(frozen=True, slots=True)
+class Repetition:
+    """The thinking repeats itself: the same span of ``period`` characters, ``repeats``
+    times in a row at the end of what the model wrote (:mod:`agent.repetition`)."""
+
+    period: int
+    repeats: float
+    action: Literal["presence_penalty", "stopped"]
+    """``"presence_penalty"``: generation goes on with ``presence_penalty`` for the rest of
+    the step; ``"stopped"``: it went on repeating, so the run ends with ``"repetition"``."""
+    presence_penalty: float
+    """The presence penalty in force from now on (``"presence_penalty"``) or that was in force
+    (``"stopped"``)."""
+    unit: str = ""
+    """The repeated text (its first 200 characters)."""
+    kind: Literal["repetition"] = "repetition"
+
+
+@dataclass(frozen=True, slots=True)
+class Compacted:
+    """The context was full, so the reasoning of finished steps was dropped from it (their
+    calls, the results and the current thought are kept) and the rest evaluated again."""
+
+    tokens_before: int
+    """Context tokens needed before compacting (what did not fit)."""
+    tokens_after: int
+    """Context tokens after compacting."""
+    segments: int
+    """Model segments (steps' outputs) whose reasoning was dropped."""
+    estimated: bool = False
+    """``tokens_after`` is estimated from characters: the backend evaluates nothing until its
+    next request (servers), so it could not count them."""
+    kind: Literal["compacted"] = "compacted"
+
+
+Event = (
+    Thinking
+    | Text
+    | ToolCallEvent
+    | ToolResult
+    | Approval
+    | UsageEvent
+    | Error
+    | Finished
+    | ThinkingClosed
+    | Repetition
+    | Compacted
+)
 """Any event of a run."""
 
 EVENT_TYPES: dict[str, type[Any]] = {
@@ -164,6 +229,9 @@ EVENT_TYPES: dict[str, type[Any]] = {
     "usage": UsageEvent,
     "error": Error,
     "finished": Finished,
+    "thinking_closed": ThinkingClosed,
+    "repetition": Repetition,
+    "compacted": Compacted,
 }
 
 

@@ -30,6 +30,7 @@ from typing import Any
 import prompts
 from agent.approval import ApprovalCallback, ApprovalPolicy, DataFlow, ask_callback
 from agent.call_formats import unrun_feedback
+from agent.compaction import Compactor
 from agent.events import (
     Approval,
     Error,
@@ -44,24 +45,16 @@ from agent.events import (
     UsageEvent,
 )
 from agent.executor import PreparedCall, ToolExecutor
-from agent.parser import (
-    AnswerText,
-    CallError,
-    InventedResponse,
-    ParsedCall,
-    StreamParser,
-    ThinkingEnded,
-    ThinkingText,
-)
+from agent.parser import AnswerText, CallError, ParsedCall, StreamParser, ThinkingText
+from agent.step import Step, generate_step
+from agent.thinking_budget import ThinkingBudget
 from models import chat_template
 from models.base import (
     Backend,
     BackendError,
     ContextOverflowError,
-    GenerateOptions,
     Sampling,
     Segment,
-    StopReason,
     Usage,
 )
 from models.control_tokens import Neutraliser, neutraliser
@@ -81,6 +74,9 @@ class Limits:
     max_calls_per_step: int = 16
     """Calls run from one generation; the rest get an error observation (one step cannot
     start thousands of tools or sandboxes)."""
+    thinking_budget: int | None = None
+    """Thinking tokens per run; then the runtime closes the thinking and the model answers
+    (:mod:`agent.thinking_budget`). ``None``: no budget."""
 
     def __post_init__(self) -> None:
         """Raises ``ValueError`` for a limit that could never be met (zero, negative)."""
@@ -97,6 +93,10 @@ class Limits:
         if self.max_repeated_calls < 1:
             raise ValueError(
                 f"max_repeated_calls must be at least 1, got {self.max_repeated_calls!r}"
+            )
+        if self.thinking_budget is not None and self.thinking_budget < 0:
+            raise ValueError(
+                f"thinking_budget must be 0 or more tokens (or None), got {self.thinking_budget!r}"
             )
 
 
@@ -122,20 +122,10 @@ class RunState:
     """``time.monotonic()`` when the run began."""
     flow: DataFlow = field(default_factory=DataFlow)
     """The private reads so far, for the exfiltration gate (:mod:`agent.approval`)."""
-
-
-@dataclass
-class _Step:
-    """What one generation produced."""
-
-    text: str = ""
-    reason: StopReason | str = "end_of_turn"
-    items: list[ParsedCall | CallError] = field(default_factory=list)
-    thinking_call: ParsedCall | CallError | None = None
-    answer: list[str] = field(default_factory=list)
-    thought_ended: bool = False
-    invented_at: int | None = None
-    """Where the model began a ``<tool_response>`` of its own; generation stopped there."""
+    budget: ThinkingBudget = field(default_factory=lambda: ThinkingBudget(None))
+    """The run's thinking tokens against ``limits.thinking_budget`` (set by :func:`run_loop`)."""
+    usage_start: Usage = field(default_factory=Usage)
+    """The backend's counters when the run began (the run's usage is the difference)."""
 
 
 def build_messages(
@@ -178,13 +168,15 @@ def run_loop(state: RunState, history: Sequence[dict[str, Any]], prompt: str) ->
     backend, limits = state.backend, state.limits
     started = state.started = time.monotonic()
     deadline = started + limits.timeout if limits.timeout is not None else None
-    usage_start = backend.usage.copy()
+    usage_start = state.usage_start = backend.usage.copy()
+    state.budget = ThinkingBudget(limits.thinking_budget)
     state.flow.note_history(history, state.registry)
     state.new_messages.append({"role": "user", "content": prompt})
     try:
         context = [
             Segment(render_prompt(state, build_messages(state, history, prompt)), "template")
         ]
+        compactor = Compactor(context)
     except chat_template.TemplateError as exc:
         yield Error(f"the prompt could not be rendered: {exc}", "template", fatal=True)
         yield Finished("error", "", detail=str(exc), duration=time.monotonic() - started)
@@ -206,10 +198,11 @@ def run_loop(state: RunState, history: Sequence[dict[str, Any]], prompt: str) ->
         parser = StreamParser(
             in_thinking=in_thinking, calls_in_thinking=state.placement == "interleaved"
         )
-        options = _options(state, first=steps == 1, usage_start=usage_start, deadline=deadline)
-        step = _Step()
+        step = Step(parser)
         try:
-            yield from _generate(state, context, parser, options, deadline, step)
+            yield from generate_step(
+                state, context, compactor, step, grammar_allowed=steps == 1, deadline=deadline
+            )
         except ContextOverflowError as exc:
             yield Error(str(exc), "context_overflow", fatal=True)
             yield from _finish(state, turn_raw, "context_overflow", "", str(exc))
@@ -218,8 +211,12 @@ def run_loop(state: RunState, history: Sequence[dict[str, Any]], prompt: str) ->
             yield Error(str(exc), "backend", fatal=True)
             yield from _finish(state, turn_raw, "error", "", str(exc))
             return
-        if step.text:  # backends record no segment for an empty generation either
-            context.append(Segment(step.text, "model"))
+        parser = step.parser  # a new one when the budget closed the thinking
+        for segment, thought in zip(step.segments, step.thoughts, strict=True):
+            if thought:
+                compactor.note(len(context))
+            context.append(segment)
+        if step.text:
             turn_raw.append(step.text)
         state.usage = _run_usage(state, usage_start)
         yield UsageEvent(state.usage.copy(), steps)
@@ -237,14 +234,29 @@ def run_loop(state: RunState, history: Sequence[dict[str, Any]], prompt: str) ->
             new_turn = False
             continue
 
-        if step.reason in ("cancelled", "timeout", "length", "context_full"):
+        if step.reason in (
+            "cancelled",
+            "timeout",
+            "length",
+            "context_full",
+            "repetition",
+            "thinking_budget",
+        ):
             ending: dict[str, tuple[FinishReason, str]] = {
                 "cancelled": ("cancelled", "the run was cancelled"),
                 "timeout": ("timeout", f"the run took longer than its {limits.timeout} s limit"),
                 "length": ("max_tokens", _budget_detail(state, step)),
                 "context_full": (
                     "context_overflow",
-                    "the context window is full; start a new session or raise --ctx",
+                    "the context window is full even with the reasoning of finished steps "
+                    "dropped; start a new session or raise --ctx",
+                ),
+                "repetition": ("repetition", _repetition_detail(step)),
+                "thinking_budget": (
+                    "max_tokens",
+                    f"the thinking used its budget of {limits.thinking_budget} tokens, and this "
+                    "backend cannot close the thinking inside its turn (a chat-only server); "
+                    "use the completions API mode to have the model answer",
                 ),
             }
             why, text = ending[str(step.reason)]
@@ -295,30 +307,6 @@ def run_loop(state: RunState, history: Sequence[dict[str, Any]], prompt: str) ->
         new_turn = True
 
 
-def _options(
-    state: RunState, *, first: bool, usage_start: Usage, deadline: float | None
-) -> GenerateOptions:
-    limits = state.limits
-    remaining = None
-    if limits.max_tokens is not None:
-        used = state.backend.usage.completion_tokens - usage_start.completion_tokens
-        remaining = max(0, limits.max_tokens - used)
-    grammar = None
-    info = state.backend.info
-    if first and state.tool_choice == "required" and info.supports_grammar and len(state.registry):
-        from models.grammar import tool_call_grammar
-
-        grammar = tool_call_grammar(state.registry.specs(), allow_thinking=info.opens_thinking)
-    cancel = state.cancel
-
-    def interrupt() -> bool:  # so that a long prompt evaluation honours cancel and timeout
-        return cancel.is_set() or (deadline is not None and time.monotonic() >= deadline)
-
-    return GenerateOptions(
-        sampling=state.sampling, max_tokens=remaining, grammar=grammar, interrupt=interrupt
-    )
-
-
 def _limit_reached(
     state: RunState, steps: int, deadline: float | None
 ) -> tuple[FinishReason | None, str]:
@@ -337,7 +325,16 @@ def _limit_reached(
     return None, ""
 
 
-def _budget_detail(state: RunState, step: _Step) -> str:
+def _repetition_detail(step: Step) -> str:
+    repeat = step.repeat
+    what = f" (a span of {repeat.period} characters, {repeat.repeats:.0f} times)" if repeat else ""
+    return (
+        f"the model's thinking kept repeating itself{what} after the presence penalty was "
+        "raised; try again (another seed), or simplify the task"
+    )
+
+
+def _budget_detail(state: RunState, step: Step) -> str:
     where = (
         " (in the middle of a tool call, which was not run)"
         if _ends_in_open_call(step.text)
@@ -348,69 +345,6 @@ def _budget_detail(state: RunState, step: _Step) -> str:
 
 def _ends_in_open_call(text: str) -> bool:
     return text.rfind("<tool_call>") > text.rfind("</tool_call>")
-
-
-def _generate(
-    state: RunState,
-    context: list[Segment],
-    parser: StreamParser,
-    options: GenerateOptions,
-    deadline: float | None,
-    step: _Step,
-) -> Generator[Event, None, None]:
-    """Stream one generation into ``step``, yielding thinking and answer events."""
-    gen = state.backend.generate(context, options)
-    fed: list[str] = []
-    try:
-        while True:
-            try:
-                chunk = next(gen)
-            except StopIteration as stop:
-                step.reason = stop.value
-                if step.reason == "interrupted":
-                    step.reason = "cancelled" if state.cancel.is_set() else "timeout"
-                break
-            fed.append(chunk)
-            for item in parser.feed(chunk):
-                if isinstance(item, ThinkingText):
-                    yield Thinking(item.text)
-                elif isinstance(item, AnswerText):
-                    step.answer.append(item.text)
-                    yield Text(item.text)
-                elif isinstance(item, ThinkingEnded):
-                    step.thought_ended = True
-                elif isinstance(item, InventedResponse):
-                    step.invented_at = item.at  # its text is dropped; real results go there
-                    if parser.in_thinking and state.placement == "interleaved":
-                        step.thinking_call = _no_call_made(item.at)
-                    break
-                elif item.placement == "thinking" and state.placement == "interleaved":
-                    step.thinking_call = item
-                    break
-                else:
-                    step.items.append(item)
-            if step.thinking_call is not None or step.invented_at is not None:
-                break
-            if state.cancel.is_set():
-                step.reason = "cancelled"
-                break
-            if deadline is not None and time.monotonic() >= deadline:
-                step.reason = "timeout"
-                break
-    finally:
-        gen.close()
-    text = "".join(fed)
-    if step.thinking_call is not None:
-        text = text[: step.thinking_call.end]
-    elif step.invented_at is not None:
-        text = text[: step.invented_at]
-    step.text = text
-
-
-def _no_call_made(at: int) -> CallError:
-    """The result of a ``<tool_response>`` the model opened with no call before it."""
-    message = prompts.render("invented_response")
-    return CallError(message, "thinking", "", True, at, kind="invented_response")
 
 
 def _run_calls(

@@ -82,7 +82,10 @@ class GenerateOptions:
 
     sampling: Sampling = field(default_factory=Sampling)
     max_tokens: int | None = None
-    """Generate at most this many tokens in this call (``None``: until the window is full)."""
+    """Generate at most this many tokens in this call (``None``: until the window is full).
+    ``0`` evaluates the context and generates nothing (reason ``"length"``); the agent uses it
+    to evaluate a compacted context once. A backend that evaluates nothing until it
+    generates (a server) returns at once without a request."""
     grammar: str | None = None
     """A GBNF grammar constraining this generation, for backends that support grammars."""
     stop: tuple[str, ...] = ()

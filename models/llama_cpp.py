@@ -49,7 +49,7 @@ from models._llama_load import (
     resolve_settings,
 )
 from models._llama_record import ContextRecord
-from models._llama_tokens import Vocabulary, make_sampler
+from models._llama_tokens import PENALTY_LAST_N, Vocabulary, make_sampler
 from models.base import (
     BackendError,
     BackendInfo,
@@ -215,6 +215,7 @@ class LlamaCppBackend:
         if len(target) >= self._n_ctx:
             raise ContextOverflowError(len(target) + 1, self._n_ctx)
         sampler = make_sampler(self._llm, options)
+        _prime_penalties(sampler, options, target)
         run = self._run(segments, target, ends, continuation, sampler, options)
         self._active = run
         return run
@@ -440,6 +441,21 @@ class LlamaCppBackend:
             record.segments.append(Segment(text, "model"))
             record.ends.append(len(record.tokens))
         self._usage.context_tokens = len(record.tokens)
+
+
+def _prime_penalties(sampler: LlamaSampler, options: GenerateOptions, context: list[int]) -> None:
+    """Show the penalty sampler (first in the chain when a penalty is set) the last
+    ``PENALTY_LAST_N`` tokens of the context, so that penalties cover what was written just
+    before this generation too: a generation restarted with a presence penalty because the
+    thinking repeats itself (:mod:`agent.step`) penalises the repeated text at once."""
+    s = options.sampling
+    if s.repeat_penalty == 1.0 and s.presence_penalty == 0.0 and s.frequency_penalty == 0.0:
+        return
+    import llama_cpp
+
+    penalties = llama_cpp.llama_sampler_chain_get(sampler.sampler, 0)
+    for token in context[-PENALTY_LAST_N:]:
+        llama_cpp.llama_sampler_accept(penalties, token)
 
 
 class _Interrupted(Exception):

@@ -6,6 +6,11 @@ it stops, e.g. ``"I should add.\\n<tool_call>\\n{...}\\n</tool_call>"`` then
 characters, like tokens) so that the parser and the loop see what they would see from a real
 model, and closing the generator early is honoured like a real backend does.
 
+The context window (``context_size``, in approximate tokens of 4 characters) is enforced as
+a real backend does: a context that does not fit raises
+:class:`~models.base.ContextOverflowError`, and a turn that fills the window stops with
+``"context_full"``. A call with ``max_tokens=0`` only evaluates the context: it plays no turn.
+
 It records every prompt (``prompts``: the full context text at each call) and every
 observation (``observations``: the text appended since its previous turn), and raises
 :class:`ScriptExhaustedError` when the script runs out. It is what tests, demos and the TUI's
@@ -39,7 +44,12 @@ class ScriptExhaustedError(BackendError):
 
 def _approx_tokens(text: str) -> int:
     """A deterministic stand-in for a tokenizer: one token per 4 characters (at least 1)."""
-    return max(1, (len(text) + 3) // 4) if text else 0
+    return _tokens_of(len(text))
+
+
+def _tokens_of(chars: int) -> int:
+    """:func:`_approx_tokens` of a text of ``chars`` characters."""
+    return max(1, (chars + 3) // 4) if chars else 0
 
 
 class ScriptedBackend:
@@ -142,6 +152,9 @@ class ScriptedBackend:
         if self.closed:
             raise BackendError("the scripted backend is closed")
         self._account_prompt(context)
+        if options.max_tokens == 0:  # evaluate the context only: no turn is played
+            self.options.append(options)
+            return self._play("", options)
         if self._next >= len(self.turns) and self.loop and self.turns:
             self._next = 0
         if self._next >= len(self.turns):
@@ -180,17 +193,24 @@ class ScriptedBackend:
 
     def _play(self, text: str, options: GenerateOptions) -> Generator[str, None, StopReason]:
         produced: list[str] = []
+        chars = 0
         budget = options.max_tokens
-        reason: StopReason = "end_of_turn"
+        reason: StopReason = "length" if budget == 0 else "end_of_turn"
         started = time.perf_counter()
         try:
+            window = self._info.context_size
             for chunk in _chunks(text, self.chunk_size):
-                if budget is not None and self._usage_tokens(produced) >= budget:
+                tokens = _tokens_of(chars)
+                if budget is not None and tokens >= budget:
                     reason = "length"
+                    break
+                if window and self._usage.context_tokens + tokens >= window:
+                    reason = "context_full"  # like a real backend: the rest of the turn is lost
                     break
                 if self.delay:
                     time.sleep(self.delay)
                 produced.append(chunk)
+                chars += len(chunk)
                 yield chunk
                 stop = next((s for s in options.stop if s in "".join(produced)), None)
                 if stop is not None:
@@ -205,10 +225,6 @@ class ScriptedBackend:
             if out:
                 self._seen.append(Segment(out, "model"))
         return reason
-
-    @staticmethod
-    def _usage_tokens(produced: list[str]) -> int:
-        return _approx_tokens("".join(produced))
 
     def close(self) -> None:
         self.closed = True

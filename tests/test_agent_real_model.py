@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 import agent.loop
+import agent.step
 from agent import Agent
 from models.base import GenerateOptions, Segment, StopReason, Usage
 from models.llama_cpp import LlamaCppBackend
@@ -52,8 +53,9 @@ class Recording:
 
 
 class SkewedClock:
-    """The ``time`` module as :mod:`agent.loop` sees it, with ``monotonic()`` moved forward on
-    demand: a run's deadline passes at a chosen point, whatever the machine's speed."""
+    """The ``time`` module as :mod:`agent.loop` and :mod:`agent.step` see it, with
+    ``monotonic()`` moved forward on demand: a run's deadline passes at a chosen point,
+    whatever the machine's speed."""
 
     def __init__(self) -> None:
         self.skew = 0.0
@@ -130,6 +132,7 @@ def test_timeout_and_cancel_stop_a_long_prompt_evaluation(
     assert prompt_tokens > 2 * SMALL_BATCH  # several of llama.cpp's batches
     clock = SkewedClock()
     monkeypatch.setattr(agent.loop, "time", clock)
+    monkeypatch.setattr(agent.step, "time", clock)  # the generation's interrupt is there
     run = Agent(backend, transcript=False, timeout=HANG_BOUND if limit == "timeout" else None)
     original = backend._eval
 

@@ -24,11 +24,14 @@ from textual.widgets import Markdown, Static
 
 from agent.events import (
     Approval,
+    Compacted,
     Error,
     Event,
     Finished,
+    Repetition,
     Text,
     Thinking,
+    ThinkingClosed,
     ToolCallEvent,
     ToolResult,
     UsageEvent,
@@ -70,6 +73,20 @@ class Note(Static):
 
     def __init__(self, text: str, kind: str = "info") -> None:
         super().__init__(Content(text), classes=f"note -{kind}")
+
+
+def _runtime_note(event: ThinkingClosed | Repetition | Compacted) -> str:
+    """A line saying what the runtime did to the model's generation."""
+    if isinstance(event, ThinkingClosed):
+        return f"thinking closed: its budget was spent ({event.tokens:,} tokens)"
+    if isinstance(event, Repetition):
+        if event.action == "stopped":
+            return "the thinking kept repeating itself: stopped"
+        return f"the thinking repeats itself: presence penalty {event.presence_penalty}"
+    return (
+        f"context compacted: {event.tokens_before:,} -> {event.tokens_after:,} tokens "
+        f"(the reasoning of {event.segments} finished steps dropped)"
+    )
 
 
 class AssistantTurn(Vertical):
@@ -133,6 +150,12 @@ class AssistantTurn(Vertical):
                 await self._finish(event)
             case UsageEvent():
                 pass
+            case ThinkingClosed() | Repetition() | Compacted():
+                note = Note(_runtime_note(event), "info")
+                if self.thinking is not None:
+                    await self.thinking.insert(note)
+                else:
+                    await self._mount_here(note)
             case _:
                 assert_never(event)
 
