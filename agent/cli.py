@@ -88,6 +88,12 @@ def _common(parser: argparse.ArgumentParser, *, file_defaults: bool = False) -> 
     a.add_argument("--placement", choices=("interleaved", "template"), help=note("placement"))
     a.add_argument("--max-steps", type=int, help="model generations per task" + note("max_steps"))
     a.add_argument("--max-tokens", type=int, help="generation budget per task")
+    a.add_argument(
+        "--thinking-budget",
+        type=int,
+        metavar="N",
+        help="thinking tokens per task; then the thinking is closed and the model answers",
+    )
     a.add_argument("--timeout", type=float, help="seconds per task")
     a.add_argument("--tool-choice", choices=("auto", "required"), help=note("tool_choice"))
     a.add_argument("--system", help="system prompt (default: the built-in one)")

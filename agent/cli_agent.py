@@ -112,6 +112,7 @@ def agent_from_args(args: argparse.Namespace, **overrides: Any) -> Any:
         "workspace": workspace,
         "max_steps": pick("max_steps"),
         "max_tokens": pick("max_tokens"),
+        "thinking_budget": pick("thinking_budget"),
         "timeout": pick("timeout"),
         "temperature": pick("temperature"),
         "seed": pick("seed"),

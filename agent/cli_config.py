@@ -25,6 +25,7 @@ Row = tuple[str, Any, str]
 
 _BUILT_IN = {
     "max_tokens": "no limit",
+    "thinking_budget": "no limit",
     "timeout": "no limit",
     "temperature": "the model's recommended value",
     "seed": "random",
@@ -82,6 +83,7 @@ def settings_in_effect(args: argparse.Namespace, config: Config) -> list[Row]:
         "tool_choice": config.tool_choice,
         "max_steps": limits.max_steps,
         "max_tokens": limits.max_tokens,
+        "thinking_budget": limits.thinking_budget,
         "timeout": limits.timeout,
         "temperature": config.temperature,
         "seed": config.seed,

@@ -49,6 +49,7 @@ _OPTIONS = {
     "workspace": "workspace",
     "max_steps": "max_steps",
     "max_tokens": "max_tokens",
+    "thinking_budget": "thinking_budget",
     "timeout": "timeout_s",
     "system": "system",
 }

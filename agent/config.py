@@ -15,6 +15,7 @@ keys are errors (a typo must not be silently ignored). An example::
     [limits]
     max_steps = 30
     max_tokens = 16384
+    thinking_budget = 8192
 
     [tool_settings.python]           # seen by the tool through its ToolContext
     cpu_seconds = 10
@@ -71,6 +72,8 @@ class LimitsConfig(_Section):
 
     max_steps: int | None = Field(default=None, ge=1)
     max_tokens: int | None = Field(default=None, ge=1)
+    thinking_budget: int | None = Field(default=None, ge=0)
+    """Thinking tokens per run; then the thinking is closed and the model answers."""
     timeout: float | None = Field(default=None, gt=0)
     """Wall-clock seconds per run."""
     max_repeated_calls: int | None = Field(default=None, ge=1)

@@ -146,6 +146,7 @@ class Planner:
             workspace=workspace,
             max_steps=pick("max_steps", 20),
             max_tokens=pick("max_tokens", None),
+            thinking_budget=pick("thinking_budget", None),
             timeout_s=pick("timeout_s", None),
             system=system,
             expect=task.expect,

@@ -329,6 +329,7 @@ class Runner:
             workspace=plan.workspace,
             max_steps=plan.max_steps,
             max_tokens=plan.max_tokens,
+            thinking_budget=plan.thinking_budget,
             timeout=plan.timeout_s,
             sampling=sampling,
             tool_choice=plan.tool_choice,

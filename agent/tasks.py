@@ -71,6 +71,8 @@ class Settings(BaseModel):
     workspace: str | None = Field(default=None, min_length=1)
     max_steps: int | None = Field(default=None, ge=1)
     max_tokens: int | None = Field(default=None, ge=1)
+    thinking_budget: int | None = Field(default=None, ge=0)
+    """Thinking tokens per task; then the thinking is closed and the model answers."""
     timeout_s: float | None = Field(default=None, gt=0)
     system: str | None = None
     system_file: str | None = Field(default=None, min_length=1)
@@ -140,6 +142,8 @@ class TaskPlan:
     """Where the task file sets a load option of this task (``ctx``, ``n_gpu_layers``):
     ``FILE:LINE:COL`` by setting name; options from the command line or the defaults are not
     here. Lets a model-loading error point into the file instead of at a flag."""
+    thinking_budget: int | None = None
+    """Thinking tokens per run (``None``: no budget), see :mod:`agent.thinking_budget`."""
 
     @property
     def model_key(self) -> tuple[str, int | None, int | None]:

@@ -129,3 +129,33 @@ def test_a_zero_budget_closes_the_thinking_before_any_token(make_agent: MakeAgen
     result = agent.run("q")
     assert result.ok and result.answer == ANSWER
     assert backend.prompts[0].endswith("<think>\n" + closing_text())
+
+
+def test_task_files_the_command_line_and_the_config_set_the_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agent.cli import build_parser
+    from agent.cli_agent import agent_from_args
+    from agent.tasks import Settings, load_task_file
+
+    tasks = tmp_path / "tasks.yaml"
+    tasks.write_text(
+        "thinking_budget: 300\ntasks:\n  - {id: a, prompt: hi}\n"
+        "  - {id: b, prompt: hi, thinking_budget: 0}\n",
+        encoding="utf-8",
+    )
+    first, second = load_task_file(tasks).plan(cwd=tmp_path)
+    assert (first.thinking_budget, second.thinking_budget) == (300, 0)
+    (plan, _) = load_task_file(tasks).plan(Settings(thinking_budget=7), cwd=tmp_path)
+    assert plan.thinking_budget == 7
+
+    config = tmp_path / "config.toml"
+    config.write_text("[limits]\nthinking_budget = 512\n", encoding="utf-8")
+    script = tmp_path / "s.yaml"
+    script.write_text("turns: ['</think>ok']\n", encoding="utf-8")
+    common = ["ask", "q", "--model", f"scripted:{script}", "--config", str(config)]
+    monkeypatch.chdir(tmp_path)
+    from_file = agent_from_args(build_parser().parse_args(common))
+    assert from_file.limits.thinking_budget == 512
+    flag = agent_from_args(build_parser().parse_args([*common, "--thinking-budget", "64"]))
+    assert flag.limits.thinking_budget == 64
