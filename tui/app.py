@@ -7,9 +7,11 @@ inject an agent on a :class:`models.scripted.ScriptedBackend`.
 Threads (the contract that keeps the UI responsive):
 
 * The model runs in a thread worker (``@work(thread=True)``): it iterates
-  ``agent.stream(prompt)`` and puts each event on a queue, nothing else. The UI drains the
-  queue :data:`DRAIN_HZ` times a second, merges text deltas and applies them in order, so
-  the cost of drawing does not grow with the number of tokens and never slows the model.
+  ``agent.stream(prompt)`` and puts each event on a queue, with the run's live figures
+  (:class:`tui.live_usage.LiveMeter`: tokens/s, context, thinking tokens) at most every
+  0.25 s. The UI drains the queue :data:`DRAIN_HZ` times a second, merges text deltas and
+  applies them in order, so the cost of drawing does not grow with the number of tokens and
+  never slows the model.
 * A dangerous call makes the agent call its approval callback on the worker thread:
   :class:`tui.approvals.ApprovalBridge` shows the approval modal and the thread waits for
   the person's answer (a cancel or quit answers "deny").
@@ -18,8 +20,8 @@ Threads (the contract that keeps the UI responsive):
   again within :data:`QUIT_WINDOW` seconds, quits.
 
 ``deterministic=True`` makes every frame a function of the events alone (no clocks, no
-durations, no speed, no spinner motion, no cursor blink, no animations): for snapshot tests
-and screenshots.
+durations, no speed, no spinner motion, no cursor blink, no animations, live figures only
+after each step): for snapshot tests and screenshots.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from agent.events import Error, Event, Finished, UsageEvent
 from models.base import BackendError
 from tui import command_handlers, commands, errors, loading
 from tui.approvals import ApprovalBridge
+from tui.live_usage import INTERVAL, LiveFigures, LiveMeter
 from tui.palette import SlashCommands
 from tui.widgets.conversation import Conversation
 from tui.widgets.prompt import PromptInput
@@ -110,8 +113,8 @@ class ChatApp(App[int]):
         self.turn: AssistantTurn | None = None
         self.run_done = threading.Event()
         self.run_done.set()
-        self._events: queue.SimpleQueue[Event | None] = queue.SimpleQueue()
-        """Events from the run's worker thread; ``None`` when the run has ended."""
+        self._events: queue.SimpleQueue[Event | LiveFigures | None] = queue.SimpleQueue()
+        """Events and live figures from the run's worker thread; ``None`` when it has ended."""
         self._drain_timer: Timer | None = None
         self.pending_prompt: str | None = None
         """A task sent while the model loads; it starts when the model is ready."""
@@ -218,8 +221,13 @@ class ChatApp(App[int]):
     @work(thread=True, exclusive=True, group="run", exit_on_error=False)
     def _run_worker(self, prompt: str) -> None:
         try:
+            backend = self.agent.backend
+            interval = None if self.deterministic else INTERVAL
+            meter = LiveMeter(lambda: backend.usage, interval=interval)
             for event in self.agent.stream(prompt):
                 self._events.put(event)
+                if (figures := meter.observe(event)) is not None:
+                    self._events.put(figures)
         except Exception as exc:  # a crash of the run is shown, not raised into the UI
             message = f"the run failed: {errors.describe(exc)}"
             self._events.put(Error(message, "internal", fatal=True))
@@ -230,7 +238,7 @@ class ChatApp(App[int]):
 
     async def drain(self) -> None:
         """Apply the events the worker has queued since the last drain."""
-        items: list[Event | None] = []
+        items: list[Event | LiveFigures | None] = []
         while True:
             try:
                 items.append(self._events.get_nowait())
@@ -239,11 +247,15 @@ class ChatApp(App[int]):
         if not items:
             return
         turn = self.turn
-        for event in coalesce(item for item in items if item is not None):
+        events = [item for item in items if item is not None and not isinstance(item, LiveFigures)]
+        for event in coalesce(events):
             if isinstance(event, UsageEvent):
                 self.status.update_usage(event.usage, event.step)
             if turn is not None:
                 await turn.apply(event)
+        live = [item for item in items if isinstance(item, LiveFigures)]
+        if live:  # the meter reads after each UsageEvent: its last figures are the newest
+            self.status.update_live(live[-1])
         self.call_after_refresh(self.conversation.follow)
         if None in items:
             self._run_ended()

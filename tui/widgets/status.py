@@ -1,13 +1,16 @@
 """``StatusBar``: what the agent is, and what the current run costs.
 
 Shows the model, the placement, the activity (idle, loading, running, with a spinner),
-decode speed in tokens/s, context used / context size, prompt tokens reused from the
-cache, the step count and the elapsed time of the run. While a model loads, an
-indeterminate progress bar runs beside it.
+decode speed in tokens/s, context used / context size, tokens of thinking, prompt tokens
+reused from the cache, the step count and the elapsed time of the run. While a model loads,
+an indeterminate progress bar runs beside it.
 
 Contract: the bar only displays what it is told (:meth:`StatusBar.set_model`,
-:meth:`StatusBar.start_run`, :meth:`StatusBar.update_usage` …); with ``show_timings`` off
-it shows neither speed nor elapsed time, so a screenshot of it is deterministic.
+:meth:`StatusBar.start_run`, :meth:`StatusBar.update_usage` after each step,
+:meth:`StatusBar.update_live` several times a second while the model generates …); with
+``show_timings`` off it shows neither speed nor elapsed time, so a screenshot of it is
+deterministic. An estimated token count (the backend has not counted the text yet) is
+marked ``~``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from textual.widgets import ProgressBar, Static
 from models.base import Usage
 from models.progress import LoadProgress
 from tui import render
+from tui.live_usage import LiveFigures
 from tui.widgets.tool_card import SPINNER
 
 
@@ -40,12 +44,15 @@ class StatusBar(Horizontal):
         self.placement = ""
         self.context_size = 0
         self.usage: Usage | None = None
+        self.live: LiveFigures | None = None
+        """The run's figures while it generates (:mod:`tui.live_usage`)."""
         self.step = 0
         self.activity = "idle"
         self._started: float | None = None
         self._elapsed = 0.0
         self._frame = 0
         self._ticker: Timer | None = None
+        self._content = Content("")
         self._text = Static("", markup=False, id="status-text")
         self._progress = ProgressBar(total=None, show_eta=False, show_percentage=False)
         self._progress.display = False
@@ -90,7 +97,7 @@ class StatusBar(Horizontal):
     def clear_run(self) -> None:
         """Forget the last run's figures and outcome (``/new``; a new model has nothing to
         show yet). What the agent is doing now (loading, running) stays."""
-        self.usage, self.step = None, 0
+        self.usage, self.live, self.step = None, None, 0
         self._started, self._elapsed = None, 0.0
         if self._ticker is None:
             self.activity = "idle"
@@ -104,6 +111,11 @@ class StatusBar(Horizontal):
 
     def update_usage(self, usage: Usage, step: int) -> None:
         self.usage, self.step = usage, step
+        self.refresh_status()
+
+    def update_live(self, figures: LiveFigures) -> None:
+        """Show ``figures`` of the run in progress (speed, context, thinking tokens)."""
+        self.live = figures
         self.refresh_status()
 
     def set_activity(self, label: str) -> None:
@@ -139,14 +151,20 @@ class StatusBar(Horizontal):
             (f"{SPINNER[self._frame]} " if busy else "", "$accent"),
             (f"{self.activity} ", "bold $accent" if busy else "$text-muted"),
         ]
-        if self.show_timings and usage is not None:
-            parts += [("│ ", "$text-muted"), (f"{usage.decode_tokens_per_second:.1f} tok/s ", "")]
-        context = usage.context_tokens if usage is not None else 0
+        live, speed, context = self.live, None, 0  # live figures are the newest
+        if live is not None:
+            speed, context = live.tokens_per_second, live.context_tokens
+        elif usage is not None:
+            speed, context = usage.decode_tokens_per_second, usage.context_tokens
+        about = "~" if live is not None and live.estimated else ""
+        if self.show_timings and speed is not None:
+            parts += [("│ ", "$text-muted"), (f"{about}{speed:.1f} tok/s ", "")]
         size = f"{self.context_size:,}" if self.context_size else "?"
         cached = usage.prompt_tokens_cached if usage is not None else 0
+        parts += [("│ ", "$text-muted"), (f"ctx {about}{context:,}/{size} ", "")]
+        if live is not None and live.thinking_tokens:
+            parts += [("│ ", "$text-muted"), (f"think {about}{live.thinking_tokens:,} ", "")]
         parts += [
-            ("│ ", "$text-muted"),
-            (f"ctx {context:,}/{size} ", ""),
             ("│ ", "$text-muted"),
             (f"cached {cached:,} ", ""),
             ("│ ", "$text-muted"),
@@ -155,4 +173,10 @@ class StatusBar(Horizontal):
         if self.show_timings and (self._started is not None or self._elapsed):
             elapsed = time.monotonic() - self._started if self._started else self._elapsed
             parts += [(" ", ""), ("│ ", "$text-muted"), (render.duration(elapsed), "")]
-        self._text.update(Content.assemble(*parts))
+        self._content = Content.assemble(*parts)
+        self._text.update(self._content)
+
+    @property
+    def text(self) -> str:
+        """What the bar shows now, as plain text."""
+        return self._content.plain
