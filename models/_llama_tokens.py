@@ -5,13 +5,14 @@ bytes (control tokens included, so that the text of what was generated says exac
 model produced) and says whether a token ends the turn. :func:`make_sampler` builds the one
 llama.cpp sampler chain a generation uses from start to end: penalties, the grammar, then
 greedy or top-k / top-p / min-p / temperature / seeded draw, every setting explicit.
+:func:`verify_draft` runs one prompt-lookup verify step (see :mod:`models._llama_lookup`).
 """
 
 from __future__ import annotations
 
 import ctypes
 import re
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
 from models.base import GenerateOptions
@@ -123,6 +124,59 @@ def split_protected(text: str, tags: Collection[str]) -> list[str]:
         position = match.end()
     pieces.append(text[position:])
     return [p for p in pieces if p]
+
+
+def supports_lookup(llm: Llama) -> bool:
+    """Whether drafts can be verified on this model: a rejected draft is dropped from the KV
+    cache by position, which recurrent (and hybrid) models cannot do."""
+    import llama_cpp
+
+    model = llm._model.model
+    hybrid = getattr(llama_cpp, "llama_model_is_hybrid", None)
+    return not llama_cpp.llama_model_is_recurrent(model) and not (hybrid and hybrid(model))
+
+
+def verify_draft(
+    llm: Llama,
+    sampler: LlamaSampler,
+    last: int,
+    draft: Sequence[int],
+    is_end: Callable[[int], bool],
+) -> list[int]:
+    """Evaluate ``[last] + draft`` in one batch after the KV cache's ``llm.n_tokens`` tokens,
+    with logits at every position, and sample each position in order with ``sampler`` until
+    a sample differs from the draft (or ends the generation). Returns the sampled tokens:
+    ``draft[:a]`` then one more, ``a`` drafted tokens accepted.
+
+    On return the KV cache holds ``last`` and the ``a`` accepted draft tokens (the rejected
+    tail is removed by position) and ``llm.n_tokens`` says so. The sampler has seen exactly the
+    returned tokens: llama.cpp's ``llama_sampler_sample`` accepts the token it returns, so a
+    grammar or penalty advances only on tokens that become the generation's.
+
+    Raises:
+        RuntimeError: llama.cpp failed to evaluate the batch (the KV cache is then unknown).
+    """
+    batch = [last, *draft]
+    if len(batch) > llm.n_batch:
+        raise ValueError(f"a draft of {len(draft)} tokens exceeds n_batch={llm.n_batch!r}")
+    n_past = llm.n_tokens
+    ctx = llm._ctx
+    ctx.kv_cache_seq_rm(-1, n_past, -1)
+    llm._batch.set_batch(batch=batch, n_past=n_past, logits_all=True)
+    ctx.decode(llm._batch)
+    llm.input_ids[n_past : n_past + len(batch)] = batch
+    llm.n_tokens = n_past + len(batch)
+    sampled: list[int] = []
+    for i in range(len(batch)):
+        token = sampler.sample(ctx, i)
+        sampled.append(token)
+        if i == len(draft) or token != draft[i] or is_end(token):
+            break
+    keep = n_past + len(sampled)  # last + the accepted draft tokens
+    if keep < llm.n_tokens:
+        ctx.kv_cache_seq_rm(-1, keep, -1)
+        llm.n_tokens = keep
+    return sampled
 
 
 def make_sampler(llm: Llama, options: GenerateOptions) -> LlamaSampler:

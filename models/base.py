@@ -109,7 +109,12 @@ class Usage:
     prompt_tokens_cached: int = 0
     """Prompt tokens reused from a KV cache instead of being evaluated."""
     completion_tokens: int = 0
-    """Tokens sampled by the model."""
+    """Tokens sampled by the model (the tokens of the generated text, and an end of turn)."""
+    draft_tokens: int = 0
+    """Tokens proposed by prompt lookup (copied from the context) and verified in a batch."""
+    draft_tokens_accepted: int = 0
+    """Of ``draft_tokens``, those the sampler chose too and that became generated tokens
+    (counted in ``completion_tokens`` as well)."""
     prefill_seconds: float = 0.0
     decode_seconds: float = 0.0
     tool_seconds: float = 0.0
@@ -121,6 +126,8 @@ class Usage:
         self.prompt_tokens_evaluated += other.prompt_tokens_evaluated
         self.prompt_tokens_cached += other.prompt_tokens_cached
         self.completion_tokens += other.completion_tokens
+        self.draft_tokens += other.draft_tokens
+        self.draft_tokens_accepted += other.draft_tokens_accepted
         self.prefill_seconds += other.prefill_seconds
         self.decode_seconds += other.decode_seconds
         self.tool_seconds += other.tool_seconds
@@ -132,6 +139,8 @@ class Usage:
             prompt_tokens_evaluated=self.prompt_tokens_evaluated - earlier.prompt_tokens_evaluated,
             prompt_tokens_cached=self.prompt_tokens_cached - earlier.prompt_tokens_cached,
             completion_tokens=self.completion_tokens - earlier.completion_tokens,
+            draft_tokens=self.draft_tokens - earlier.draft_tokens,
+            draft_tokens_accepted=self.draft_tokens_accepted - earlier.draft_tokens_accepted,
             prefill_seconds=self.prefill_seconds - earlier.prefill_seconds,
             decode_seconds=self.decode_seconds - earlier.decode_seconds,
             tool_seconds=self.tool_seconds - earlier.tool_seconds,
@@ -146,6 +155,11 @@ class Usage:
     def decode_tokens_per_second(self) -> float:
         """Sampled tokens per second of decode time (0.0 before any decode)."""
         return self.completion_tokens / self.decode_seconds if self.decode_seconds > 0 else 0.0
+
+    @property
+    def draft_acceptance(self) -> float:
+        """The share of prompt-lookup draft tokens accepted (0.0 before any draft)."""
+        return self.draft_tokens_accepted / self.draft_tokens if self.draft_tokens else 0.0
 
 
 @dataclass(frozen=True, slots=True)

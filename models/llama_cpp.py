@@ -33,6 +33,7 @@ tools) is saved to disk and loaded by later backends, see :mod:`models.kv_state`
 from __future__ import annotations
 
 import codecs
+import collections
 import logging
 import os
 import time
@@ -48,8 +49,15 @@ from models._llama_load import (
     read_gguf,
     resolve_settings,
 )
+from models._llama_lookup import Lookup, LookupSettings, cut_after_stops
 from models._llama_record import ContextRecord
-from models._llama_tokens import PENALTY_LAST_N, Vocabulary, make_sampler
+from models._llama_tokens import (
+    PENALTY_LAST_N,
+    Vocabulary,
+    make_sampler,
+    supports_lookup,
+    verify_draft,
+)
 from models.base import (
     BackendError,
     BackendInfo,
@@ -94,6 +102,10 @@ class LlamaCppBackend:
         state_dir: folder for warm-start states (``None``: no warm start).
         default_sampling: the model's recommended sampling, reported in
             :attr:`BackendInfo.default_sampling` (default: QwQ's, :class:`Sampling`).
+        lookup: prompt-lookup decoding (:mod:`models._llama_lookup`): ``True`` (default)
+            drafts where it measures a gain, ``False`` never drafts, a
+            :class:`~models._llama_lookup.LookupSettings` tunes it. Off on models whose KV
+            cache cannot drop a suffix (recurrent ones).
 
     Raises:
         BackendError: the file is missing or not a GGUF, an option is invalid, or llama.cpp
@@ -116,6 +128,7 @@ class LlamaCppBackend:
         name: str | None = None,
         state_dir: str | os.PathLike[str] | None = None,
         default_sampling: Sampling | None = None,
+        lookup: bool | LookupSettings = True,
     ) -> None:
         path = Path(model_path).expanduser()
         if not path.is_file():
@@ -180,6 +193,11 @@ class LlamaCppBackend:
         self._record = ContextRecord()
         self._usage = Usage()
         self._active: Generator[str, None, StopReason] | None = None
+        self._lookup: Lookup | None = None
+        """The prompt-lookup drafter (``None``: plain decoding)."""
+        if lookup is not False and supports_lookup(self._llm):
+            self._lookup = Lookup(lookup if isinstance(lookup, LookupSettings) else None)
+        self._stop_tags = tuple(t.encode() for t in ("</tool_call>", "<tool_response>"))
 
     # -- the Backend protocol -------------------------------------------------------------
 
@@ -313,6 +331,8 @@ class LlamaCppBackend:
         self._llm._ctx.kv_cache_clear()  # type: ignore[no-untyped-call]
         self._llm.n_tokens = 0
         self._record.bare([])
+        if self._lookup is not None:
+            self._lookup.reset()
 
     # -- one generation -------------------------------------------------------------------
 
@@ -379,31 +399,46 @@ class LlamaCppBackend:
             self._active = None
             sampler.close()  # type: ignore[no-untyped-call]
             return "interrupted"
-        usage, llm, record = self._usage, self._llm, self._record
+        usage, llm, record, lookup = self._usage, self._llm, self._record, self._lookup
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         chunks: list[str] = []
         produced = covered = 0  # sampled tokens kept / of them, fully yielded as text
         longest_stop = max((len(s) for s in options.stop), default=0)
         recent = ""
+        # Sampled tokens not in the record yet (a verified draft gives several at once); the
+        # first ``in_kv`` of them are already in the KV cache (accepted draft tokens).
+        queue: collections.deque[int] = collections.deque()
+        in_kv = 0
+        ended = False
+        if lookup is not None:
+            lookup.sync(record.tokens)
+        stops = self._stop_tags + tuple(stop.encode("utf-8") for stop in options.stop)
         try:
             while True:
                 if options.max_tokens is not None and produced >= options.max_tokens:
                     return "length"  # the last token stays pending: no evaluation wasted
-                if record.pending:
-                    if len(record.tokens) >= self._n_ctx:
-                        return "context_full"
-                    started = time.perf_counter()
-                    self._eval(record.tokens[-1:])
-                    usage.decode_seconds += time.perf_counter() - started
-                    record.pending = False
-                started = time.perf_counter()
-                token = sampler.sample(llm._ctx, -1)
-                usage.decode_seconds += time.perf_counter() - started
+                if not queue:
+                    if record.pending:
+                        if len(record.tokens) >= self._n_ctx:
+                            return "context_full"
+                        in_kv = self._decode_step(sampler, queue, options, produced, stops)
+                    else:  # right after the prompt: its last logits are there
+                        started = time.perf_counter()
+                        queue.append(sampler.sample(llm._ctx, -1))
+                        usage.decode_seconds += time.perf_counter() - started
+                token = queue.popleft()
+                drafted = in_kv > 0
+                if drafted:
+                    in_kv -= 1
+                    usage.draft_tokens_accepted += 1
                 usage.completion_tokens += 1
                 if self._vocab.is_end(token):
+                    ended = True
                     return "end_of_turn"
                 record.tokens.append(token)
-                record.pending = True
+                record.pending = not drafted
+                if lookup is not None:
+                    lookup.append(token)
                 produced += 1
                 text = decoder.decode(self._vocab.piece(token))
                 if decoder.getstate()[0] == b"":
@@ -422,9 +457,64 @@ class LlamaCppBackend:
             raise BackendError(f"llama.cpp failed while generating: {exc}") from exc
         finally:
             if record.tokens:
+                self._settle_kv(produced > 0 and not ended)
                 self._record_generation(produced - covered, "".join(chunks))
             self._active = None
             sampler.close()  # type: ignore[no-untyped-call]
+
+    def _decode_step(
+        self,
+        sampler: LlamaSampler,
+        queue: collections.deque[int],
+        options: GenerateOptions,
+        produced: int,
+        stops: tuple[bytes, ...],
+    ) -> int:
+        """Evaluate the pending token (with a draft when lookup proposes one) and sample;
+        the sampled tokens go to ``queue``. Returns how many of them the KV cache holds."""
+        usage, llm, record, lookup = self._usage, self._llm, self._record, self._lookup
+        draft: list[int] = []
+        if lookup is not None:
+            # the KV cache may grow to n_ctx - 1 tokens, as in plain decoding
+            room = min(self._n_ctx - 1 - len(record.tokens), llm.n_batch - 1)
+            if options.max_tokens is not None:
+                room = min(room, options.max_tokens - produced - 1)
+            piece = self._vocab.piece
+            draft = lookup.draft(
+                room,
+                lambda d: cut_after_stops(
+                    d, piece, b"".join(map(piece, record.tokens[-8:])), stops, self._vocab.is_end
+                ),
+            )
+        started = time.perf_counter()
+        if draft:
+            sampled = verify_draft(llm, sampler, record.tokens[-1], draft, self._vocab.is_end)
+        else:
+            self._eval(record.tokens[-1:])
+            sampled = [sampler.sample(llm._ctx, -1)]
+        seconds = time.perf_counter() - started
+        usage.decode_seconds += seconds
+        record.pending = False
+        queue.extend(sampled)
+        if lookup is not None and draft:
+            usage.draft_tokens += len(draft)
+            lookup.verified(len(draft), len(sampled) - 1, seconds)
+        elif lookup is not None:
+            lookup.plain(seconds)
+        return len(sampled) - 1
+
+    def _settle_kv(self, repend: bool) -> None:
+        """After a generation: drop from the KV cache the sampled tokens that never entered
+        the record (a verified draft past where the consumer stopped). With ``repend``, the
+        last generated token leaves the KV cache and becomes pending, as after plain
+        decoding, so the next call evaluates it with its new tokens (in the same batch)."""
+        record = self._record
+        held = len(record.tokens) - (1 if record.pending else 0)
+        if repend and not record.pending:
+            held -= 1
+            record.pending = True
+        if self._llm.n_tokens > held:
+            self._truncate(held)
 
     def _record_generation(self, uncovered: int, text: str) -> None:
         """Drop sampled tokens whose text was never yielded, then record the model segment."""
