@@ -134,19 +134,19 @@ def generate_step(
         options, capped = _options(
             state, sampling, grammar=first, deadline=deadline, thinking=step.parser.in_thinking
         )
-        try:
+        in_thinking = step.parser.in_thinking
+        before = backend.usage.completion_tokens
+        restartable = backend.info.continues_in_turn
+        try:  # a server says the context does not fit once asked (the first next())
             gen = backend.generate([*context, *step.segments], options)
+            out = yield from _stream(
+                state, gen, step, detector, deadline, stop_on_repeat=penalised or restartable
+            )
         except ContextOverflowError as exc:
             if not (yield from _compact(state, context, compactor, step, exc.needed, deadline)):
                 raise
             continue
         first = False
-        in_thinking = step.parser.in_thinking
-        before = backend.usage.completion_tokens
-        restartable = backend.info.continues_in_turn
-        out = yield from _stream(
-            state, gen, step, detector, deadline, stop_on_repeat=penalised or restartable
-        )
         if in_thinking:
             generated = backend.usage.completion_tokens - before
             thinking = len(out.text) if out.thinking_chars is None else out.thinking_chars

@@ -4,15 +4,21 @@ approximate tokens of 4 characters) through the real parser and loop."""
 from __future__ import annotations
 
 import json
+from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from agent import Agent
 from agent.compaction import Compactor, drop_reasoning
 from agent.events import Compacted
-from models.base import Segment
+from models.base import GenerateOptions, Segment, StopReason, Usage
+from models.chat_template import qwq_template
+from models.llama_cpp import LlamaCppBackend
 from models.scripted import ScriptedBackend
 from tests.conftest import add, call
+from tests.real_model import open_tiny, requires_tiny_model, tiny_gguf
 
 
 def reasoning(tag: str) -> str:
@@ -143,3 +149,77 @@ def test_the_transcript_records_the_compaction(tmp_path: Path) -> None:
     records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
     compacted = [r for r in records if r.get("kind") == "compacted"]
     assert len(compacted) == 1 and compacted[0]["tokens_before"] == needed
+
+
+class Forced:
+    """A real llama.cpp backend whose first generations are forced: each forced text is
+    evaluated by the model (a zero-token generation over the context plus the text) and
+    yielded as if sampled; later generations are the model's own. Every context the loop
+    builds, compacted ones included, is evaluated for real."""
+
+    def __init__(self, inner: LlamaCppBackend, forced: list[str]) -> None:
+        self.inner = inner
+        self.info = inner.info
+        self.forced = list(forced)
+        self.compactions: list[tuple[Usage, Usage]] = []
+        """The counters around each zero-token evaluation the loop asked for (compaction)."""
+
+    @property
+    def usage(self) -> Usage:
+        return self.inner.usage
+
+    def generate(
+        self, context: Sequence[Segment], options: GenerateOptions
+    ) -> Generator[str, None, StopReason]:
+        if options.max_tokens == 0:
+            before = self.inner.usage
+            yield from self.inner.generate(context, options)
+            self.compactions.append((before, self.inner.usage))
+            return "length"
+        if not self.forced:
+            return (yield from self.inner.generate(context, options))
+        text = self.forced[0]
+        evaluate = GenerateOptions(sampling=options.sampling, max_tokens=0)
+        yield from self.inner.generate([*context, Segment(text, "model")], evaluate)
+        self.forced.pop(0)  # evaluated: it did fit
+        yield text
+        return "end_of_turn"
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@pytest.fixture(scope="module")
+def small_window() -> Iterator[LlamaCppBackend]:
+    gguf = tiny_gguf()
+    assert gguf is not None
+    backend = open_tiny(gguf, n_ctx=1024, chat_template=qwq_template())
+    yield backend
+    backend.close()
+
+
+@pytest.mark.real_model
+@requires_tiny_model
+def test_a_real_run_past_a_1024_token_window_finishes_through_compaction(
+    small_window: LlamaCppBackend, tmp_path: Path
+) -> None:
+    small_window.reset()
+    steps = [reasoning(t) + call("add", a=i, b=i) for i, t in enumerate("abc")]
+    backend = Forced(small_window, steps)
+    agent = Agent(
+        backend, tools=[add], temperature=0, max_tokens=16, transcript=False, workspace=tmp_path
+    )
+    result = agent.run("Add 0 and 0, 1 and 1, 2 and 2.")
+    assert result.finish_reason in ("completed", "max_tokens"), result.detail
+    assert [c.output for c in result.tool_calls] == ["0", "2", "4"]
+    events = [e for e in result.events if isinstance(e, Compacted)]
+    assert events and not any(e.estimated for e in events)
+    # Usage: each compaction evaluated the compacted context once, from the first token that
+    # changed (the rest reused from the KV cache), and said so in the counters.
+    for event, (before, after) in zip(events, backend.compactions, strict=True):
+        assert event.tokens_before > 1024 - 16 and event.tokens_after < event.tokens_before
+        assert after.context_tokens == event.tokens_after
+        reused = after.prompt_tokens_cached - before.prompt_tokens_cached
+        evaluated = after.prompt_tokens_evaluated - before.prompt_tokens_evaluated
+        assert reused > 0 and reused + evaluated == event.tokens_after
+    assert result.usage.context_tokens <= 1024

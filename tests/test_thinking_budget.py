@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,8 +12,12 @@ from agent import Agent
 from agent.events import Finished, ThinkingClosed, ToolCallEvent, UsageEvent
 from agent.loop import Limits
 from agent.thinking_budget import ThinkingBudget, closing_text
+from models.base import Segment
+from models.chat_template import qwq_template
+from models.llama_cpp import LlamaCppBackend
 from models.scripted import ScriptedBackend
 from tests.conftest import MakeAgent, add, call
+from tests.real_model import open_tiny, requires_tiny_model, tiny_gguf
 
 LONG_THOUGHT = "".join(f"Case {i}: {i} squared is {i * i}, so check it. " for i in range(30))
 ANSWER = "The answer is 5."
@@ -159,3 +164,50 @@ def test_task_files_the_command_line_and_the_config_set_the_budget(
     assert from_file.limits.thinking_budget == 512
     flag = agent_from_args(build_parser().parse_args([*common, "--thinking-budget", "64"]))
     assert flag.limits.thinking_budget == 64
+
+
+@pytest.fixture(scope="module")
+def thinking_tiny() -> Iterator[LlamaCppBackend]:
+    """The tiny model behind QwQ's chat template, whose generation prompt opens the thinking."""
+    gguf = tiny_gguf()
+    assert gguf is not None
+    backend = open_tiny(gguf, n_ctx=1024, chat_template=qwq_template())
+    yield backend
+    backend.close()
+
+
+@pytest.mark.real_model
+@requires_tiny_model
+@pytest.mark.parametrize("budget", [5, 24])
+def test_a_budget_of_n_ends_the_thinking_of_a_real_model_at_n(
+    thinking_tiny: LlamaCppBackend, budget: int, tmp_path: Path
+) -> None:
+    thinking_tiny.reset()
+    assert thinking_tiny.info.opens_thinking
+    agent = Agent(
+        thinking_tiny,
+        tools=[],
+        temperature=0,
+        thinking_budget=budget,
+        max_tokens=budget + 12,
+        transcript=False,
+        workspace=tmp_path,
+    )
+    events = list(agent.stream("Write a long story about a cat who learns to sail."))
+    closed = [e for e in events if isinstance(e, ThinkingClosed)]
+    assert [e.tokens for e in closed] == [budget]
+    # What the model generated before the closing text is exactly the budget, in tokens.
+    context = thinking_tiny.context_tokens
+    inserted = thinking_tiny.tokenize(Segment(closing_text(), "template"))
+    opening = thinking_tiny.tokenize(Segment("<|im_start|>assistant\n<think>\n", "template"))
+    at = _find(context, inserted)
+    assert at - (_find(context, opening) + len(opening)) == budget
+    finished = events[-1]
+    assert isinstance(finished, Finished) and finished.reason in ("completed", "max_tokens")
+
+
+def _find(tokens: list[int], part: list[int]) -> int:
+    for i in range(len(tokens) - len(part) + 1):
+        if tokens[i : i + len(part)] == part:
+            return i
+    raise AssertionError(f"{part!r} is not in the context")
