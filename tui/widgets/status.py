@@ -1,8 +1,8 @@
 """``StatusBar``: what the agent is, and what the current run costs.
 
 Shows the model, the placement, the activity (idle, loading, running, with a spinner),
-decode speed in tokens/s, context used / context size, tokens of thinking, prompt tokens
-reused from the cache, the step count and the elapsed time of the run. While a model loads,
+the elapsed time of the run, decode speed in tokens/s, context used / context size, tokens
+of thinking, prompt tokens reused from the cache and the step count. While a model loads,
 an indeterminate progress bar runs beside it.
 
 Contract: the bar only displays what it is told (:meth:`StatusBar.set_model`,
@@ -151,6 +151,10 @@ class StatusBar(Horizontal):
             (f"{SPINNER[self._frame]} " if busy else "", "$accent"),
             (f"{self.activity} ", "bold $accent" if busy else "$text-muted"),
         ]
+        if self.show_timings and (self._started is not None or self._elapsed):
+            # beside the activity: on a narrow terminal the right end is cut, not the time
+            elapsed = time.monotonic() - self._started if self._started else self._elapsed
+            parts += [(f"{render.duration(elapsed)} ", "$text-muted")]
         live, speed, context = self.live, None, 0  # live figures are the newest
         if live is not None:
             speed, context = live.tokens_per_second, live.context_tokens
@@ -170,9 +174,6 @@ class StatusBar(Horizontal):
             ("│ ", "$text-muted"),
             (f"step {self.step}", ""),
         ]
-        if self.show_timings and (self._started is not None or self._elapsed):
-            elapsed = time.monotonic() - self._started if self._started else self._elapsed
-            parts += [(" ", ""), ("│ ", "$text-muted"), (render.duration(elapsed), "")]
         self._content = Content.assemble(*parts)
         self._text.update(self._content)
 
