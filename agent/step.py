@@ -7,7 +7,8 @@ previous one stopped (the backend evaluates only what is new), when the runtime 
   thinking is capped at the thinking tokens left. When the cap stops it inside the thinking,
   the runtime closes the thinking (a call still open is dropped), emits
   :class:`~agent.events.ThinkingClosed` and lets the model answer; when the thinking ended
-  before the cap, generation simply goes on.
+  before the cap, generation simply goes on. A chat-only server cannot take inserted text
+  inside its turn: the cap stops it and the run ends with ``max_tokens``, saying why.
 * **repetition** (:mod:`agent.repetition`): when the thinking repeats itself, generation is
   restarted from the same position with a higher presence penalty for the rest of the step;
   if it repeats again, the step ends with ``"repetition"``. (A chat-only server cannot be
@@ -166,6 +167,11 @@ def generate_step(
             continue
         if step.thinking_call is not None or step.invented_at is not None:
             step.reason = out.reason
+            return
+        if out.reason == "length" and capped and not restartable:
+            # A chat-only server's turn cannot be continued (its stream closes the thinking
+            # itself when it stops): the step ends here.
+            step.reason = "length" if "".join(step.answer).strip() else "thinking_budget"
             return
         if out.reason == "length" and capped:
             if step.parser.in_thinking and not (yield from _close_thinking(state, step)):

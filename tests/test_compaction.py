@@ -223,3 +223,39 @@ def test_a_real_run_past_a_1024_token_window_finishes_through_compaction(
         evaluated = after.prompt_tokens_evaluated - before.prompt_tokens_evaluated
         assert reused > 0 and reused + evaluated == event.tokens_after
     assert result.usage.context_tokens <= 1024
+
+
+def test_the_server_backend_in_completions_mode_compacts_too(tmp_path: Path) -> None:
+    from tests.server.fake_openai import Reply, completion_events
+    from tests.server.mock_openai import MockServer
+
+    server = MockServer()
+    too_long = {
+        "error": {
+            "code": 400,
+            "message": "the request exceeds the available context size, try increasing it",
+            "type": "exceed_context_size_error",
+            "n_prompt_tokens": 1300,
+            "n_ctx": 1024,
+        }
+    }
+    server.push(
+        Reply(events=completion_events(STEPS[0])),
+        Reply(events=completion_events(STEPS[1])),
+        Reply(status=400, body=json.dumps(too_long)),
+        Reply(events=completion_events(STEPS[2])),
+    )
+    backend = server.backend()
+    with Agent(backend, tools=[add], workspace=tmp_path, transcript=False) as agent:
+        result = agent.run("Add 1 and 2, then 3 and 4.")
+    assert result.ok, result.detail
+    assert result.answer == "The answer is 3 and 7."
+    (event,) = [e for e in result.events if isinstance(e, Compacted)]
+    # The server evaluates nothing until asked to generate: the figure after is estimated.
+    assert (event.tokens_before, event.segments, event.estimated) == (1300, 2, True)
+    assert event.tokens_after < 1300
+    assert len(server.requests) == 4  # the compacted context is sent once, with the next step
+    prompt = server.requests[3].body["prompt"]
+    assert server.requests[2].body["prompt"].startswith(prompt[:200])
+    assert "(a) Step" not in prompt and "(b) Step" not in prompt
+    assert call("add", a=1, b=2) in prompt and "\n7\n</tool_response>" in prompt

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from agent import Agent
 from agent.events import Repetition
 from agent.repetition import Repeat, RepetitionDetector
 from agent.step import REPETITION_PRESENCE_PENALTY
@@ -144,3 +145,24 @@ def test_llama_cpp_penalties_cover_the_text_before_a_restart(tiny_backend: Llama
     )
     other = "".join(tiny_backend.generate(context, penalised))
     assert other.split()[0].strip(".,") not in words
+
+
+def test_the_server_backend_gets_the_higher_penalty_on_the_next_request() -> None:
+    from tests.server.fake_openai import Reply, completion_events
+    from tests.server.mock_openai import MockServer
+
+    server = MockServer()
+    text = REASONING + LOOP * 20
+    chunks = [text[i : i + 10] for i in range(0, len(text), 10)]
+    server.push(
+        Reply(events=completion_events(*chunks)),
+        Reply(events=completion_events("So 3 and 7.\n</think>\n\nThey are 3 and 7.")),
+    )
+    with Agent(server.backend(), tools=[], transcript=False) as agent:
+        result = agent.run("q")
+    assert result.ok and result.answer == "They are 3 and 7."
+    first, second = server.requests
+    assert first.body["presence_penalty"] == 0.0
+    assert second.body["presence_penalty"] == REPETITION_PRESENCE_PENALTY
+    sent = second.body["prompt"][len(first.body["prompt"]) :]
+    assert text.startswith(sent) and LOOP * 3 in sent and len(sent) < len(text)

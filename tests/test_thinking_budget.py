@@ -211,3 +211,47 @@ def _find(tokens: list[int], part: list[int]) -> int:
         if tokens[i : i + len(part)] == part:
             return i
     raise AssertionError(f"{part!r} is not in the context")
+
+
+def test_the_server_backend_in_completions_mode_appends_and_continues(tmp_path: Path) -> None:
+    from tests.server.fake_openai import Reply, completion_events
+    from tests.server.mock_openai import MockServer
+
+    server = MockServer()
+    thought = ["Case 1 is easy. ", "Case 2 needs ", "more work: "]
+    usage = {"usage": {"prompt_tokens": 50, "completion_tokens": 8}}
+    server.push(
+        Reply(events=completion_events(*thought, finish="length", **usage)),
+        Reply(events=completion_events(ANSWER)),
+    )
+    with Agent(server.backend(), tools=[], thinking_budget=8, transcript=False) as agent:
+        result = agent.run("q")
+    assert result.ok and result.answer == ANSWER
+    first, second = server.requests
+    assert first.body["max_tokens"] == 8
+    assert second.body["prompt"] == first.body["prompt"] + "".join(thought) + closing_text()
+    assert second.body["max_tokens"] is None
+    closed = [e for e in result.events if isinstance(e, ThinkingClosed)]
+    assert [e.tokens for e in closed] == [8]
+
+
+def test_a_chat_only_server_ends_the_run_when_the_budget_is_spent(tmp_path: Path) -> None:
+    from tests.server.fake_openai import Reply, chat_events
+    from tests.server.mock_openai import MockServer
+
+    server = MockServer()
+    server.push(
+        Reply(
+            events=chat_events(
+                {"reasoning_content": "Thinking hard about it"},
+                finish="length",
+                usage={"prompt_tokens": 50, "completion_tokens": 8},
+            )
+        )
+    )
+    backend = server.backend(mode="chat")
+    with Agent(backend, tools=[], thinking_budget=8, transcript=False) as agent:
+        result = agent.run("q")
+    assert result.finish_reason == "max_tokens"
+    assert "cannot close the thinking inside its turn" in result.detail
+    assert server.requests[0].body["max_tokens"] == 8
