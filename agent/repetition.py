@@ -79,28 +79,31 @@ class RepetitionDetector:
         self.check_every = check_every
         self._needle = min(16, min_period)
         self._text = ""
+        self._pending: list[str] = []  # fed since the last check (joined only then)
         self._unchecked = 0
 
     def reset(self) -> None:
         """Forget the text fed so far: a new repetition must be built from new text."""
         self._text = ""
+        self._pending = []
         self._unchecked = 0
 
     def feed(self, text: str) -> Repeat | None:
         """Add ``text``; return the repetition at the end of all text fed, if there is one
         (checked every ``check_every`` characters)."""
-        self._text += text
-        if len(self._text) > 2 * self.window:
-            self._text = self._text[-self.window :]
+        self._pending.append(text)
         self._unchecked += len(text)
         if self._unchecked < self.check_every:
             return None
-        self._unchecked = 0
         return self.check()
 
     def check(self) -> Repeat | None:
         """The repetition at the end of the text fed so far, if there is one."""
-        text = self._text[-self.window :]
+        if self._pending:
+            self._text = (self._text + "".join(self._pending))[-self.window :]
+            self._pending = []
+        self._unchecked = 0
+        text = self._text
         n = len(text)
         if n < self.min_chars:
             return None
