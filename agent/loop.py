@@ -13,6 +13,11 @@ the results go back as one user turn of ``<tool_response>`` blocks, as the chat 
 
 Every way a run can end yields one :class:`agent.events.Finished` with its reason; model
 mistakes (malformed calls, unknown tools, bad arguments) are observations, not endings.
+
+One step may be several generations (:mod:`agent.step`): the thinking budget closes the
+thinking and lets the model answer, a thinking that repeats itself is restarted with a higher
+presence penalty, and a full window is compacted (the reasoning of finished steps dropped)
+before it ends the run with ``context_overflow``.
 """
 
 from __future__ import annotations

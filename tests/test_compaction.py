@@ -259,3 +259,19 @@ def test_the_server_backend_in_completions_mode_compacts_too(tmp_path: Path) -> 
     assert server.requests[2].body["prompt"].startswith(prompt[:200])
     assert "(a) Step" not in prompt and "(b) Step" not in prompt
     assert call("add", a=1, b=2) in prompt and "\n7\n</tool_response>" in prompt
+
+
+def test_template_placement_keeps_what_follows_the_thinking(tmp_path: Path) -> None:
+    steps = [
+        reasoning("a") + "</think>\n\nFirst I add.\n" + call("add", a=1, b=2),
+        reasoning("b") + "</think>\n\n" + call("add", a=3, b=4),
+        "Both done.\n</think>\n\nThe answer is 3 and 7.",
+    ]
+    roomy, _ = run(steps, 32_768, tmp_path, placement="template")
+    needed = roomy.usage.context_tokens - tokens(steps[2])
+    result, backend = run(steps, needed - 1, tmp_path, placement="template")
+    assert result.ok, result.detail
+    assert [e.kind for e in result.events].count("compacted") == 1
+    last = backend.prompts[-1]
+    assert "(a) Step" not in last and "(b) Step" not in last
+    assert "<think>\n</think>\n\nFirst I add.\n" + call("add", a=1, b=2) in last
