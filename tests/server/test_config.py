@@ -147,7 +147,10 @@ def test_an_endpoint_from_the_file_drives_the_server_backend(
         ),
         ("[tool_settings.nope]\nx = 1", r"tool_settings.nope: settings for 'nope', which is not"),
         ("[tool_settings.read_file]\nmax_read_bytes = -1", r"must be a number >= 0, got -1"),
-        ("model = 'gpu'", r"config.toml:1:1: model: unknown model 'gpu'.*\(endpoints: none in this"),
+        (
+            "model = 'gpu'",
+            r"config.toml:1:1: model: unknown model 'gpu'.*\(endpoints: none in this",
+        ),
     ],
 )
 def test_bad_files_name_the_file_and_the_key(tmp_path: Path, text: str, expected: str) -> None:
