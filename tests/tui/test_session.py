@@ -218,7 +218,12 @@ async def test_thinking_deltas_are_batched_not_drawn_per_token(
         original(self, text)
 
     monkeypatch.setattr(ThinkingSegment, "append", counting)
-    thought = ("a line of thought that goes on for a while, " * 2 + "\n") * 50  # 4,500 chars
+    # 4,500 characters in lines of equal length; numbered, so the repetition guard (which
+    # would stop a thought that repeats one span over and over) leaves it alone.
+    thought = "".join(
+        f"thought {i:03d}: a line of thought that goes on for a while, on and on\n"
+        for i in range(64)
+    )
     backend = ScriptedBackend([thought + "</think>\n\nok"], chunk_size=3, delay=0.0003)
     app = make_chat(backend)
     async with app.run_test(size=(80, 24)) as pilot:
