@@ -58,7 +58,16 @@ class EventPrinter:
         """Print one event."""
         from rich.text import Text
 
-        from agent.events import Approval, Error, Thinking, ToolCallEvent, ToolResult
+        from agent.events import (
+            Approval,
+            Compacted,
+            Error,
+            Repetition,
+            Thinking,
+            ThinkingClosed,
+            ToolCallEvent,
+            ToolResult,
+        )
         from agent.events import Text as AnswerText
 
         match event:
@@ -88,6 +97,10 @@ class EventPrinter:
                 self._end_answer()
                 self._end_line()
                 self.out.print(Text(f"✗ {call.name} denied (use --yes to allow)", style="yellow"))
+            case ThinkingClosed() | Repetition() | Compacted():
+                self._end_answer()
+                self._end_line()
+                self.out.print(Text(f"· {event.note()}", style="dim italic"))
             case Error(fatal=True, message=message):
                 self._end_answer()
                 self._end_line()

@@ -169,6 +169,10 @@ class ThinkingClosed:
     ``</think>``); it is in the context and the transcript, not in the thinking events."""
     kind: Literal["thinking_closed"] = "thinking_closed"
 
+    def note(self) -> str:
+        """One line for a person: what the runtime did."""
+        return f"thinking closed: its budget was spent ({self.tokens:,} tokens)"
+
 
 @dataclass(frozen=True, slots=True)
 class Repetition:
@@ -187,6 +191,12 @@ class Repetition:
     """The repeated text (its first 200 characters)."""
     kind: Literal["repetition"] = "repetition"
 
+    def note(self) -> str:
+        """One line for a person: what the runtime did."""
+        if self.action == "stopped":
+            return "the thinking kept repeating itself: stopped"
+        return f"the thinking repeats itself: presence penalty {self.presence_penalty:g}"
+
 
 @dataclass(frozen=True, slots=True)
 class Compacted:
@@ -203,6 +213,14 @@ class Compacted:
     """``tokens_after`` is estimated from characters: the backend evaluates nothing until its
     next request (servers), so it could not count them."""
     kind: Literal["compacted"] = "compacted"
+
+    def note(self) -> str:
+        """One line for a person: what the runtime did."""
+        about = "about " if self.estimated else ""
+        return (
+            f"context compacted: {self.tokens_before:,} -> {about}{self.tokens_after:,} tokens "
+            f"(the reasoning of {self.segments} finished steps dropped)"
+        )
 
 
 Event = (

@@ -14,7 +14,7 @@ ANSWER = ["\n\n", "The sum is **5**.\n\n", "- one\n- two\n"]
 
 def printer(*, terminal: bool, hide_thinking: bool = False) -> tuple[EventPrinter, io.StringIO]:
     buffer = io.StringIO()
-    out = Console(file=buffer, force_terminal=terminal, width=60, highlight=False)
+    out = Console(file=buffer, force_terminal=terminal, width=120, highlight=False)
     err = Console(file=io.StringIO(), width=60)
     return EventPrinter(out, err, hide_thinking=hide_thinking), buffer
 
@@ -62,3 +62,26 @@ def test_escape_sequences_and_markup_in_the_answer_are_inert_on_a_terminal() -> 
     run(p, [Text("[bold red]x[/] \x1b]52;c;ZXZpbA==\x07 \x1b[2J done")])
     shown = buffer.getvalue()
     assert "[bold red]x[/]" in shown and "\x1b]52" not in shown and "\x1b[2J" not in shown
+
+
+def test_what_the_runtime_did_is_a_dim_line_of_its_own() -> None:
+    from agent.events import Compacted, Repetition, ThinkingClosed
+
+    p, buffer = printer(terminal=False)
+    run(
+        p,
+        [
+            Thinking("hmm"),
+            Repetition(period=40, repeats=20.0, action="presence_penalty", presence_penalty=1.5),
+            ThinkingClosed(reason="budget", tokens=1024, text="...</think>\n\n"),
+            Compacted(tokens_before=33000, tokens_after=9000, segments=3),
+            Text("\n\nDone."),
+        ],
+    )
+    assert buffer.getvalue() == (
+        "hmm\n"
+        "· the thinking repeats itself: presence penalty 1.5\n"
+        "· thinking closed: its budget was spent (1,024 tokens)\n"
+        "· context compacted: 33,000 -> 9,000 tokens (the reasoning of 3 finished steps dropped)\n"
+        "Done.\n"
+    )

@@ -75,20 +75,6 @@ class Note(Static):
         super().__init__(Content(text), classes=f"note -{kind}")
 
 
-def _runtime_note(event: ThinkingClosed | Repetition | Compacted) -> str:
-    """A line saying what the runtime did to the model's generation."""
-    if isinstance(event, ThinkingClosed):
-        return f"thinking closed: its budget was spent ({event.tokens:,} tokens)"
-    if isinstance(event, Repetition):
-        if event.action == "stopped":
-            return "the thinking kept repeating itself: stopped"
-        return f"the thinking repeats itself: presence penalty {event.presence_penalty}"
-    return (
-        f"context compacted: {event.tokens_before:,} -> {event.tokens_after:,} tokens "
-        f"(the reasoning of {event.segments} finished steps dropped)"
-    )
-
-
 class AssistantTurn(Vertical):
     """Everything the agent did for one prompt.
 
@@ -151,7 +137,7 @@ class AssistantTurn(Vertical):
             case UsageEvent():
                 pass
             case ThinkingClosed() | Repetition() | Compacted():
-                note = Note(_runtime_note(event), "info")
+                note = Note(event.note(), "info")
                 if self.thinking is not None:
                     await self.thinking.insert(note)
                 else:
