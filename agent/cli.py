@@ -52,6 +52,12 @@ def _common(parser: argparse.ArgumentParser, *, file_defaults: bool = False) -> 
     )
     g.add_argument("--ctx", type=int, help="context size in tokens")
     g.add_argument("--n-gpu-layers", type=int, help="layers to offload (-1: all)")
+    g.add_argument(
+        "--no-lookup",
+        action="store_true",
+        help="no prompt-lookup decoding (drafts copied from the context; by default on "
+        "where it measures a gain, llama.cpp models only)",
+    )
     g.add_argument("--temperature", type=float, help="override the model's default")
     g.add_argument("--seed", type=int, help="sampling seed")
     g.add_argument("--model-name", help="the model a server should use (default: its first)")

@@ -84,6 +84,8 @@ def agent_from_args(args: argparse.Namespace, **overrides: Any) -> Any:
         backend_options["n_ctx"] = args.ctx
     if args.n_gpu_layers is not None:
         backend_options["n_gpu_layers"] = args.n_gpu_layers
+    if getattr(args, "no_lookup", False):
+        backend_options["lookup"] = False
     model_spec = str(pick("model"))
     model: Any = model_spec
     endpoint = config.endpoint(model_spec)

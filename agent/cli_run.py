@@ -115,7 +115,7 @@ def run_tasks(
         fail_fast=args.fail_fast,
         approve_all=args.yes,
         transcripts_dir=transcripts,
-        factory=factory or _opener(config, _server_options(args)),
+        factory=factory or _opener(config, _server_options(args), lookup=not args.no_lookup),
     )
     try:
         if results.dropped_torn_line:
@@ -264,9 +264,9 @@ def _server_options(args: argparse.Namespace) -> dict[str, Any]:
         raise BadInput(str(exc)) from None
 
 
-def _opener(config: Config, server: Mapping[str, Any]) -> BackendFactory:
+def _opener(config: Config, server: Mapping[str, Any], *, lookup: bool = True) -> BackendFactory:
     """How the batch opens models: config endpoints by name, URLs with the server flags,
-    anything else through :func:`agent.runner.open_model`."""
+    anything else through :func:`agent.runner.open_model` (``lookup=False``: --no-lookup)."""
     from agent.runner import open_model
 
     def open_backend(spec: str, options: Mapping[str, Any]) -> Backend:
@@ -280,6 +280,8 @@ def _opener(config: Config, server: Mapping[str, Any]) -> BackendFactory:
             return OpenAIBackend(**endpoint_options)
         if spec.startswith(("http://", "https://")):
             options = {**options, **server}
+        elif not lookup:
+            options = {**options, "lookup": False}
         return open_model(spec, options)
 
     return open_backend

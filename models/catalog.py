@@ -282,6 +282,7 @@ def open_backend(
     type_k: str | None = None,
     type_v: str | None = None,
     chat_template: str | None = None,
+    lookup: bool = True,
     warm_start: bool = True,
     state_dir: str | os.PathLike[str] | None = None,
     download: bool = True,
@@ -300,6 +301,8 @@ def open_backend(
         spec: see the module docstring.
         n_ctx, n_gpu_layers, n_threads, flash_attn, type_k, type_v, chat_template: passed to
             :class:`models.llama_cpp.LlamaCppBackend` (``None``: its defaults).
+        lookup: prompt-lookup decoding in the llama.cpp backend (on where it measures a
+            gain; ``False``: never).
         warm_start: save and reuse the KV state of the system turn on disk.
         state_dir: where warm-start states go (default: the user cache, ``kv-states``).
         download: fetch a missing hub model (else fail with instructions).
@@ -360,6 +363,7 @@ def open_backend(
         type_k=type_k,
         type_v=type_v,
         chat_template=chat_template,
+        lookup=lookup,
         name=spec if parsed.kind == "catalog" else None,
         state_dir=states,
         default_sampling=default_sampling(spec),

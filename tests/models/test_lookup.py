@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import pytest
 
@@ -245,3 +246,36 @@ def test_usage_carries_the_draft_counters() -> None:
     delta = total.since(Usage(draft_tokens=2, draft_tokens_accepted=1))
     assert (delta.draft_tokens, delta.draft_tokens_accepted) == (8, 7)
     assert Usage().draft_acceptance == 0.0 and total.copy() == total
+
+
+# -- the switches ---------------------------------------------------------------------------
+
+
+def test_no_lookup_reaches_the_backend_options(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agent import Agent
+    from agent.cli import build_parser
+    from agent.cli_agent import agent_from_args
+    from agent.cli_run import _opener
+    from agent.config import load_config
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config.toml").write_text("", encoding="utf-8")
+    common = ["ask", "q", "--model", "smollm2-135m", "--config", str(tmp_path / "config.toml")]
+    assert "lookup" not in agent_from_args(build_parser().parse_args(common))._backend_options
+    off = agent_from_args(build_parser().parse_args([*common, "--no-lookup"]))
+    assert off._backend_options["lookup"] is False
+
+    opened: list[tuple[str, dict[str, object]]] = []
+
+    def open_model(spec: str, options: dict[str, object]) -> object:
+        opened.append((spec, dict(options)))
+        return object()
+
+    monkeypatch.setattr("agent.runner.open_model", open_model)
+    config = load_config(str(tmp_path / "config.toml"))
+    _opener(config, {}, lookup=False)("smollm2-135m", {"n_ctx": 512})
+    _opener(config, {})("smollm2-135m", {})
+    assert opened == [("smollm2-135m", {"n_ctx": 512, "lookup": False}), ("smollm2-135m", {})]
+    Agent("smollm2-135m", backend_options={"lookup": False})  # a known option: no error
