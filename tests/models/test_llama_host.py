@@ -25,10 +25,13 @@ pytestmark = [pytest.mark.real_model, requires_tiny_model]
 
 PROMPTS = (
     "The capital of France is",
-    "Once upon a time, there was a",
     "def fibonacci(n):",
-    "The three primary colors are",
+    "1, 2, 3, 4, 5,",
+    "Monday, Tuesday, Wednesday,",
 )
+"""Greedy continuations without near-ties: each gave the same 12 tokens alone and in every
+combination of 4 among 7 candidates. ("Once upon a time, there was a" and "import numpy as"
+did not: their continuations flip with the batch shape.)"""
 
 
 @pytest.fixture
