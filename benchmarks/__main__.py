@@ -126,6 +126,10 @@ def model_figures(backend: LlamaCppBackend, quick: bool) -> dict[str, Any]:
         )
     else:
         results["resume"] = llama.resume_latency(backend, (1024, 2048, 4096, 7168, 16384))
+    if backend._lookup is not None:  # prompt lookup ÷ plain decoding (benchmarks/lookup.py)
+        from benchmarks import lookup
+
+        results["lookup"] = lookup.figures(backend, quick)
     return results
 
 
@@ -244,6 +248,10 @@ def table(results: dict[str, Any]) -> str:
                 f"{w['warm_ttft_s']} s vs {w['cold_ttft_s']} s; {w['prefix_tokens_loaded']} tokens loaded",
             )
         )
+    if "lookup" in results:
+        from benchmarks import lookup
+
+        rows += lookup.rows(results["lookup"])
     if "concurrency" in results:
         c = results["concurrency"]
         rows.append(
