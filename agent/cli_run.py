@@ -115,7 +115,10 @@ def run_tasks(
         fail_fast=args.fail_fast,
         approve_all=args.yes,
         transcripts_dir=transcripts,
-        factory=factory or _opener(config, _server_options(args), lookup=not args.no_lookup),
+        factory=factory
+        or _opener(
+            config, _server_options(args), lookup=not args.no_lookup, sessions=args.concurrency
+        ),
     )
     try:
         if results.dropped_torn_line:
@@ -264,12 +267,15 @@ def _server_options(args: argparse.Namespace) -> dict[str, Any]:
         raise BadInput(str(exc)) from None
 
 
-def _opener(config: Config, server: Mapping[str, Any], *, lookup: bool = True) -> BackendFactory:
+def _opener(
+    config: Config, server: Mapping[str, Any], *, lookup: bool = True, sessions: int = 1
+) -> BackendFactory:
     """How the batch opens models: config endpoints by name, URLs with the server flags,
-    anything else through :func:`agent.runner.open_model` (``lookup=False``: --no-lookup)."""
-    from agent.runner import open_model
+    anything else through :func:`agent.runner.open_model` (``lookup=False``: --no-lookup;
+    ``sessions > 1``: --concurrency, an embedded model opens as a model host)."""
+    from agent.runner import SessionHost, open_model
 
-    def open_backend(spec: str, options: Mapping[str, Any]) -> Backend:
+    def open_backend(spec: str, options: Mapping[str, Any]) -> Backend | SessionHost:
         endpoint = config.endpoint(spec)
         if endpoint is not None:
             from models.openai import OpenAIBackend
@@ -282,7 +288,7 @@ def _opener(config: Config, server: Mapping[str, Any], *, lookup: bool = True) -
             options = {**options, **server}
         elif not lookup:
             options = {**options, "lookup": False}
-        return open_model(spec, options)
+        return open_model(spec, options, sessions=sessions)
 
     return open_backend
 

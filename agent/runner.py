@@ -6,8 +6,10 @@ Contract:
   shared backend: a model is loaded once per distinct ``(model, ctx, n_gpu_layers)`` and
   closed as soon as no remaining task needs it.
 * Tasks run in file order; with ``concurrency > 1`` up to that many run at once, but a backend
-  whose ``info.concurrent`` is false (the embedded llama.cpp one, the scripted one) serves one
-  task at a time.
+  whose ``info.concurrent`` is false (the scripted one, a single-conversation llama.cpp one)
+  serves one task at a time. The default factory opens an embedded model as a model host
+  (:mod:`models.llama_host`) when ``concurrency > 1``: the model is loaded once, each task
+  gets a session of its own (closed when the task ends), and the tasks decode in one batch.
 * Headless approval: the tools of ``approve`` (every tool of the task with ``approve_all``)
   run; any other call to a dangerous tool is denied and the model is told so.
 * Each result is written to the results file the moment its task ends, then reported.
@@ -22,6 +24,7 @@ Contract:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import threading
 import time
@@ -30,7 +33,7 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from agent.agent import Agent
 from agent.approval import Decision
@@ -39,15 +42,40 @@ from agent.expect import check
 from agent.progress import Reporter
 from agent.results import ResultsFile, TaskResult
 from agent.tasks import TaskPlan
-from models.base import Backend, BackendError, Sampling, Usage
+from models.base import Backend, BackendError, BackendInfo, Sampling, Usage
 from tools.base import Tool
 
-BackendFactory = Callable[[str, Mapping[str, Any]], Backend]
-"""Opens a model: ``(spec, load options) -> Backend`` (default: the model catalog)."""
+
+@runtime_checkable
+class SessionHost(Protocol):
+    """A loaded model that serves several conversations (:class:`models.llama_host.LlamaHost`):
+    each task gets a backend of its own from :meth:`session`."""
+
+    @property
+    def info(self) -> BackendInfo: ...
+
+    def session(self) -> Backend: ...
+
+    def close(self) -> None: ...
 
 
-def open_model(spec: str, options: Mapping[str, Any]) -> Backend:
-    """The default :data:`BackendFactory`: :func:`models.catalog.open_backend`."""
+BackendFactory = Callable[[str, Mapping[str, Any]], Backend | SessionHost]
+"""Opens a model: ``(spec, load options) -> Backend`` (default: the model catalog), or a
+:class:`SessionHost` whose sessions the tasks use."""
+
+
+def open_model(
+    spec: str, options: Mapping[str, Any], *, sessions: int = 1
+) -> Backend | SessionHost:
+    """The default :data:`BackendFactory`: :func:`models.catalog.open_backend`; with
+    ``sessions > 1`` an embedded model (a catalog name or a .gguf path) is opened as a model
+    host serving that many tasks at once (:func:`models.llama_host.open_host`)."""
+    from models.llama_host import is_embedded
+
+    if sessions > 1 and is_embedded(spec):
+        from models.llama_host import open_host
+
+        return open_host(spec, n_seq_max=sessions, **options)
     from models.catalog import open_backend
 
     return open_backend(spec, **options)
@@ -83,13 +111,13 @@ class BackendPool:
     def __init__(self, plans: list[TaskPlan], factory: BackendFactory) -> None:
         self._factory = factory
         self._uses: Counter[ModelKey] = Counter(p.model_key for p in plans)
-        self._backends: dict[ModelKey, Backend] = {}
+        self._backends: dict[ModelKey, Backend | SessionHost] = {}
         self._failures: dict[ModelKey, str] = {}
         self._turns: dict[ModelKey, threading.Lock] = {}
         self._lock = threading.Lock()
 
-    def get(self, plan: TaskPlan) -> Backend:
-        """The backend of ``plan``, loaded on first use.
+    def get(self, plan: TaskPlan) -> Backend | SessionHost:
+        """The backend (or host) of ``plan``, loaded on first use.
 
         Raises:
             BackendError: it could not be loaded (the failure is remembered, not retried).
@@ -144,7 +172,7 @@ class Runner:
         fail_fast: bool = False,
         approve_all: bool = False,
         transcripts_dir: Path | None = None,
-        factory: BackendFactory = open_model,
+        factory: BackendFactory | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency!r}")
@@ -155,6 +183,8 @@ class Runner:
         self.fail_fast = fail_fast
         self.approve_all = approve_all
         self.transcripts_dir = transcripts_dir
+        if factory is None:
+            factory = functools.partial(open_model, sessions=concurrency)
         self.pool = BackendPool(plans, factory)
         self.results: list[TaskResult] = []
         """The results of this run, in the order the tasks ended."""
@@ -260,18 +290,27 @@ class Runner:
     def _run_one(self, plan: TaskPlan) -> TaskResult | None:
         """Run ``plan``; ``None`` when the batch stopped before it could start."""
         try:
+            session: Backend | None = None
             try:
-                backend = self.pool.get(plan)
+                loaded = self.pool.get(plan)
+                if isinstance(loaded, SessionHost):
+                    backend = session = loaded.session()
+                else:
+                    backend = loaded
             except BackendError as exc:
                 self.reporter.task_started(plan)
                 error = f"the model {plan.model!r} could not be loaded: {exc}"
                 return TaskResult(plan.id, False, "", "error", model=plan.model, error=error)
             if self.concurrency > 1 and not backend.info.concurrent:
                 self._note_serial(plan)
-            with self.pool.turn(plan, backend):
-                if self.stopping:
-                    return None
-                return self._execute(plan, backend)
+            try:
+                with self.pool.turn(plan, backend):
+                    if self.stopping:
+                        return None
+                    return self._execute(plan, backend)
+            finally:
+                if session is not None:
+                    session.close()
         finally:
             self.pool.release(plan)
 
@@ -279,8 +318,8 @@ class Runner:
         if plan.model_key not in self._noted:
             self._noted.add(plan.model_key)
             self.reporter.note(
-                f"{plan.model} serves one task at a time (an embedded model); --concurrency "
-                "runs tasks at once only on server backends"
+                f"{plan.model} serves one task at a time; --concurrency runs tasks at once on "
+                "server backends and embedded models (a model host)"
             )
 
     def _execute(self, plan: TaskPlan, backend: Backend) -> TaskResult:

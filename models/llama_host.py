@@ -447,3 +447,63 @@ class HostedLlamaBackend:
             self._active = None
         self._closed = True
         self._host.scheduler.close_seq(self._seq)
+
+
+def open_host(
+    spec: str,
+    *,
+    n_seq_max: int = DEFAULT_SEQUENCES,
+    n_ctx: int | None = None,
+    n_gpu_layers: int | None = None,
+    n_threads: int | None = None,
+    flash_attn: bool | None = None,
+    type_k: str | None = None,
+    type_v: str | None = None,
+    chat_template: str | None = None,
+    download: bool = True,
+    cache_dir: str | os.PathLike[str] | None = None,
+    endpoint: str | None = None,
+    limits: HostLimits | None = None,
+    **ignored: object,
+) -> LlamaHost:
+    """A host for an embedded model spec (a catalog name or a ``.gguf`` path), resolved as
+    :func:`models.catalog.open_backend` resolves it. Options that only a single-conversation
+    backend has (``lookup``, ``warm_start``, ``state_dir``, ``progress``…) are ``ignored``.
+
+    Raises:
+        BackendError: ``spec`` is not an embedded model, or it cannot be found, downloaded or
+            loaded (the message says why and what to do).
+    """
+    from models.catalog import default_sampling, model_path, parse_spec
+
+    parsed = parse_spec(spec)
+    if parsed.kind not in ("catalog", "path"):
+        raise BackendError(
+            f"{spec!r} is not an embedded model: a model host loads a catalog name or a .gguf "
+            "file (a server already serves several conversations; use it directly)"
+        )
+    if parsed.kind == "catalog":
+        path = model_path(spec, download=download, cache_dir=cache_dir, endpoint=endpoint)
+    else:
+        path = Path(parsed.value)
+    return LlamaHost.open(
+        path,
+        n_seq_max=n_seq_max,
+        n_ctx=n_ctx,
+        n_gpu_layers=n_gpu_layers,
+        n_threads=n_threads,
+        flash_attn=flash_attn,
+        type_k=type_k,
+        type_v=type_v,
+        chat_template=chat_template,
+        name=spec if parsed.kind == "catalog" else None,
+        default_sampling=default_sampling(spec),
+        limits=limits,
+    )
+
+
+def is_embedded(spec: str) -> bool:
+    """Whether ``spec`` names a model a host can load (a catalog name or a file path)."""
+    from models.catalog import parse_spec
+
+    return parse_spec(spec).kind in ("catalog", "path")
