@@ -19,12 +19,24 @@ yielded), ``max_tokens`` (``"length"``), a full window (``"context_full"``) or a
 When the consumer closes the generator after a chunk, the backend's record ends exactly at that
 chunk: nothing is wasted and nothing is lost.
 
+Prompt lookup (:mod:`models._llama_lookup`, on by default where it measures a gain): a decode
+step may draft the next tokens from an earlier occurrence of the context's last 2-4 tokens and
+evaluate ``[pending token] + draft`` in one batch, sampling each position in order with the
+generation's sampler until a sample differs from the draft; the text is the sampler's own (a
+near-tie may flip: batched logits differ from one-token logits in the last digits). Accepted
+draft tokens are in the KV cache before they are yielded: if the generation ends first (the
+consumer closes it at ``</tool_call>``, a stop string), they leave the KV cache, and the last
+yielded token is left pending as after plain decoding. Drafts end at ``</tool_call>``,
+``<tool_response>``, a stop string or an end of turn, so no batch verifies text after them.
+
 Counters (:class:`~models.base.Usage`): ``prompt_tokens_evaluated`` counts every token run in
 prefill, the pending token included (so a resume after an observation evaluates the
 observation's tokens + 1); ``prompt_tokens_cached`` counts tokens reused when a call does *not*
 continue the previous call's context (a changed history, or a prefix loaded from disk by the
 warm start); a continuation reuses everything and counts nothing, since those tokens were
 counted when they were evaluated or generated. ``context_tokens`` is the context length.
+``completion_tokens`` counts generated tokens (drafted or not, each once); ``draft_tokens``
+the drafted tokens verified, ``draft_tokens_accepted`` those the sampler chose too.
 
 Warm start (``state_dir``): the KV state of the first system turn (system prompt and declared
 tools) is saved to disk and loaded by later backends, see :mod:`models.kv_state`.
