@@ -63,6 +63,12 @@ class Agent:
         tool_settings: per-tool settings (limits) by tool name, seen by tools.
         transcript: write a JSONL transcript (``True``), not (``False``), or to this file.
         sessions_dir: where transcripts go (default: the user data folder).
+        session_kv: keep the conversation's KV state beside its transcript
+            (``TRANSCRIPT.kv``, written after each run) so that :meth:`resume` restores it
+            instead of evaluating the conversation again: ``True`` up to
+            :data:`models.kv_state.DEFAULT_SESSION_BYTES`, or a bound in bytes; a state
+            over the bound is not written. Only backends that can save their KV state
+            (the llama.cpp ones) take part; others ignore it.
         backend_options: the keyword arguments of :func:`models.catalog.open_backend`, used
             when ``model`` is a name, a path or a URL: for llama.cpp ``n_ctx``,
             ``n_gpu_layers``, ``flash_attn``, ``type_k``/``type_v``, ``chat_template``,
@@ -103,6 +109,7 @@ class Agent:
         tool_settings: Mapping[str, Mapping[str, Any]] | None = None,
         transcript: bool | str | Path = True,
         sessions_dir: str | Path | None = None,
+        session_kv: bool | int = False,
         backend_options: Mapping[str, Any] | None = None,
         mcp_servers: Sequence[Any] = (),
     ) -> None:
@@ -158,6 +165,10 @@ class Agent:
         self._writer: TranscriptWriter | None = None
         self.last_usage = Usage()
         """The counters of the last run (also in its ``RunResult``)."""
+        self._session_kv = _session_kv_bytes(session_kv)
+        self.kv_note: str | None = None
+        """What became of the session's KV state at the last :meth:`resume` or run: restored,
+        saved, or why not (``None`` when ``session_kv`` is off)."""
 
     # -- the model -----------------------------------------------------------------------
 
@@ -268,6 +279,8 @@ class Agent:
                 writer.close()  # reopened (append) by the next run of this conversation
             self.history.extend(state.new_messages)
             self.last_usage = state.usage
+            if writer is not None and self._session_kv is not None:
+                self._save_kv(writer.path)
 
     def run(self, prompt: str) -> RunResult:
         """Run ``prompt`` to the end and return the result (approvals: callback or policy)."""
@@ -318,6 +331,26 @@ class Agent:
         self.history.extend(saved.history())
         if self._transcript_setting is not False:
             self._writer = TranscriptWriter(saved.path)
+        if self._session_kv is not None:
+            from models.kv_state import KVStateful, SessionKV
+
+            backend = self.backend
+            if isinstance(backend, KVStateful):
+                kv = SessionKV(Path(saved.path), self._session_kv)
+                self.kv_note = kv.load(backend, self.history)
+
+    def _save_kv(self, transcript: Path) -> None:
+        """Keep the backend's KV state beside ``transcript`` (never fails the run)."""
+        from models.kv_state import KVStateful, SessionKV
+
+        backend = self._backend
+        if not isinstance(backend, KVStateful) or self._session_kv is None:
+            return
+        try:
+            reason = SessionKV(transcript, self._session_kv).save(backend, self.history)
+        except Exception as exc:  # an optimisation: a failure to save is a note, not an error
+            reason = f"{type(exc).__name__}: {exc}"
+        self.kv_note = "saved the KV state" if reason is None else f"KV state not saved: {reason}"
 
     def cancel(self) -> None:
         """Ask the running generation or tool to stop; the run ends with ``"cancelled"``."""
@@ -389,6 +422,18 @@ class Agent:
             "tools": self.registry.names(),
             "workspace": str(self.workspace),
         }
+
+
+def _session_kv_bytes(setting: bool | int) -> int | None:
+    if setting is False:
+        return None
+    if setting is True:
+        from models.kv_state import DEFAULT_SESSION_BYTES
+
+        return DEFAULT_SESSION_BYTES
+    if setting < 1:
+        raise ValueError(f"session_kv must be True, False or a size in bytes, got {setting!r}")
+    return setting
 
 
 def _close(iterator: Iterator[Event]) -> None:

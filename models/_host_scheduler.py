@@ -34,7 +34,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from models._llama_batch import Decoder, Entry
 from models.base import GenerateOptions, StopReason, Usage
@@ -115,6 +115,7 @@ class Scheduler:
         self._seqs: list[SeqState] = []
         self._jobs: list[Job] = []
         self._to_free: list[SeqState] = []
+        self._calls: list[_Call] = []
         self._numbers = 0
         self._closing = False
         self.steps = 0
@@ -191,6 +192,22 @@ class Scheduler:
                 self.cond.wait(0.5)  # the host thread frees the slot between batches
             seq.swapped, seq.kv = None, []
 
+    def run_in_host(self, function: Callable[[], _T]) -> _T:
+        """Run ``function`` on the host thread between two batches (the decoder is not
+        thread-safe) and return its result or raise its exception."""
+        call: _Call = _Call(function)
+        with self.cond:
+            if not self._thread.is_alive():
+                call.run()
+            else:
+                self._calls.append(call)
+                self.cond.notify_all()
+                while not call.done:
+                    self.cond.wait(0.5)
+        if call.error is not None:
+            raise call.error
+        return call.result  # type: ignore[no-any-return]
+
     def close(self) -> None:
         """Stop the host thread; running generations end with an error. Idempotent."""
         with self.cond:
@@ -198,6 +215,25 @@ class Scheduler:
             self.cond.notify_all()
         if self._thread is not threading.current_thread():
             self._thread.join()
+
+    def export_seq(self, seq: SeqState) -> tuple[list[int], bytes] | None:
+        """``seq``'s tokens and KV state, wherever it is (host thread; no job running)."""
+        if not seq.kv:
+            return None
+        if seq.slot is not None:
+            return list(seq.kv), self.decoder.save(seq.slot)
+        if seq.swapped is not None:
+            return list(seq.kv), seq.swapped
+        return None
+
+    def import_seq(self, seq: SeqState, tokens: list[int], data: bytes) -> None:
+        """Make ``tokens`` with the state ``data`` the KV of ``seq``, as if swapped out: it
+        is restored on the next generation (host thread; no job running)."""
+        if seq.slot is not None:
+            self.decoder.remove(seq.slot, 0)
+            seq.slot = None
+        seq.kv, seq.swapped = list(tokens), data
+        self._keep_swap_budget()
 
     def resident_cells(self) -> int:
         """KV cells held by sequences in the cache."""
@@ -218,6 +254,11 @@ class Scheduler:
                         self._free_closed()
                         return
                     self._free_closed()
+                    for call in self._calls:
+                        call.run()
+                    if self._calls:
+                        self._calls.clear()
+                        self.cond.notify_all()
                     for job in [j for j in self._jobs if j.keep is not None]:
                         self._settle(job)
                     self._admit()
@@ -322,6 +363,9 @@ class Scheduler:
             self.swaps_out += 1
         self.decoder.remove(seq.slot, 0)
         seq.slot = None
+        self._keep_swap_budget()
+
+    def _keep_swap_budget(self) -> None:
         budget = self.limits.swap_bytes
         while self.swapped_bytes() > budget:
             held = [s for s in self._seqs if s.swapped is not None]
@@ -451,6 +495,24 @@ class Scheduler:
             if job.error is None and job.end is None:
                 job.error = message
             self._settle(job)
+
+
+_T = TypeVar("_T")
+
+
+@dataclass(eq=False, slots=True)
+class _Call:
+    function: Callable[[], Any]
+    result: Any = None
+    error: BaseException | None = None
+    done: bool = False
+
+    def run(self) -> None:
+        try:
+            self.result = self.function()
+        except BaseException as exc:  # handed to the caller's thread
+            self.error = exc
+        self.done = True
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:

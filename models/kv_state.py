@@ -1,4 +1,11 @@
-"""Warm start: the KV state of a prompt's system turn, kept on disk for the next session.
+"""KV states on disk: the warm start of a system turn, and a whole session beside its transcript.
+
+Both use one file format (:func:`write_state` / :func:`read_state`): a header (what the state
+depends on), the tokens it holds, and llama.cpp's state of one sequence
+(``llama_state_seq_get_data``), written to a temporary name and renamed, so a crash never
+leaves half a state behind, and read back only when the header matches and the sizes agree.
+
+**Warm start** (:class:`PrefixStateStore`):
 
 Every task of an agent starts with the same system turn (system prompt and declared tools),
 often hundreds of tokens that a CPU or a partly offloaded 32B model needs seconds or minutes
@@ -8,10 +15,17 @@ it is evaluated and loads it in later backends and processes instead of evaluati
 A state file is named by a hash of a *fingerprint* (model file path, size and modification
 time, chat template, llama-cpp-python version, KV-cache types, flash attention, rope scaling)
 and of the exact prefix tokens, so a changed model, template or prompt never finds a stale
-state. llama.cpp also stores the tokens in the file; they are compared again on load, and a
-file that fails to load or does not match is deleted and ignored. Files are written to a
-temporary name and renamed, so a crash never leaves half a state behind; the least recently
-used files beyond ``max_files`` are removed.
+state. The tokens in the file are compared again on load, and a file that fails to load or
+does not match is deleted and ignored; the least recently used files beyond ``max_files``
+are removed.
+
+**Sessions** (:class:`SessionKV`): a conversation's KV state is kept beside its transcript
+(``TRANSCRIPT.kv``), bounded in size, with the fingerprint of the model and a digest of the
+conversation it belongs to. Resuming the transcript loads it into the backend as a bare token
+record (:class:`~models._llama_record.ContextRecord`), so the next prompt evaluates only what
+follows the longest common token prefix; a state saved for another model, another
+conversation, or torn, is ignored with a note saying why. A backend takes part through
+:class:`KVStateful`.
 """
 
 from __future__ import annotations
@@ -23,7 +37,7 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from models.base import Segment
 
@@ -101,18 +115,12 @@ class PrefixStateStore:
         Returns whether it was loaded; on ``False`` the KV cache is empty again and a bad
         file has been deleted.
         """
-        import llama_cpp
-
         path = self.path_for(tokens)
         if not path.is_file():
             return False
         wanted = list(tokens)
-        out = (llama_cpp.llama_token * len(wanted))()
-        count = ctypes.c_size_t(0)
-        read = llama_cpp.llama_state_seq_load_file(
-            llm.ctx, os.fsencode(path), 0, out, len(wanted), ctypes.byref(count)
-        )
-        if read == 0 or count.value != len(wanted) or list(out[: count.value]) != wanted:
+        saved = read_state(path, self._header())
+        if isinstance(saved, str) or saved[0] != wanted or not set_seq_state(llm.ctx, 0, saved[1]):
             llm._ctx.kv_cache_seq_rm(0, 0, -1)
             llm.n_tokens = 0
             path.unlink(missing_ok=True)
@@ -125,30 +133,17 @@ class PrefixStateStore:
     def save(self, llm: Llama, tokens: Sequence[int]) -> bool:
         """Save sequence 0 of ``llm``, which must hold exactly ``tokens``. Errors are ignored
         (a warm start is an optimisation); returns whether a file was written."""
-        import llama_cpp
-
         path = self.path_for(tokens)
         if path.is_file():
             return False
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-        except OSError:
-            return False
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        data = (llama_cpp.llama_token * len(tokens))(*tokens)
-        written = llama_cpp.llama_state_seq_save_file(
-            llm.ctx, os.fsencode(tmp), 0, data, len(tokens)
-        )
-        try:
-            if written == 0:
-                tmp.unlink(missing_ok=True)
-                return False
-            os.replace(tmp, path)
-        except OSError:
-            tmp.unlink(missing_ok=True)
+        data = seq_state(llm.ctx, 0)
+        if write_state(path, self._header(), tokens, data) is not None:
             return False
         self._prune()
         return True
+
+    def _header(self) -> dict[str, object]:
+        return {"model": json.loads(self._fingerprint)}
 
     def _prune(self) -> None:
         files = sorted(
@@ -156,3 +151,161 @@ class PrefixStateStore:
         )
         for old in files[self.max_files :]:
             old.unlink(missing_ok=True)
+
+
+MAGIC = b"QWQ-KV-STATE 1\n"
+"""The first bytes of a state file; then a JSON header line, the tokens (int32), the state."""
+
+
+def seq_state(ctx: Any, seq: int) -> bytes:
+    """llama.cpp's state of sequence ``seq`` of the context ``ctx`` (a ``llama_context_p``)."""
+    import llama_cpp
+
+    size = int(llama_cpp.llama_state_seq_get_size(ctx, seq))
+    buffer = (ctypes.c_uint8 * size)()
+    written = int(llama_cpp.llama_state_seq_get_data(ctx, buffer, size, seq))
+    return ctypes.string_at(buffer, written)
+
+
+def set_seq_state(ctx: Any, seq: int, data: bytes) -> bool:
+    """Put a state made by :func:`seq_state` into the empty sequence ``seq``; whether it
+    worked (llama.cpp refuses a state of another model or shape)."""
+    import llama_cpp
+
+    source = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+    return int(llama_cpp.llama_state_seq_set_data(ctx, source, len(data), seq)) > 0
+
+
+def write_state(
+    path: Path,
+    header: Mapping[str, object],
+    tokens: Sequence[int],
+    data: bytes,
+    max_bytes: int | None = None,
+) -> str | None:
+    """Write a state file atomically (a temporary file, then a rename). Returns ``None`` when
+    written, else why not (over ``max_bytes``, or the file system said no)."""
+    size = len(MAGIC) + 4 * len(tokens) + len(data)
+    if max_bytes is not None and size > max_bytes:
+        return f"the KV state takes {size} bytes, more than the limit of {max_bytes}"
+    head = json.dumps(
+        {**header, "n_tokens": len(tokens), "state_bytes": len(data)}, sort_keys=True
+    ).encode("utf-8")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tmp.open("wb") as out:
+            out.write(MAGIC + head + b"\n")
+            out.write(array.array("i", tokens).tobytes())
+            out.write(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        return f"could not write {str(path)!r}: {exc}"
+    return None
+
+
+def read_state(
+    path: Path, header: Mapping[str, object], max_bytes: int | None = None
+) -> tuple[list[int], bytes] | str:
+    """The tokens and state of a file written by :func:`write_state` with the same
+    ``header``, or why it cannot be used (missing, too big, torn, another header)."""
+    try:
+        size = path.stat().st_size
+        if max_bytes is not None and size > max_bytes:
+            return f"{path.name} takes {size} bytes, more than the limit of {max_bytes}"
+        raw = path.read_bytes()
+    except OSError as exc:
+        return f"{path.name} cannot be read: {exc}"
+    if not raw.startswith(MAGIC) or b"\n" not in raw[len(MAGIC) :]:
+        return f"{path.name} is not a KV state file"
+    line_end = raw.index(b"\n", len(MAGIC))
+    try:
+        saved = json.loads(raw[len(MAGIC) : line_end])
+    except ValueError:
+        return f"{path.name} has a damaged header"
+    n_tokens, state_bytes = saved.pop("n_tokens", -1), saved.pop("state_bytes", -1)
+    if saved != json.loads(json.dumps(dict(header), sort_keys=True)):
+        changed = sorted(k for k in {*saved, *header} if saved.get(k) != header.get(k))
+        return f"{path.name} was saved for another {' and '.join(changed)}"
+    body = raw[line_end + 1 :]
+    if not isinstance(n_tokens, int) or len(body) != 4 * n_tokens + state_bytes:
+        return f"{path.name} is torn ({len(body)} bytes of body, not {4 * n_tokens + state_bytes})"
+    tokens = array.array("i")
+    tokens.frombytes(body[: 4 * n_tokens])
+    return tokens.tolist(), body[4 * n_tokens :]
+
+
+@runtime_checkable
+class KVStateful(Protocol):
+    """A backend whose KV state can be saved and loaded (the llama.cpp ones)."""
+
+    def kv_fingerprint(self) -> Mapping[str, object]:
+        """What a state depends on besides its tokens (see :func:`fingerprint`)."""
+        ...
+
+    def export_kv(self) -> tuple[list[int], bytes] | None:
+        """The tokens the KV cache holds and their state; ``None`` when it holds none."""
+        ...
+
+    def import_kv(self, tokens: list[int], data: bytes) -> bool:
+        """Replace the context by ``tokens`` whose state is ``data`` (a bare record: reused
+        by common prefix). Returns ``False``, with an empty context, when it did not load."""
+        ...
+
+
+SESSION_SUFFIX = ".kv"
+DEFAULT_SESSION_BYTES = 1 << 30
+"""The default bound of a session's state on disk (QwQ-32B at f16: about 4,000 tokens)."""
+
+
+class SessionKV:
+    """A conversation's KV state beside its transcript (``TRANSCRIPT.kv``).
+
+    Args:
+        transcript: the transcript file the state belongs to.
+        max_bytes: a state larger than this is neither written nor read.
+    """
+
+    def __init__(self, transcript: Path, max_bytes: int = DEFAULT_SESSION_BYTES) -> None:
+        self.path = transcript.with_name(transcript.name + SESSION_SUFFIX)
+        self.max_bytes = max_bytes
+
+    @staticmethod
+    def digest(history: Sequence[Mapping[str, Any]]) -> str:
+        """What identifies a conversation: a hash of its messages."""
+        text = json.dumps(list(history), sort_keys=True, ensure_ascii=False, default=str)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+    def save(self, backend: KVStateful, history: Sequence[Mapping[str, Any]]) -> str | None:
+        """Save ``backend``'s state as that of ``history``; ``None`` when saved, else why
+        not (an old file is removed then: it would be stale)."""
+        exported = backend.export_kv()
+        if exported is None:
+            self.path.unlink(missing_ok=True)
+            return "the backend holds no KV state"
+        header = self._header(backend, history)
+        reason = write_state(self.path, header, exported[0], exported[1], self.max_bytes)
+        if reason is not None:
+            self.path.unlink(missing_ok=True)
+        return reason
+
+    def load(self, backend: KVStateful, history: Sequence[Mapping[str, Any]]) -> str:
+        """Load the saved state into ``backend`` if it belongs to ``history`` and this model.
+        Returns a note for a person: what was restored, or why nothing was."""
+        if not self.path.is_file():
+            return f"no saved KV state beside the transcript ({self.path.name})"
+        saved = read_state(self.path, self._header(backend, history), self.max_bytes)
+        if isinstance(saved, str):
+            return f"the saved KV state was ignored: {saved}; the conversation is evaluated again"
+        tokens, data = saved
+        if not backend.import_kv(tokens, data):
+            return "the saved KV state was ignored: llama.cpp did not load it"
+        return f"restored the KV state of {len(tokens)} tokens from {self.path.name}"
+
+    @classmethod
+    def _header(
+        cls, backend: KVStateful, history: Sequence[Mapping[str, Any]]
+    ) -> dict[str, object]:
+        fp = json.loads(json.dumps(dict(backend.kv_fingerprint()), sort_keys=True, default=str))
+        return {"model": fp, "conversation": cls.digest(history)}

@@ -80,7 +80,13 @@ from models.base import (
     StopReason,
     Usage,
 )
-from models.kv_state import PrefixStateStore, fingerprint, system_turn_end
+from models.kv_state import (
+    PrefixStateStore,
+    fingerprint,
+    seq_state,
+    set_seq_state,
+    system_turn_end,
+)
 
 if TYPE_CHECKING:
     from llama_cpp._internals import LlamaSampler
@@ -296,6 +302,30 @@ class LlamaCppBackend:
     def context_tokens(self) -> list[int]:
         """The token ids of the context as recorded (the pending token included)."""
         return list(self._record.tokens)
+
+    # -- the KV state on disk (models.kv_state.KVStateful) ----------------------------------
+
+    def kv_fingerprint(self) -> dict[str, object]:
+        """What a saved state of this backend depends on besides its tokens."""
+        return fingerprint(self.model_path, self._info.chat_template, self.settings)
+
+    def export_kv(self) -> tuple[list[int], bytes] | None:
+        """The tokens the KV cache holds and their llama.cpp state (``None``: empty)."""
+        self._check_open()
+        tokens = self._record.evaluated[: self._llm.n_tokens]
+        return (tokens, seq_state(self._llm.ctx, 0)) if tokens else None
+
+    def import_kv(self, tokens: list[int], data: bytes) -> bool:
+        """Replace the context by ``tokens`` with their saved state (a bare record, reused by
+        common prefix); ``False``, with an empty context, when llama.cpp refuses it."""
+        self.reset()
+        if len(tokens) >= self._n_ctx or not set_seq_state(self._llm.ctx, 0, data):
+            self._reset()
+            return False
+        self._llm.input_ids[: len(tokens)] = tokens
+        self._llm.n_tokens = len(tokens)
+        self._record.bare(list(tokens))
+        return True
 
     # -- the llama.cpp context ------------------------------------------------------------
 

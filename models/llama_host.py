@@ -413,6 +413,34 @@ class HostedLlamaBackend:
         if self._closed:
             raise BackendError("this session has been closed; open a new one on the host")
 
+    # -- the KV state on disk (models.kv_state.KVStateful) ----------------------------------
+
+    def kv_fingerprint(self) -> dict[str, object]:
+        """What a saved state of this session depends on besides its tokens."""
+        from models.kv_state import fingerprint
+
+        host = self._host
+        if host.model_path is None or host.settings is None:
+            return {"model": host.info.name}
+        return fingerprint(host.model_path, host.info.chat_template, host.settings)
+
+    def export_kv(self) -> tuple[list[int], bytes] | None:
+        """The tokens this session's KV state holds and the state (``None``: empty)."""
+        self._check_open()
+        scheduler = self._host.scheduler
+        return scheduler.run_in_host(lambda: scheduler.export_seq(self._seq))
+
+    def import_kv(self, tokens: list[int], data: bytes) -> bool:
+        """Replace the context by ``tokens`` with their saved state; it is put into the cache
+        on the next generation (a state that does not load then is evaluated again)."""
+        self.reset()
+        if len(tokens) >= self._host.info.context_size:
+            return False
+        scheduler = self._host.scheduler
+        scheduler.run_in_host(lambda: scheduler.import_seq(self._seq, tokens, data))
+        self._record.bare(list(tokens))
+        return True
+
     def reset(self) -> None:
         """Forget the conversation (its KV cells are freed); counters are kept."""
         self._check_open()

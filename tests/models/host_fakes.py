@@ -5,8 +5,8 @@ real llama.cpp context would need: every entry continues its sequence at the nex
 the cells in use never exceed ``n_ctx``, a state is restored only into an empty sequence, and
 only entries with logits are sampled. Its "model" is a pure function of a sequence's history
 (so swaps and batch shapes cannot change what it answers): :class:`ScriptModel` replays, for
-the conversation whose prompt contains a key, the scripted turn number ``k`` (``k`` = the
-tool responses so far) one byte per token, then the end of turn.
+the latest key in the conversation, the scripted turn number ``k`` (``k`` = the tool
+responses since that key) one byte per token, then the end of turn.
 """
 
 from __future__ import annotations
@@ -55,10 +55,11 @@ class ScriptModel:
 
     def __call__(self, history: Sequence[int]) -> int:
         text = bytes(t if t != END else 0 for t in history)
-        key = next((k for k in self.scripts if k in text), None)
-        if key is None:
+        present = [k for k in self.scripts if k in text]
+        if not present:
             return END
-        after = text[text.index(key) :]
+        key = max(present, key=text.rfind)  # the latest task of the conversation
+        after = text[text.rfind(key) :]
         turn = after.count(b"</tool_response>")
         start = max(text.rfind(m) + len(m) if m in text else -1 for m in GENERATION_STARTS)
         done = len(text) - start if start >= 0 else 0
