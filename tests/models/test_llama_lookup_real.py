@@ -263,7 +263,7 @@ def test_the_benchmark_reports_lookup_beside_plain_decoding(
     from benchmarks import lookup
 
     figures = lookup.figures(tiny_backend, quick=True)
-    for key in ("copy", "free"):
+    for key in ("copy", "free", "free_sampled"):
         f = figures[key]
         assert f["plain_tok_s"] > 0 and f["lookup_tok_s"] > 0 and f["ratio"] > 0
         assert 0 <= f["accepted"] <= f["drafted"]
