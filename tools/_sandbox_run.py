@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import select
 import selectors
 import shutil
 import signal
@@ -83,6 +84,27 @@ def _has_exited(pid: int) -> bool:
         return True
 
 
+def _open_pidfd(pid: int) -> int | None:
+    """A pidfd of ``pid`` (readable once it has exited), or ``None`` where there is none."""
+    opener = getattr(os, "pidfd_open", None)
+    if opener is None:
+        return None
+    try:
+        fd: int = opener(pid)
+    except OSError:
+        return None
+    return fd
+
+
+def _wait_for_exit(exit_fd: int | None, seconds: float) -> None:
+    """Wait up to ``seconds`` for the child to exit: on its pidfd, so the wait ends the moment
+    it does (the output pipes close a moment before the exit is visible), else by sleeping."""
+    if exit_fd is None:
+        time.sleep(min(seconds, 0.01))
+    else:
+        select.select([exit_fd], [], [], max(seconds, 0.0))
+
+
 def _kill_group(pgid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
@@ -122,6 +144,7 @@ def run_process(
         )
         assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
         pid = proc.pid
+        exit_fd = _open_pidfd(pid)  # readable once the child has exited (Linux 5.3+)
         out, err = bytearray(), bytearray()
         overflow = False
         ending: Ending = "exited"
@@ -174,13 +197,16 @@ def run_process(
                     if cancel_event is not None and cancel_event.is_set():
                         ending = "cancelled"
                         break
-                    if time.monotonic() >= deadline:
+                    now = time.monotonic()
+                    if now >= deadline:
                         ending = "wall_timeout"
                         break
-                    time.sleep(0.01)
+                    _wait_for_exit(exit_fd, min(_POLL_SECONDS, deadline - now))
         finally:
             _kill_group(pid)  # before reaping: the group id cannot be reused until then
             proc.wait()
+            if exit_fd is not None:
+                os.close(exit_fd)
             for stream in (proc.stdin, proc.stdout, proc.stderr):
                 stream.close()
         return ProcessOutcome(
