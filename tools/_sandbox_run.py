@@ -222,6 +222,10 @@ def run_process(
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+CHILD_FILES = ("child", "kernel", "policy", "compile")
+"""The files ``tools/_sandbox_NAME.py`` the child runs or loads by path."""
+
+
 def bwrap_prefix(scratch: str) -> list[str]:
     """The bubblewrap command that wraps the child: a minimal root, no network, own PIDs.
 
@@ -230,21 +234,30 @@ def bwrap_prefix(scratch: str) -> list[str]:
     where they are links), and the two files of the child; bound writable: ``scratch``, the
     working directory. ``/dev`` is bubblewrap's minimal one; there is no ``/proc``, ``/etc``
     or home. As root, bwrap keeps only CAP_SETUID/CAP_SETGID, which the child needs to drop
-    to uid 65534 (losing them with it); otherwise every capability is dropped.
+    to uid 65534, and CAP_DAC_OVERRIDE, to enter the scratch folder that uid owns (all lost
+    with the drop); otherwise every capability is dropped.
     """
     here = Path(__file__).parent
-    args = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--dev", "/dev"]
+    # As root, no user namespace: in one, the scratch folder's owner (uid 65534) would not be
+    # mapped and could not be entered; the child drops to that uid itself.
+    unshare = (
+        ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
+        if os.geteuid() == 0
+        else ["--unshare-all"]
+    )
+    args = ["bwrap", *unshare, "--die-with-parent", "--new-session", "--dev", "/dev"]
     for folder in ("/usr/lib", "/usr/lib64", "/lib", "/lib64", "/lib32"):
         if os.path.islink(folder):
             args += ["--symlink", os.readlink(folder), folder]
         elif os.path.isdir(folder):
             args += ["--ro-bind", folder, folder]
-    own_files = [str(here / "_sandbox_child.py"), str(here / "_sandbox_kernel.py")]
+    own_files = [str(here / f"_sandbox_{name}.py") for name in CHILD_FILES]
     for path in [*sorted({sys.base_prefix, sys.prefix}), *own_files]:
         args += ["--ro-bind", path, path]
     args += ["--bind", scratch, scratch, "--chdir", scratch, "--cap-drop", "ALL"]
-    if os.geteuid() == 0:
-        args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    if os.geteuid() == 0:  # DAC_OVERRIDE: to enter the scratch folder, owned by uid 65534
+        for cap in ("CAP_SETUID", "CAP_SETGID", "CAP_DAC_OVERRIDE"):
+            args += ["--cap-add", cap]
     return args
 
 

@@ -516,3 +516,23 @@ def test_os_layer_has_no_network() -> None:
     limits = PythonLimits(cpu_seconds=1, wall_seconds=3, os_sandbox="require")
     result = run_code("", limits, child_argv=[sys.executable, "-I", "-c", probe])
     assert result.output != "connected"
+
+
+@pytest.mark.skipif(not bwrap_available(), reason="bubblewrap is not usable here")
+def test_os_layer_shows_only_the_interpreter_and_the_scratch_folder(tmp_path: Path) -> None:
+    """bubblewrap binds a minimal root (no ``/`` bind): a file of the user, ``/etc`` and
+    ``/proc`` are not there at all, while the scratch folder is writable."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("the user's data")
+    probe = (
+        "import json, os\n"
+        f"seen = [p for p in ({str(secret)!r}, '/etc/passwd', '/proc/1/environ') "
+        "if os.path.exists(p)]\n"
+        "open('note.txt', 'w').write('ok')\n"
+        "print(json.dumps({'ok': True, 'output': json.dumps(seen), 'dropped': 0, "
+        "'result': json.dumps(open('note.txt').read())}))"
+    )
+    limits = PythonLimits(cpu_seconds=1, wall_seconds=5, os_sandbox="require")
+    result = run_code("", limits, child_argv=[sys.executable, "-I", "-c", probe])
+    assert json.loads(result.output) == []
+    assert result.result == "ok"
