@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
+from models import redact
 from tools._loop_thread import LoopThread, wait_result
 from tools._mcp_names import bounded_description, refuse_name
 from tools.base import Tool, ToolContext, ToolError
@@ -155,6 +156,8 @@ class McpServer:
             self.spec = McpServerSpec.parse(target, **options)
         else:
             self.spec = McpServerSpec(command=tuple(target), **options)
+        # Header values and URL credentials are secrets: blanked wherever text is shown or saved.
+        redact.register(headers=self.spec.headers, url=self.spec.url)
         self.name = self.spec.display_name
         self.skipped: dict[str, str] = {}
         """Tools left out, by name, with the reason."""

@@ -20,6 +20,7 @@ from agent.cli import main
 from models.base import BackendError
 from models.openai import OpenAIBackend
 from models.redact import HIDDEN, blank_settings, redact, redact_url, register
+from tests.conftest import HANG_BOUND
 from tests.server.fake_openai import FakeServer, Reply, completion_events
 
 KEY = "sk-test-key-7f3a9c"
@@ -164,3 +165,17 @@ def test_every_form_of_a_secret_is_blanked() -> None:
 
 def _basic(user: str, password: str) -> str:
     return base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def test_mcp_header_values_are_secrets_too() -> None:
+    from tools.mcp import McpError, McpServer
+
+    token = "mcp-secret-0123456789"
+    with pytest.raises(McpError) as failure:
+        McpServer(
+            "http://127.0.0.1:9/mcp",
+            headers={"Authorization": f"Bearer {token}"},
+            connect_timeout=HANG_BOUND,
+        )
+    assert token not in str(failure.value)
+    assert token not in redact(f"the server said: Bearer {token}")
