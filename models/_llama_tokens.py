@@ -154,7 +154,8 @@ def verify_draft(
     grammar or penalty advances only on tokens that become the generation's.
 
     Raises:
-        RuntimeError: llama.cpp failed to evaluate the batch (the KV cache is then unknown).
+        RuntimeError: llama.cpp failed to evaluate the batch or to drop the rejected tail
+            (the KV cache is then unknown).
     """
     batch = [last, *draft]
     if len(batch) > llm.n_batch:
@@ -174,7 +175,11 @@ def verify_draft(
             break
     keep = n_past + len(sampled)  # last + the accepted draft tokens
     if keep < llm.n_tokens:
-        ctx.kv_cache_seq_rm(-1, keep, -1)
+        if not ctx.kv_cache_seq_rm(-1, keep, -1):
+            raise RuntimeError(
+                f"llama.cpp could not drop a rejected draft (positions {keep} and on) from the "
+                "KV cache of this model; open it with lookup=False (--no-lookup)"
+            )
         llm.n_tokens = keep
     return sampled
 

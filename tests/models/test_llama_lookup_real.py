@@ -15,7 +15,7 @@ import pytest
 from agent import Agent
 from models import chat_template as ct
 from models._llama_lookup import LookupSettings
-from models.base import GenerateOptions, Sampling, Segment, Usage
+from models.base import BackendError, GenerateOptions, Sampling, Segment, Usage
 from models.grammar import tool_call_grammar
 from models.llama_cpp import LlamaCppBackend
 from tests.conftest import add
@@ -273,3 +273,30 @@ def test_the_benchmark_reports_lookup_beside_plain_decoding(
     assert "copy-heavy step" in table and "free generation" in table and "</tool_call>" in table
     assert tiny_backend._lookup is not None  # the plain runs gave it back
     json.dumps(figures)
+
+
+def test_a_kv_cache_that_cannot_drop_a_draft_is_an_error_not_a_corrupt_context(
+    eager: LlamaCppBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Should llama.cpp refuse to drop a rejected draft, the generation fails with a next
+    step instead of going on over a KV cache that holds tokens the record does not."""
+    from llama_cpp._internals import LlamaContext
+
+    original = LlamaContext.kv_cache_seq_rm
+
+    def refuse(self: LlamaContext, seq_id: int, p0: int, p1: int) -> bool:
+        original(self, seq_id, p0, p1)
+        return False
+
+    eager.reset()
+    context = copy_prompt(eager)
+    gen = eager.generate(context, GenerateOptions(sampling=GREEDY, max_tokens=200))
+    next(gen)
+    monkeypatch.setattr(LlamaContext, "kv_cache_seq_rm", refuse)
+    with pytest.raises(BackendError, match="lookup=False"):
+        for _ in gen:
+            pass
+    monkeypatch.undo()
+    assert eager.context_tokens == []  # reset: the next call starts clean
+    text, _, _ = generate(eager, context, GenerateOptions(sampling=GREEDY, max_tokens=4))
+    assert text
