@@ -10,6 +10,10 @@ more than they save) and proposes the tokens that followed it. The backend evalu
 Whether a draft is worth a batch depends on the hardware and the text. :class:`Lookup` keeps
 two estimates and drafts only when they predict a gain:
 
+A copy, once found, is followed: while the generated tokens go on matching the tokens after
+the occurrence a draft came from, the next draft continues from there, even where the last
+few tokens also occur elsewhere, later (code repeats its docstrings' first words).
+
 * the chance that each next draft token is accepted, per match length, learned from every
   verified draft *and*, while drafting is off, from shadow drafts compared with the tokens
   decoded one at a time (free to learn: nothing is evaluated for them);
@@ -212,6 +216,7 @@ class Lookup:
         self._shadow_seen = 0
         self._drafted_n = 0  # the match length of the draft being verified
         self._since_verify = 0
+        self._follow: int | None = None  # where the copy being followed is, aligned with the end
         self.reset()
 
     def reset(self) -> None:
@@ -220,10 +225,12 @@ class Lookup:
         self._acceptance = {n: _Acceptance() for n in self.index.sizes}
         self._shadow = []
         self._since_verify = 0
+        self._follow = None
 
     def sync(self, tokens: Sequence[int]) -> None:
         """The context at the start of a generation (see :meth:`NgramIndex.sync`)."""
         self._shadow = []
+        self._follow = None
         self.index.sync(tokens)
 
     def append(self, token: int) -> None:
@@ -235,6 +242,10 @@ class Lookup:
                     self._settle_shadow()
             else:
                 self._settle_shadow()
+        if self._follow is not None:
+            after = self._follow + 1
+            tokens = self.index.tokens
+            self._follow = after if after < len(tokens) and tokens[after] == token else None
         self.index.append(token)
 
     def chance(self, n: int) -> float:
@@ -246,10 +257,12 @@ class Lookup:
         plain step. ``cut`` trims a draft after a stop tag."""
         if room < 1:
             return []
-        found = self.index.match()
+        found = (self.index.sizes[0], self._follow) if self._follow is not None else None
+        found = found or self.index.match()
         if found is None:
             return []
         n, end = found
+        self._follow = end
         s = self.settings
         k, gain = best_draft(self.chance(n), self.scale, min(room, s.max_draft))
         if gain < s.min_gain:

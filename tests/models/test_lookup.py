@@ -208,6 +208,25 @@ def test_shadow_drafts_turn_drafting_on_without_verifying() -> None:
     assert lookup.draft(100)  # and drafts now
 
 
+def test_a_copy_is_followed_past_ngrams_that_recur_later() -> None:
+    """Copying the first of two passages that share a 4-token phrase: the drafts keep to
+    the passage being copied, not to the latest occurrence of the phrase."""
+    first = [10, 11, 12, 13, 1, 2, 3, 4, 20, 21, 22, 23]
+    second = [30, 31, 32, 33, 1, 2, 3, 4, 40, 41, 42, 43]
+    lookup = Lookup(LookupSettings(min_gain=0.0, max_draft=4))
+    lookup.sync([*first, 99, *second, 99])
+    drafts = []
+    for token in first:
+        drafts.append(lookup.draft(4))
+        lookup.append(token)
+    after_phrase = drafts[first.index(4) + 1]  # drafted right after [1, 2, 3, 4]
+    assert after_phrase[0] == 20
+    index = NgramIndex()  # the index alone answers with the latest occurrence
+    index.sync([*first, 99, *second, 99, *first[:8]])
+    found = index.match()
+    assert found is not None and index.continuation(found[1], 1) == [40]
+
+
 def test_settings_are_checked() -> None:
     with pytest.raises(ValueError, match="max_draft=0"):
         LookupSettings(max_draft=0)
@@ -269,7 +288,7 @@ def test_no_lookup_reaches_the_backend_options(
 
     opened: list[tuple[str, dict[str, object]]] = []
 
-    def open_model(spec: str, options: dict[str, object]) -> object:
+    def open_model(spec: str, options: dict[str, object], *, sessions: int = 1) -> object:
         opened.append((spec, dict(options)))
         return object()
 
