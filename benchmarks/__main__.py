@@ -126,6 +126,9 @@ def model_figures(backend: LlamaCppBackend, quick: bool) -> dict[str, Any]:
         )
     else:
         results["resume"] = llama.resume_latency(backend, (1024, 2048, 4096, 7168, 16384))
+    from benchmarks import host  # sessions at once on a model host, resume from saved KV
+
+    results["host"] = host.figures(backend, quick)
     if backend._lookup is not None:  # prompt lookup ÷ plain decoding (benchmarks/lookup.py)
         from benchmarks import lookup
 
@@ -252,6 +255,10 @@ def table(results: dict[str, Any]) -> str:
         from benchmarks import lookup
 
         rows += lookup.rows(results["lookup"])
+    if "host" in results:
+        from benchmarks import host
+
+        rows += host.rows(results["host"])
     if "concurrency" in results:
         c = results["concurrency"]
         rows.append(
