@@ -19,9 +19,12 @@ Memory and fairness (:class:`HostLimits`):
 * Swapped states beyond ``swap_bytes`` are dropped, longest idle first; such a conversation is
   evaluated again on its next generation (counted in ``prompt_tokens_evaluated``).
 * A generation waits (in arrival order) while every slot is held by running generations.
-  Generating sequences come before prompt chunks in a batch. When the cells of the unified
-  cache run out and no parked sequence is left to swap out, a generation that needs one more
-  cell ends with ``"context_full"``, as a single sequence does at the end of its window.
+  Generating sequences come before prompt chunks in a batch. A prompt starts only when the
+  cells for all of it are free, and keeps them reserved, so prompts never deadlock on cells.
+  When the cells of the unified cache run out and no parked sequence is left to swap out, a
+  generation that needs one more cell ends with ``"context_full"``, as a single sequence
+  does at the end of its window. A context longer than the whole cache is refused before
+  any work (:class:`~models.base.ContextOverflowError`).
 
 The KV cache of a sequence always holds a prefix of its history (:attr:`SeqState.kv`); a new
 generation keeps the longest common prefix with its prompt and evaluates the rest.
@@ -83,6 +86,8 @@ class Job:
     state: str = "waiting"
     """``"waiting"`` (for a slot), ``"prefill"``, ``"decode"``, ``"done"``."""
     prefilled: int = 0
+    started: bool = False
+    """Whether its prompt's cells are reserved (see :meth:`Scheduler._plan`)."""
     tokens: list[int] = field(default_factory=list)
     """Sampled tokens, end-of-turn excluded, in order."""
     pending: int | None = None
@@ -374,11 +379,18 @@ class Scheduler:
             oldest.swapped, oldest.kv = None, []
 
     def _plan(self) -> list[tuple[Job, list[Entry]]]:
-        """This step's batch: a token per generating sequence, then prompt chunks."""
+        """This step's batch: a token per generating sequence, then prompt chunks.
+
+        A prompt starts only when the cells for all of it are free (parked sequences are
+        swapped out for it); from then on they are reserved for it, so prompts never hold
+        cells against each other and generating sequences never take a started prompt's.
+        """
         decoder = self.decoder
         room = decoder.n_batch
         plan: list[tuple[Job, list[Entry]]] = []
-        free = decoder.n_ctx - self.resident_cells()
+        prefills = [j for j in self._jobs if j.state == "prefill" and j.keep is None]
+        reserved = sum(len(j.target) - j.prefilled for j in prefills if j.started)
+        free = decoder.n_ctx - self.resident_cells() - reserved
         for job in self._jobs:
             if job.state != "decode" or job.keep is not None or job.end is not None:
                 continue
@@ -396,15 +408,19 @@ class Scheduler:
             plan.append((job, [Entry(job.pending, len(seq.kv), seq.slot, True)]))
             room -= 1
             free -= 1
-        for job in self._jobs:
-            if job.state != "prefill" or job.keep is not None or room < 1:
-                continue
+        for job in prefills:
+            if room < 1:
+                break
+            need = len(job.target) - job.prefilled
+            if not job.started:
+                free = self._make_room(free, need)
+                if free < need:
+                    break  # first come, first served: later prompts wait too
+                job.started = True
+                free -= need
             seq = job.seq
             assert seq.slot is not None
-            free = self._make_room(free, len(job.target) - job.prefilled)
-            count = min(room, free, len(job.target) - job.prefilled)
-            if count < 1:
-                continue
+            count = min(room, need)
             start = job.prefilled
             last = len(job.target)
             entries = [
@@ -413,7 +429,6 @@ class Scheduler:
             ]
             plan.append((job, entries))
             room -= count
-            free -= count
         return plan
 
     def _make_room(self, free: int, wanted: int) -> int:

@@ -289,3 +289,30 @@ def test_a_cancel_in_one_agent_leaves_the_others_untouched(tmp_path: Path) -> No
         assert finish == {"S": "ended"}
         assert result.answer == "T done." and result.finish_reason == "completed"
         assert not any(s.job for s in h.scheduler._seqs)
+
+
+def test_prompts_that_cannot_fit_together_take_turns() -> None:
+    """Two 32-token prompts, 40 cells, batches of 64: the second starts only once the first
+    is done and parked (then swapped out), never half-evaluated against it."""
+    decoder = FakeDecoder(ScriptModel({"A": ["aa"], "B": ["bb"]}), n_ctx=40, n_batch=64)
+    decoder.gate.clear()
+    with fake_host(decoder) as h:
+        a, b = h.session(), h.session()
+        outcome: dict[str, tuple[str, StopReason]] = {}
+
+        def go(name: str, session: HostedLlamaBackend) -> None:
+            outcome[name] = drain(session.generate(prompt(f"Q {name} " + "." * 20), GREEDY))
+
+        threads = [threading.Thread(target=go, args=(n, s)) for n, s in (("A", a), ("B", b))]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + HANG_BOUND
+        while len(h.scheduler._jobs) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        decoder.gate.set()
+        for t in threads:
+            t.join(HANG_BOUND)
+        assert not any(t.is_alive() for t in threads)
+        assert outcome == {"A": ("aa", "end_of_turn"), "B": ("bb", "end_of_turn")}
+        assert h.scheduler.swaps_out == 1
+        assert max(len({e.seq for e in batch}) for batch in decoder.batches) == 1
