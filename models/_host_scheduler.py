@@ -56,6 +56,13 @@ class HostLimits:
     lookahead: int = 4
     """Tokens sampled ahead of a consumer; what it never reads is dropped from the cache."""
 
+    def __post_init__(self) -> None:
+        for name in ("max_sessions", "lookahead"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)!r}")
+        if self.swap_bytes < 0:
+            raise ValueError(f"swap_bytes must be 0 or more, got {self.swap_bytes!r}")
+
 
 @dataclass(eq=False, slots=True)
 class SeqState:

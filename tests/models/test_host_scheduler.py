@@ -316,3 +316,30 @@ def test_prompts_that_cannot_fit_together_take_turns() -> None:
         assert outcome == {"A": ("aa", "end_of_turn"), "B": ("bb", "end_of_turn")}
         assert h.scheduler.swaps_out == 1
         assert max(len({e.seq for e in batch}) for batch in decoder.batches) == 1
+
+
+def test_an_interrupt_during_the_prompt_returns_and_the_session_goes_on() -> None:
+    decoder = FakeDecoder(ScriptModel({"A": ["alpha"]}))
+    decoder.gate.clear()  # the prompt's batch waits until the interrupt is asked
+    asked = threading.Event()
+
+    def interrupt() -> bool:
+        asked.set()
+        decoder.gate.set()  # a batch under way ends; the generation returns without a token
+        return True
+
+    with fake_host(decoder) as h:
+        session = h.session()
+        stop = GenerateOptions(sampling=Sampling(temperature=0), interrupt=interrupt)
+        assert drain(session.generate(prompt("Q A"), stop)) == ("", "interrupted")
+        assert asked.is_set()
+        assert drain(session.generate(prompt("Q A"), GREEDY)) == ("alpha", "end_of_turn")
+
+
+def test_limits_are_checked() -> None:
+    from models._host_scheduler import HostLimits
+
+    with pytest.raises(ValueError, match="lookahead must be at least 1, got 0"):
+        HostLimits(lookahead=0)
+    with pytest.raises(ValueError, match="swap_bytes"):
+        HostLimits(swap_bytes=-1)
