@@ -1,0 +1,79 @@
+"""The model host behind an OpenAI-compatible completions endpoint (models/host_server.py).
+
+Tabs of ``qwq-agent web`` would each be an :class:`OpenAIBackend` in completions mode; these
+tests check that each one's prompt cache is kept on the one host (a continuation evaluates
+only its new tokens), also when there are more conversations than sequences (swapped).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from models.base import GenerateOptions, Sampling, Segment, StopReason
+from models.host_server import HostServer
+from models.openai import OpenAIBackend
+from tests.models.host_fakes import FakeDecoder, ScriptModel, fake_host
+
+GREEDY = GenerateOptions(sampling=Sampling(temperature=0))
+
+
+def drain(run: Iterator[str]) -> tuple[str, StopReason]:
+    text = ""
+    while True:
+        try:
+            text += next(run)
+        except StopIteration as stop:
+            return text, stop.value
+
+
+@pytest.fixture
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[HostServer]:
+    decoder = FakeDecoder(ScriptModel({"A": ["alpha", "again"], "B": ["bravo", "both"]}))
+    decoder.n_seq_max = 1  # two conversations on one sequence: they are swapped
+    s = HostServer(fake_host(decoder), api_key="secret", owns_host=True)
+    monkeypatch.setenv("QWQ_TEST_KEY", "secret")
+    yield s
+    s.close()
+
+
+def tab(server: HostServer) -> OpenAIBackend:
+    return OpenAIBackend(server.url, mode="completions", api_key_env="QWQ_TEST_KEY")
+
+
+def test_each_tab_keeps_its_prompt_cache_on_one_host(server: HostServer) -> None:
+    tabs = {key: tab(server) for key in "AB"}
+    contexts = {key: [Segment(f"Q {key}<think>\n", "template")] for key in "AB"}
+    first = {}
+    for key, backend in tabs.items():
+        first[key] = drain(backend.generate(contexts[key], GREEDY))
+    assert first == {"A": ("alpha", "end_of_turn"), "B": ("bravo", "end_of_turn")}
+    for key, backend in tabs.items():  # each continues its own conversation, in turn
+        before = backend.usage
+        context = [
+            *contexts[key],
+            Segment(first[key][0], "model"),
+            Segment("<|im_end|>\n<tool_response>\nok\n</tool_response>\n", "template"),
+        ]
+        assert drain(backend.generate(context, GREEDY))[0] == {"A": "again", "B": "both"}[key]
+        used = backend.usage.since(before)  # the server's timings: only the new tokens ran
+        new = 1 + len("\n<tool_response>\nok\n</tool_response>\n")  # <|im_end|> is one
+        assert used.prompt_tokens_evaluated == new
+        cached = len(f"Q {key}<think>\n" + first[key][0])  # reused, not evaluated
+        assert used.context_tokens == cached + new + used.completion_tokens
+    assert server.host.scheduler.swaps_in >= 2  # the conversations took turns on one sequence
+
+
+def test_requests_need_the_key_and_a_well_formed_body(server: HostServer) -> None:
+    url = f"{server.url}/completions"
+    assert httpx.post(url, json={"prompt": "x"}).status_code == 401
+    headers = {"Authorization": "Bearer secret"}
+    bad = httpx.post(url, json={"prompt": "x", "max_tokens": -1}, headers=headers)
+    assert bad.status_code == 400 and "max_tokens" in bad.json()["error"]["message"]
+    plain = httpx.post(url, json={"prompt": "Q A<think>\n"}, headers=headers)
+    assert plain.status_code == 200
+    assert plain.json()["choices"][0] == {"index": 0, "text": "alpha", "finish_reason": "stop"}
+    models = httpx.get(f"{server.url}/models", headers=headers).json()
+    assert models["data"][0]["id"] == "fake"
