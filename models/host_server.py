@@ -11,7 +11,8 @@ other tabs' sequences come and go (parked sequences are swapped out and back,
 :mod:`models._host_scheduler`).
 
 Endpoints: ``POST /v1/completions`` (streamed as server-sent events, or one JSON body, with
-``usage`` and llama.cpp-style ``timings``) and ``GET /v1/models``. Sampling fields: those
+``usage`` and llama.cpp-style ``timings``), ``GET /v1/models`` and llama.cpp's ``GET /props``
+(the chat template and the context size, which the client renders and checks with). Sampling fields: those
 :meth:`models.openai.OpenAIBackend` sends (``top_k``, ``min_p``, ``repeat_penalty``,
 ``grammar`` included). It binds to loopback only, and with ``api_key`` every request needs
 ``Authorization: Bearer KEY`` (compared in constant time).
@@ -256,9 +257,13 @@ def _handler(server: HostServer) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             if not self._authorised():
                 return self._error(401, "a bearer token is needed")
+            info = server.host.info
+            if self.path.rstrip("/") == "/props":  # llama.cpp's: the template and context
+                props = {"chat_template": info.chat_template or "", "n_ctx": info.context_size}
+                return self._json(200, props)
             if self.path.rstrip("/") != "/v1/models":
                 return self._error(404, f"no such endpoint {self.path!r}; try /v1/models")
-            self._json(200, {"object": "list", "data": [{"id": server.host.info.name}]})
+            self._json(200, {"object": "list", "data": [{"id": info.name}]})
 
         def do_POST(self) -> None:
             if not self._authorised():

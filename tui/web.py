@@ -23,6 +23,12 @@ Contracts:
   any other origin should something try.
 - A chat process that has not quit :data:`STOP_SECONDS` after its websocket closed (or the
   server stopped) is killed, so a tab closed early never leaves a process behind.
+- All tabs share one model: when the model is embedded (a catalog name or a .gguf already on
+  this machine), ``web`` loads it once in a model host (:mod:`models.llama_host`) served on
+  loopback (:mod:`models.host_server`, behind a random key the tabs get through the
+  environment), and each tab's chat talks to it in completions mode; the host keeps each
+  tab's KV cache (:func:`shared_model`). A model that is not downloaded yet, a server or a
+  script is opened by each tab as before.
 """
 
 from __future__ import annotations
@@ -49,6 +55,12 @@ from textual_serve.server import Server, log, to_int
 
 TOKEN_PARAMETER = "token"
 """The query parameter that carries the token."""
+
+HOST_KEY_ENV = "QWQ_AGENT_HOST_KEY"
+"""The environment variable through which the tabs' chats get the shared host's key."""
+
+TAB_SEQUENCES = 4
+"""Tabs whose conversations stay in the shared host's KV cache at once (more are swapped)."""
 
 STOP_SECONDS = 5.0
 """How long a chat process may take to quit when its browser tab goes, before it is killed."""
@@ -262,6 +274,72 @@ class TokenServer(Server):
             sock.close()
 
 
+def shared_model(args: argparse.Namespace) -> str | None:
+    """The embedded model every tab would load (``--model``, else the config's, else the
+    default), or ``None`` when the tabs open their model themselves (a server, a script, a
+    config endpoint, or a config that does not load: the tab reports it)."""
+    from agent.cli import DEFAULTS
+    from agent.config import ConfigError, load_config
+    from models.llama_host import is_embedded
+
+    spec = getattr(args, "model", None)
+    try:
+        config = load_config(getattr(args, "config", None))
+    except ConfigError:
+        return None
+    if spec is None:
+        spec = config.model or DEFAULTS.get("model")
+    if not isinstance(spec, str) or config.endpoint(spec) is not None:
+        return None
+    return spec if is_embedded(spec) else None
+
+
+def tab_arguments(args: argparse.Namespace, url: str) -> argparse.Namespace:
+    """``args`` for a tab's chat that talks to the shared host at ``url``: the model is the
+    host's endpoint (completions mode, its key from :data:`HOST_KEY_ENV`); loading options
+    (``--ctx``, ``--n-gpu-layers``, ``--no-lookup``) were the host's."""
+    tab = argparse.Namespace(**vars(args))
+    tab.model, tab.api_mode, tab.api_key_env = url, "completions", HOST_KEY_ENV
+    tab.ctx = tab.n_gpu_layers = None
+    tab.no_lookup = False
+    return tab
+
+
+def open_shared_host(args: argparse.Namespace, spec: str) -> Any:
+    """Load ``spec`` once in a model host served on loopback (a
+    :class:`models.host_server.HostServer`), its key put in :data:`HOST_KEY_ENV` for the
+    tabs; ``None`` (each tab loads the model) when it is not on this machine yet, so that a
+    large download is asked for in a tab, as without a shared host.
+
+    Raises:
+        models.base.BackendError: the model is here but cannot be loaded.
+    """
+    import os
+
+    from models.base import BackendError
+    from models.catalog import model_path, parse_spec
+    from models.host_server import HostServer
+    from models.llama_host import open_host
+
+    if parse_spec(spec).kind == "catalog":
+        try:
+            model_path(spec, download=False)
+        except BackendError:
+            print("qwq-agent web: the model is not downloaded yet; each tab opens it", flush=True)
+            return None
+    print(f"qwq-agent web: loading {spec} once, for every tab…", flush=True)
+    host = open_host(
+        spec,
+        n_seq_max=TAB_SEQUENCES,
+        n_ctx=getattr(args, "ctx", None),
+        n_gpu_layers=getattr(args, "n_gpu_layers", None),
+        download=False,
+    )
+    key = secrets.token_urlsafe(32)
+    os.environ[HOST_KEY_ENV] = key  # inherited by the tabs' chat processes only
+    return HostServer(host, api_key=key, owns_host=True)
+
+
 def run_web(args: argparse.Namespace) -> int:
     """``qwq-agent web``: serve the chat TUI over HTTP, one chat process per browser tab."""
     from agent.cli import EXIT_BAD_INPUT, EXIT_OK
@@ -291,10 +369,27 @@ def run_web(args: argparse.Namespace) -> int:
         print(f"qwq-agent web: cannot listen on {host}:{args.port}: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     port = sock.getsockname()[1]
+    shared = None
+    spec = shared_model(args)
+    if spec is not None:
+        from models.base import BackendError
+
+        try:
+            shared = open_shared_host(args, spec)
+        except BackendError as exc:
+            print(f"qwq-agent web: {exc}", file=sys.stderr)
+            sock.close()
+            return EXIT_BAD_INPUT
+        if shared is not None:
+            args = tab_arguments(args, shared.url)
     token = secrets.token_urlsafe(32)
     shown = f"[{host.strip('[]')}]" if ":" in host else host
     url = f"http://{shown}:{port}/?{TOKEN_PARAMETER}={token}"
     command = "exec " + shlex.join(chat_command(args))  # exec: the shell's pid is the app's
     server = TokenServer(command, token=token, host=host, port=port, url=url)
-    server.serve_socket(sock)
+    try:
+        server.serve_socket(sock)
+    finally:
+        if shared is not None:
+            shared.close()
     return EXIT_OK

@@ -64,6 +64,8 @@ def test_each_tab_keeps_its_prompt_cache_on_one_host(server: HostServer) -> None
         cached = len(f"Q {key}<think>\n" + first[key][0])  # reused, not evaluated
         assert used.context_tokens == cached + new + used.completion_tokens
     assert server.host.scheduler.swaps_in >= 2  # the conversations took turns on one sequence
+    for backend in tabs.values():
+        backend.close()
 
 
 def test_requests_need_the_key_and_a_well_formed_body(server: HostServer) -> None:
@@ -77,3 +79,10 @@ def test_requests_need_the_key_and_a_well_formed_body(server: HostServer) -> Non
     assert plain.json()["choices"][0] == {"index": 0, "text": "alpha", "finish_reason": "stop"}
     models = httpx.get(f"{server.url}/models", headers=headers).json()
     assert models["data"][0]["id"] == "fake"
+    props = httpx.get(server.url.removesuffix("/v1") + "/props", headers=headers).json()
+    assert props == {"chat_template": "", "n_ctx": 4096}
+    client = tab(server)
+    try:
+        assert client.info.context_size == 4096
+    finally:
+        client.close()
