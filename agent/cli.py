@@ -109,6 +109,12 @@ def _common(parser: argparse.ArgumentParser, *, file_defaults: bool = False) -> 
         help="approve every call to the tools given with --tools (dangerous ones included)",
     )
     a.add_argument("--no-transcript", action="store_true", help="do not write a transcript")
+    a.add_argument(
+        "--session-kv",
+        action="store_true",
+        help="keep the conversation's KV state beside its transcript, so resuming it "
+        "(/sessions) restores the state instead of evaluating the conversation again",
+    )
     a.add_argument("--config", help="the config file (default: see `qwq-agent config path`)")
 
 
@@ -159,7 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--resume", action="store_true", help="skip tasks already in --out")
     run.add_argument("--fail-fast", action="store_true", help="stop at the first failed task")
-    run.add_argument("--concurrency", type=int, default=1, help="tasks at once (server backends)")
+    run.add_argument(
+        "--concurrency",
+        type=int,
+        default=1,
+        help="tasks at once (a server, or an embedded model loaded once and shared)",
+    )
     _common(run, file_defaults=True)
 
     tools_cmd = sub.add_parser(

@@ -121,6 +121,7 @@ def agent_from_args(args: argparse.Namespace, **overrides: Any) -> Any:
         "tool_choice": pick("tool_choice"),
         "system": pick("system"),
         "transcript": not args.no_transcript,
+        "session_kv": bool(getattr(args, "session_kv", False)),
         "backend_options": backend_options,
         "mcp_servers": mcp,
     }

@@ -311,3 +311,15 @@ def test_yes_downloads_without_asking(
     monkeypatch.setattr("builtins.input", lambda prompt: pytest.fail("asked"))
     assert main(["ask", "--yes", "--no-transcript", "hi"]) == EXIT_BAD_INPUT
     assert _empty_hub_cache == ["qwq-32b-q4_k_m.gguf"]
+
+
+def test_session_kv_is_an_option_of_the_agent(tmp_path: Path) -> None:
+    from agent.cli import build_parser
+    from agent.cli_agent import agent_from_args
+
+    args = build_parser().parse_args(["ask", "--model", ADD, "--session-kv", "x"])
+    with agent_from_args(args) as agent:
+        assert agent._session_kv is not None
+    args = build_parser().parse_args(["ask", "--model", ADD, "x"])
+    with agent_from_args(args) as agent:
+        assert agent._session_kv is None

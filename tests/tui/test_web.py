@@ -418,7 +418,8 @@ def test_allow_remote_warns_that_the_token_is_the_only_protection(
         sock.close()
 
     monkeypatch.setattr(web.TokenServer, "serve_socket", serve)
-    args = _web_args("--host", "0.0.0.0", "--port", "0", "--allow-remote")
+    model = f"scripted:{ROOT / 'examples' / 'scripted' / 'add.yaml'}"  # never a real model
+    args = _web_args("--host", "0.0.0.0", "--port", "0", "--allow-remote", "--model", model)
     assert web.run_web(args) == 0
     assert "ONLY protection" in capsys.readouterr().err
     (server,) = served
