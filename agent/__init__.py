@@ -18,6 +18,17 @@ The public API::
     print(result.answer)
 
 Importing this package loads neither llama.cpp, nor the TUI, nor httpx.
+
+Besides the embedding API, the face exports the few names the TUI (:mod:`tui`) needs, so
+that it depends on nothing else: model loading progress and download plans, session files,
+and the text cleaners for what a model or a tool wrote.
+
+What lives in the package: the core of a run (``agent.py`` the :class:`Agent`; ``loop.py`` and
+``step.py`` one run and one generation step; ``parser.py``, ``call_json.py``,
+``call_formats.py`` reading the model's stream; ``executor.py`` and ``approval.py`` running
+tool calls; ``events.py`` the typed events; ``transcript.py``; ``compaction.py``,
+``repetition.py``, ``thinking_budget.py`` the run's guards; ``config.py`` the config file), and two sub-packages: :mod:`agent.tasks` (task files) and
+:mod:`agent.cli` (the command line, the only importer of :mod:`tui`).
 """
 
 from __future__ import annotations
@@ -41,9 +52,13 @@ from agent.events import (
     ToolResult,
     UsageEvent,
 )
-from agent.transcript import Transcript, TranscriptRun, load_transcript
-from models.base import Backend, BackendError, Sampling, Usage
+from agent.terminal import clean_for_terminal
+from agent.transcript import Transcript, TranscriptRun, list_sessions, load_transcript
+from models.base import Backend, BackendError, BackendInfo, Sampling, Usage
+from models.catalog import DownloadPlan, check_spec, download_plan
+from models.progress import LoadProgress
 from tools.base import Tool, ToolContext, ToolError, tool
+from tools.display import escape_for_display
 
 __version__ = "0.1.0"
 
@@ -53,10 +68,13 @@ __all__ = [
     "ApprovalPolicy",
     "Backend",
     "BackendError",
+    "BackendInfo",
     "Compacted",
+    "DownloadPlan",
     "Error",
     "Event",
     "Finished",
+    "LoadProgress",
     "Placement",
     "Repetition",
     "RunResult",
@@ -77,6 +95,11 @@ __all__ = [
     "Usage",
     "UsageEvent",
     "__version__",
+    "check_spec",
+    "clean_for_terminal",
+    "download_plan",
+    "escape_for_display",
+    "list_sessions",
     "load_transcript",
     "tool",
 ]

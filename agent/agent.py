@@ -19,7 +19,7 @@ from agent.approval import ApprovalCallback, ApprovalPolicy, ApprovalSetting
 from agent.events import Event, RunResult
 from agent.executor import ToolExecutor
 from agent.loop import Limits, RunState, run_loop
-from agent.transcript import TranscriptWriter, default_sessions_dir
+from agent.transcript import TranscriptWriter, default_sessions_dir, load_transcript
 from models.base import Backend, Sampling, Usage
 from models.progress import ProgressCallback
 from tools.base import ToolContext, ToolError
@@ -324,8 +324,6 @@ class Agent:
         Raises:
             OSError: the file cannot be read.
         """
-        from agent.transcript import load_transcript
-
         saved = load_transcript(transcript)
         self._forget()
         self.history.extend(saved.history())

@@ -260,7 +260,7 @@ def test_unknown_capabilities_are_refused() -> None:
 def test_the_ask_prompt_shows_the_reason(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from agent.cli_ask import _ask_person
+    from agent.cli.ask import _ask_person
 
     monkeypatch.setattr("builtins.input", lambda prompt: "n")
     request = ToolCall("c1", "web_search", {"query": SECRET}, "answer")

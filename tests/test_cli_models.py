@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import EXIT_OK, main
+from agent.cli.common import EXIT_OK
+from agent.cli.main import main
 from models._cpu_speed import cpu_decode_speed, slow_cpu_warning
 from models._fit import GB, Machine
 from models.model_info import machine_fit

@@ -6,7 +6,7 @@ import io
 
 from rich.console import Console
 
-from agent.cli_show import EventPrinter
+from agent.cli.show import EventPrinter
 from agent.events import Text, Thinking, ToolCall, ToolCallEvent, ToolResult
 
 ANSWER = ["\n\n", "The sum is **5**.\n\n", "- one\n- two\n"]

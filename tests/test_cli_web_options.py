@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from agent.cli import EXIT_BAD_INPUT, main
+from agent.cli.common import EXIT_BAD_INPUT
+from agent.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 ADD = f"scripted:{ROOT / 'examples' / 'scripted' / 'add.yaml'}"
@@ -25,7 +26,7 @@ def _nothing_is_served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[
         served.append(args)
         return 0
 
-    monkeypatch.setattr("tui.web.run_web", serve)
+    monkeypatch.setattr("agent.cli.web.run_web", serve)
     return served
 
 
@@ -79,7 +80,7 @@ def test_the_tui_is_told_the_model_name_it_loads(
 ) -> None:
     """So the status bar says "qwq-32b", not "model (not loaded)"."""
     seen: list[Any] = []
-    monkeypatch.setattr("tui.app.run_chat", lambda args: seen.append(args.model) or 0)
+    monkeypatch.setattr("agent.cli.chat.run_chat", lambda args: seen.append(args.model) or 0)
     if config is not None:
         (tmp_path / "config.toml").write_text(config, encoding="utf-8")
         flags = [*flags, "--config", str(tmp_path / "config.toml")]

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from agent.events import ToolCallRecord
-from agent.expect import Expect, check, extract_boxed, math_equal, parse_json_answer
+from agent.tasks.expect import Expect, check, extract_boxed, math_equal, parse_json_answer
 
 
 def run_check(answer: str, calls: list[ToolCallRecord] | None = None, **expect: Any) -> list[Any]:

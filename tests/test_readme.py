@@ -45,7 +45,7 @@ def test_readme_config_example_is_valid(tmp_path: Path) -> None:
 
 
 def test_readme_task_file_example_is_valid(tmp_path: Path) -> None:
-    from agent.tasks import load_task_file
+    from agent.tasks.taskfile import load_task_file
 
     block = re.search(
         r"```yaml\n(# File-level defaults.*?)```", README.read_text(encoding="utf-8"), re.DOTALL

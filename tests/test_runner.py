@@ -15,9 +15,10 @@ import pytest
 import yaml
 
 from agent import tool
-from agent.results import ResultsFile, TaskResult, not_a_results_file, read_results
-from agent.runner import Runner, explain_load_error, open_model
-from agent.tasks import TaskPlan, load_task_file
+from agent.tasks.planning import plan_tasks
+from agent.tasks.results import ResultsFile, TaskResult, not_a_results_file, read_results
+from agent.tasks.runner import Runner, explain_load_error, open_model
+from agent.tasks.taskfile import TaskPlan, load_task_file
 from agent.transcript import load_transcript
 from models.base import Backend, BackendError, BackendInfo, GenerateOptions, Segment, StopReason
 from models.base import Usage as UsageCounters
@@ -37,7 +38,7 @@ def plan(folder: Path, tasks: list[dict[str, Any]], **defaults: Any) -> list[Tas
     data = {"workspace": str(folder), **defaults, "tasks": tasks}
     path = folder / "tasks.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    return load_task_file(path).plan(cwd=folder)
+    return plan_tasks(load_task_file(path), cwd=folder)
 
 
 class Recorder:

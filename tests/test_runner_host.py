@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from agent import tool
-from agent.results import ResultsFile
-from agent.runner import Runner, SessionHost, open_model
+from agent.tasks.results import ResultsFile
+from agent.tasks.runner import Runner, SessionHost, open_model
 from models.base import Backend
 from models.llama_host import LlamaHost
 from tests.conftest import HANG_BOUND, call

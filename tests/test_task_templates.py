@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.task_templates import MAX_CHARS, BoundedEnvironment
-from agent.tasks import TaskFileError, load_task_file
+from agent.tasks.planning import plan_tasks
+from agent.tasks.taskfile import TaskFileError, load_task_file
+from agent.tasks.templates import MAX_CHARS, BoundedEnvironment
 from tests.conftest import HANG_BOUND
 
 
@@ -20,7 +21,7 @@ def plan_problem(tmp_path: Path, prompt: str) -> str:
     path.write_text(f"tasks:\n  - id: a\n    prompt: {json.dumps(prompt)}\n", encoding="utf-8")
     started = time.monotonic()
     with pytest.raises(TaskFileError) as info:
-        load_task_file(path).plan(cwd=tmp_path)
+        plan_tasks(load_task_file(path), cwd=tmp_path)
     assert time.monotonic() - started < HANG_BOUND
     (problem,) = info.value.problems
     message = str(problem)
@@ -80,7 +81,7 @@ def test_ordinary_templates_still_render(tmp_path: Path) -> None:
         "{{ '{:>4}'.format(7) }} {{ 'x'|center(5) }}|"
     )
     path.write_text(f"tasks:\n  - id: a\n    prompt: {json.dumps(prompt)}\n", encoding="utf-8")
-    (plan,) = load_task_file(path).plan(cwd=tmp_path)
+    (plan,) = plan_tasks(load_task_file(path), cwd=tmp_path)
     assert plan.prompt == "010 ababab 1024    7   x  |"
 
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from agent import safe_yaml
-from agent.tasks import Settings, TaskFileError, load_task_file, read_task_file
+from agent.tasks import safe_yaml
+from agent.tasks.planning import plan_tasks
+from agent.tasks.taskfile import Settings, TaskFileError, load_task_file, read_task_file
 
 SCRIPT = 'turns:\n  - "</think>\\n\\nok"\n'
 
@@ -23,7 +24,7 @@ def write(folder: Path, text: str, name: str = "tasks.yaml") -> Path:
 
 def problems(path: Path) -> list[str]:
     with pytest.raises(TaskFileError) as info:
-        read_task_file(path).plan(cwd=path.parent)
+        plan_tasks(read_task_file(path), cwd=path.parent)
     return [str(p) for p in info.value.problems]
 
 
@@ -92,7 +93,7 @@ def test_every_field_is_planned(tmp_path: Path) -> None:
               equals: ok
         """,
     )
-    first, second = load_task_file(path).plan(cwd=tmp_path)
+    first, second = plan_tasks(load_task_file(path), cwd=tmp_path)
     assert first.model == f"scripted:{tmp_path / 'models/one.yaml'}"
     assert (first.n_ctx, first.n_gpu_layers) == (4096, -1)
     assert first.backend_options() == {"n_ctx": 4096, "n_gpu_layers": -1}
@@ -127,7 +128,7 @@ def test_every_field_is_planned(tmp_path: Path) -> None:
 
 def test_built_in_defaults(tmp_path: Path) -> None:
     path = write(tmp_path, "tasks:\n  - {id: a, prompt: hi}\n")
-    (plan,) = load_task_file(path).plan(cwd=tmp_path)
+    (plan,) = plan_tasks(load_task_file(path), cwd=tmp_path)
     assert plan.model == "qwq-32b" and plan.tools == ("calculator",) and plan.approve == ()
     assert (plan.placement, plan.tool_choice, plan.max_steps) == ("interleaved", "auto", 20)
     assert plan.max_tokens is None and plan.timeout_s is None and plan.system is None
@@ -156,7 +157,7 @@ def test_command_line_beats_task_and_file(tmp_path: Path) -> None:
         workspace="cli-ws",
         tools=[],
     )
-    (plan,) = load_task_file(path).plan(overrides, cwd=tmp_path)
+    (plan,) = plan_tasks(load_task_file(path), overrides, cwd=tmp_path)
     # Command-line paths are relative to the current directory, file paths to the file.
     assert plan.model == f"scripted:{tmp_path / 'cli.yaml'}"
     assert plan.workspace == tmp_path / "cli-ws"
@@ -315,7 +316,7 @@ def test_anchors_aliases_and_merge_keys_work_within_limits(tmp_path: Path) -> No
             max_steps: 4
         """,
     )
-    plans = load_task_file(path).plan(cwd=tmp_path)
+    plans = plan_tasks(load_task_file(path), cwd=tmp_path)
     assert [(p.id, p.prompt, p.max_steps) for p in plans] == [
         ("a", "shared", 3),
         ("b", "shared", 3),
@@ -336,7 +337,7 @@ def test_oversized_and_unreadable_files(tmp_path: Path, monkeypatch: pytest.Monk
 def test_a_utf8_bom_is_accepted(tmp_path: Path) -> None:
     path = tmp_path / "tasks.yaml"
     path.write_bytes(b"\xef\xbb\xbftasks: [{id: a, prompt: p}]\n")
-    assert [p.id for p in load_task_file(path).plan(cwd=tmp_path)] == ["a"]
+    assert [p.id for p in plan_tasks(load_task_file(path), cwd=tmp_path)] == ["a"]
 
 
 # -- planning errors --------------------------------------------------------------------------------
@@ -390,7 +391,7 @@ def test_command_line_problems_name_the_option(tmp_path: Path) -> None:
     path = write(tmp_path, "tasks: [{id: a, prompt: p}]\n")
     overrides = Settings(model="nope", tools=["shell"], workspace="missing", timeout_s=3)
     with pytest.raises(TaskFileError) as info:
-        load_task_file(path).plan(overrides, cwd=tmp_path)
+        plan_tasks(load_task_file(path), overrides, cwd=tmp_path)
     messages = [str(p) for p in info.value.problems]
     assert messages[0].startswith("command line: --model: unknown model 'nope'")
     assert messages[1].startswith("command line: --tools: unknown tool 'shell'")
@@ -413,7 +414,7 @@ def test_a_prompt_without_inputs_is_rendered_too(
     tmp_path: Path, prompt: str, rendered: str
 ) -> None:
     path = write(tmp_path, f"tasks:\n  - id: a\n    prompt: {json.dumps(prompt)}\n")
-    (plan,) = load_task_file(path).plan(cwd=tmp_path)
+    (plan,) = plan_tasks(load_task_file(path), cwd=tmp_path)
     assert plan.prompt == rendered
 
 
@@ -498,7 +499,7 @@ def test_approve_is_checked_where_it_applies(tmp_path: Path) -> None:
           - {id: d, prompt: p, tools: [calculator], approve: []}
         """,
     )
-    plans = load_task_file(path).plan(Settings(tools=["calculator"]), cwd=tmp_path)
+    plans = plan_tasks(load_task_file(path), Settings(tools=["calculator"]), cwd=tmp_path)
     assert [p.approve for p in plans] == [("write_file", "python")] * 3 + [()]
     assert all(p.tools == ("calculator",) for p in plans)
 
@@ -511,7 +512,7 @@ def test_approve_is_not_checked_against_tools_when_mcp_servers_may_bring_them(
         "mcp: ['python server.py']\ntools: []\napprove: [python, add]\n"
         "tasks: [{id: a, prompt: p}]\n",
     )
-    (plan,) = load_task_file(path).plan(cwd=tmp_path)
+    (plan,) = plan_tasks(load_task_file(path), cwd=tmp_path)
     assert plan.approve == ("python", "add")
 
 
@@ -520,10 +521,10 @@ def test_load_options_remember_where_the_file_sets_them(tmp_path: Path) -> None:
         tmp_path,
         "ctx: 100000\ntasks:\n  - {id: a, prompt: p}\n  - {id: b, prompt: p, n_gpu_layers: 0}\n",
     )
-    first, second = load_task_file(path).plan(cwd=tmp_path)
+    first, second = plan_tasks(load_task_file(path), cwd=tmp_path)
     assert first.load_options_at == {"ctx": f"{path}:1:6"}
     assert second.load_options_at == {"ctx": f"{path}:1:6", "n_gpu_layers": f"{path}:4:38"}
-    (from_flag,) = load_task_file(path).plan(Settings(ctx=4096), cwd=tmp_path)[:1]
+    (from_flag,) = plan_tasks(load_task_file(path), Settings(ctx=4096), cwd=tmp_path)[:1]
     assert from_flag.load_options_at == {}
 
 
@@ -607,9 +608,9 @@ def test_tool_called_is_checked_against_the_tools_of_the_command_line(tmp_path: 
         tmp_path,
         "tools: [python]\ntasks: [{id: a, prompt: p, expect: {tool_called: python}}]\n",
     )
-    assert load_task_file(path).plan(cwd=tmp_path)  # enabled by the file
+    assert plan_tasks(load_task_file(path), cwd=tmp_path)  # enabled by the file
     with pytest.raises(TaskFileError) as info:
-        load_task_file(path).plan(Settings(tools=["calculator"]), cwd=tmp_path)
+        plan_tasks(load_task_file(path), Settings(tools=["calculator"]), cwd=tmp_path)
     assert "the enabled tools are: calculator (from --tools)" in str(info.value)
 
 
@@ -618,5 +619,5 @@ def test_tool_called_is_not_checked_when_mcp_servers_may_bring_the_tool(tmp_path
         tmp_path,
         "mcp: [some-server]\ntasks: [{id: a, prompt: p, expect: {tool_called: get_time}}]\n",
     )
-    (plan,) = load_task_file(path).plan(cwd=tmp_path)
+    (plan,) = plan_tasks(load_task_file(path), cwd=tmp_path)
     assert plan.mcp == ("some-server",)

@@ -139,9 +139,10 @@ def test_a_zero_budget_closes_the_thinking_before_any_token(make_agent: MakeAgen
 def test_task_files_the_command_line_and_the_config_set_the_budget(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from agent.cli import build_parser
-    from agent.cli_agent import agent_from_args
-    from agent.tasks import Settings, load_task_file
+    from agent.cli.build import agent_from_args
+    from agent.cli.main import build_parser
+    from agent.tasks.planning import plan_tasks
+    from agent.tasks.taskfile import Settings, load_task_file
 
     tasks = tmp_path / "tasks.yaml"
     tasks.write_text(
@@ -149,9 +150,9 @@ def test_task_files_the_command_line_and_the_config_set_the_budget(
         "  - {id: b, prompt: hi, thinking_budget: 0}\n",
         encoding="utf-8",
     )
-    first, second = load_task_file(tasks).plan(cwd=tmp_path)
+    first, second = plan_tasks(load_task_file(tasks), cwd=tmp_path)
     assert (first.thinking_budget, second.thinking_budget) == (300, 0)
-    (plan, _) = load_task_file(tasks).plan(Settings(thinking_budget=7), cwd=tmp_path)
+    (plan, _) = plan_tasks(load_task_file(tasks), Settings(thinking_budget=7), cwd=tmp_path)
     assert plan.thinking_budget == 7
 
     config = tmp_path / "config.toml"

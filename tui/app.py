@@ -1,7 +1,7 @@
 """The chat app: a conversation with the agent, its thinking, tool calls and approvals.
 
 Build it with :func:`make_app` from an :class:`agent.Agent` (or a factory of agents, which
-``/model`` needs to load another model); ``qwq-agent chat`` calls :func:`run_chat`. Tests
+``/model`` needs to load another model); ``qwq-agent chat`` calls it through :func:`agent.cli.chat.run_chat`. Tests
 inject an agent on a :class:`models.scripted.ScriptedBackend`.
 
 Threads (the contract that keeps the UI responsive):
@@ -26,10 +26,8 @@ after each step): for snapshot tests and screenshots.
 
 from __future__ import annotations
 
-import argparse
 import os
 import queue
-import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -43,9 +41,7 @@ from textual.binding import Binding, BindingType
 from textual.timer import Timer
 from textual.widgets import Footer
 
-from agent.agent import Agent
-from agent.events import Error, Event, Finished, UsageEvent
-from models.base import BackendError
+from agent import Agent, Error, Event, Finished, UsageEvent
 from tui import command_handlers, commands, errors, loading
 from tui.approvals import ApprovalBridge
 from tui.live_usage import INTERVAL, LiveFigures, LiveMeter
@@ -379,42 +375,3 @@ def make_app(
         sessions_dir=sessions_dir,
         confirm_downloads=confirm_downloads,
     )
-
-
-def run_chat(args: argparse.Namespace) -> int:
-    """``qwq-agent chat``: build the agent from the command line options and run the app."""
-    from agent.cli import EXIT_BAD_INPUT, agent_from_args
-
-    parent_pid = os.getppid()  # before the model loads: the server may die meanwhile
-    web = os.environ.get("TEXTUAL_DRIVER", "").endswith(":WebDriver")  # under qwq-agent web
-
-    def factory(model: str | None) -> Agent:
-        options = argparse.Namespace(**vars(args))
-        if model:
-            options.model = model
-        built: Agent = agent_from_args(options)
-        return built
-
-    try:
-        app = make_app(
-            factory,
-            model_label=getattr(args, "model", None),
-            confirm_downloads=not getattr(args, "yes", False),
-        )
-    except (ValueError, LookupError, TypeError, BackendError) as exc:
-        print(f"qwq-agent chat: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    if not web and not (sys.stdin.isatty() and sys.stdout.isatty()):
-        app.agent.close()
-        print(
-            "qwq-agent chat: the terminal UI needs a terminal (stdin and stdout are not one); "
-            'for scripts use qwq-agent ask "..." or qwq-agent run TASKS.yaml',
-            file=sys.stderr,
-        )
-        return EXIT_BAD_INPUT
-    if web:
-        app.exit_with_parent(parent_pid)
-    code = app.run()
-    app.run_done.wait(timeout=10)  # let a cancelled run end before the model is freed
-    app.agent.close()
-    return code or 0

@@ -17,7 +17,7 @@ from concurrent.futures import Future
 from functools import partial
 from typing import TYPE_CHECKING
 
-from agent.events import ToolCall
+from agent import ToolCall
 from tui.screens.approval import ApprovalScreen, Decision
 
 if TYPE_CHECKING:

@@ -10,10 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, get_args
 
-from agent.agent import Placement
-from agent.transcript import load_transcript
-from models.base import BackendError
-from models.catalog import check_spec
+from agent import BackendError, Placement, check_spec, load_transcript
 from tui import commands, errors, loading, render
 from tui.export import transcript_markdown
 from tui.screens.sessions import SessionsScreen

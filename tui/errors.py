@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from models.base import BackendError
+from agent import BackendError
 
 EXPECTED: tuple[type[BaseException], ...] = (BackendError, OSError, ValueError, LookupError)
 """Failures a person can act on from their message alone; others (and ``KeyError`` or

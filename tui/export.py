@@ -12,8 +12,7 @@ from __future__ import annotations
 import json
 import re
 
-from agent.events import Error, Finished, Text, Thinking, ToolCallEvent, ToolResult
-from agent.transcript import Transcript
+from agent import Error, Finished, Text, Thinking, ToolCallEvent, ToolResult, Transcript
 
 
 def _fence(text: str, info: str = "") -> str:

@@ -28,8 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from agent.events import Event, Text, Thinking, ToolCallEvent, UsageEvent
-from models.base import Usage
+from agent import Event, Text, Thinking, ToolCallEvent, Usage, UsageEvent
 
 CHARS_PER_TOKEN = 4
 """Characters per token when the backend has not counted them yet."""

@@ -23,9 +23,7 @@ from contextlib import suppress
 from functools import partial
 from typing import TYPE_CHECKING
 
-from agent.agent import Agent
-from models.base import BackendInfo
-from models.progress import LoadProgress
+from agent import Agent, BackendInfo, LoadProgress
 from tui import errors, render
 from tui.screens.download import DECLINED, ask_before_download
 

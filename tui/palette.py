@@ -10,7 +10,7 @@ box for the person to finish, since the palette cannot ask for the argument.
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.content import Content
@@ -42,11 +42,9 @@ class SlashCommands(Provider):
     """Offers the chat's slash commands in the command palette."""
 
     def _app(self) -> ChatApp:
-        from tui.app import ChatApp
-
         app = self.app
-        assert isinstance(app, ChatApp), f"the slash commands need the chat app, not {app!r}"
-        return app
+        assert hasattr(app, "run_command"), f"the slash commands need the chat app, not {app!r}"
+        return cast("ChatApp", app)
 
     async def discover(self) -> Hits:
         """Every slash command, in the order of ``/help``, when nothing is typed yet."""

@@ -18,8 +18,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from agent.terminal import clean_for_terminal
-from tools.display import escape_for_display
+from agent import clean_for_terminal, escape_for_display
 
 OUTPUT_CHARS = 2_000
 """Characters of a tool result shown in a card (the full result is in the transcript)."""

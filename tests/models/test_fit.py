@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from agent.cli_models import run_models
+from agent.cli.models import run_models
 from models import _llama_load, catalog, model_info
 from models._fit import MARGIN, FitRequest, Machine, ModelShape, plan
 from models._llama_load import LoadSettings, parse_nvidia_smi, resolve_settings

@@ -33,8 +33,9 @@ def drain(run: Iterator[str]) -> tuple[str, StopReason]:
 def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[HostServer]:
     decoder = FakeDecoder(ScriptModel({"A": ["alpha", "again"], "B": ["bravo", "both"]}))
     decoder.n_seq_max = 1  # two conversations on one sequence: they are swapped
-    s = HostServer(fake_host(decoder), api_key="secret", owns_host=True)
-    monkeypatch.setenv("QWQ_TEST_KEY", "secret")
+    # not a word of redact.HIDDEN: the key is registered for redaction for the whole session
+    s = HostServer(fake_host(decoder), api_key="host-key-5e1d", owns_host=True)
+    monkeypatch.setenv("QWQ_TEST_KEY", "host-key-5e1d")
     yield s
     s.close()
 
@@ -71,7 +72,7 @@ def test_each_tab_keeps_its_prompt_cache_on_one_host(server: HostServer) -> None
 def test_requests_need_the_key_and_a_well_formed_body(server: HostServer) -> None:
     url = f"{server.url}/completions"
     assert httpx.post(url, json={"prompt": "x"}).status_code == 401
-    headers = {"Authorization": "Bearer secret"}
+    headers = {"Authorization": "Bearer host-key-5e1d"}
     bad = httpx.post(url, json={"prompt": "x", "max_tokens": -1}, headers=headers)
     assert bad.status_code == 400 and "max_tokens" in bad.json()["error"]["message"]
     plain = httpx.post(url, json={"prompt": "Q A<think>\n"}, headers=headers)

@@ -274,9 +274,9 @@ def test_no_lookup_reaches_the_backend_options(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from agent import Agent
-    from agent.cli import build_parser
-    from agent.cli_agent import agent_from_args
-    from agent.cli_run import _opener
+    from agent.cli.build import agent_from_args
+    from agent.cli.main import build_parser
+    from agent.cli.run import _opener
     from agent.config import load_config
 
     monkeypatch.chdir(tmp_path)
@@ -292,7 +292,7 @@ def test_no_lookup_reaches_the_backend_options(
         opened.append((spec, dict(options)))
         return object()
 
-    monkeypatch.setattr("agent.runner.open_model", open_model)
+    monkeypatch.setattr("agent.tasks.runner.open_model", open_model)
     config = load_config(str(tmp_path / "config.toml"))
     _opener(config, {}, lookup=False)("smollm2-135m", {"n_ctx": 512})
     _opener(config, {})("smollm2-135m", {})

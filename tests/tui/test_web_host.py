@@ -15,10 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
-from agent.cli import build_parser
+from agent.cli import web
+from agent.cli.main import build_parser
 from models.llama_host import LlamaHost
 from tests.models.host_fakes import FakeDecoder, ScriptModel, fake_host
-from tui import web
 
 
 def _web_args(*argv: str) -> argparse.Namespace:
@@ -82,7 +82,7 @@ def test_web_loads_the_model_once_and_every_tab_uses_it(
             ).json()
         )
 
-    monkeypatch.setattr("models.llama_host.open_host", open_host)
+    monkeypatch.setattr("agent.cli.web.open_host", open_host)
     monkeypatch.setattr(web.TokenServer, "serve_socket", serve)
     assert web.run_web(_web_args("--model", str(gguf))) == 0
     assert len(hosts) == 1

@@ -22,7 +22,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 from textual.widgets.button import ButtonVariant
 
-from agent.events import ToolCall
+from agent import ToolCall
 from tui import render
 
 Decision = Literal["once", "always", "deny"]

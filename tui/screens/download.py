@@ -22,8 +22,7 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
-from models.base import BackendError
-from models.catalog import DownloadPlan, download_plan
+from agent import BackendError, DownloadPlan, download_plan
 from tui import render
 
 DECLINED = (

@@ -22,7 +22,7 @@ from textual.screen import ModalScreen
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
-from agent.transcript import list_sessions
+from agent import list_sessions
 from tui import render
 
 MAX_SESSIONS = 200

@@ -23,8 +23,7 @@ from textual.content import Content
 from textual.timer import Timer
 from textual.widgets import ProgressBar, Static
 
-from models.base import Usage
-from models.progress import LoadProgress
+from agent import LoadProgress, Usage
 from tui import render
 from tui.live_usage import LiveFigures
 from tui.widgets.tool_card import SPINNER

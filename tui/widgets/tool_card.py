@@ -17,7 +17,7 @@ from textual.content import Content
 from textual.timer import Timer
 from textual.widgets import Static
 
-from agent.events import ToolCall, ToolResult
+from agent import ToolCall, ToolResult
 from tui import render
 from tui.widgets.fold import Fold
 

@@ -22,7 +22,7 @@ from textual.content import Content
 from textual.widget import Widget
 from textual.widgets import Markdown, Static
 
-from agent.events import (
+from agent import (
     Approval,
     Compacted,
     Error,

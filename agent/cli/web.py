@@ -2,7 +2,7 @@
 
 Contracts:
 
-- Each browser session (each websocket) runs its own ``python -m agent.cli chat ...``
+- Each browser session (each websocket) runs its own ``python -m agent.cli.main chat ...``
   process, with the model and agent options given to ``web`` passed through unchanged
   (:func:`chat_command`); closing the tab ends that process.
 - The server binds to ``127.0.0.1`` by default. A host that is not loopback is refused
@@ -37,6 +37,7 @@ import argparse
 import asyncio
 import contextlib
 import ipaddress
+import os
 import re
 import secrets
 import shlex
@@ -52,6 +53,13 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from textual_serve.app_service import AppService
 from textual_serve.server import Server, log, to_int
+
+from agent.cli.common import DEFAULTS, EXIT_BAD_INPUT, EXIT_OK, add_agent_options
+from agent.config import ConfigError, load_config
+from models.base import BackendError
+from models.catalog import model_path, parse_spec
+from models.host_server import HostServer
+from models.llama_host import is_embedded, open_host
 
 TOKEN_PARAMETER = "token"
 """The query parameter that carries the token."""
@@ -105,13 +113,11 @@ def is_loopback(host: str) -> bool:
 def chat_command(args: argparse.Namespace) -> list[str]:
     """The command line that runs ``qwq-agent chat`` with the agent options of ``args``.
 
-    Only the options shared with ``chat`` (``agent.cli._common``) are passed on, and only
+    Only the options shared with ``chat`` (:func:`agent.cli.common.add_agent_options`) are passed on, and only
     those the user set, so the config file keeps its say over the rest.
     """
-    from agent.cli import _common
-
     template = argparse.ArgumentParser(add_help=False)
-    _common(template)
+    add_agent_options(template)
     options: list[str] = []
     for action in template._actions:
         if not action.option_strings:
@@ -126,7 +132,7 @@ def chat_command(args: argparse.Namespace) -> list[str]:
                 options += [flag, str(item)]
         elif value is not None and value != action.default:
             options += [flag, str(value)]
-    return [sys.executable, "-m", "agent.cli", "chat", *options]
+    return [sys.executable, "-m", "agent.cli.main", "chat", *options]
 
 
 class ChatService(AppService):
@@ -278,10 +284,6 @@ def shared_model(args: argparse.Namespace) -> str | None:
     """The embedded model every tab would load (``--model``, else the config's, else the
     default), or ``None`` when the tabs open their model themselves (a server, a script, a
     config endpoint, or a config that does not load: the tab reports it)."""
-    from agent.cli import DEFAULTS
-    from agent.config import ConfigError, load_config
-    from models.llama_host import is_embedded
-
     spec = getattr(args, "model", None)
     try:
         config = load_config(getattr(args, "config", None))
@@ -314,13 +316,6 @@ def open_shared_host(args: argparse.Namespace, spec: str) -> Any:
     Raises:
         models.base.BackendError: the model is here but cannot be loaded.
     """
-    import os
-
-    from models.base import BackendError
-    from models.catalog import model_path, parse_spec
-    from models.host_server import HostServer
-    from models.llama_host import open_host
-
     if parse_spec(spec).kind == "catalog":
         try:
             model_path(spec, download=False)
@@ -342,8 +337,6 @@ def open_shared_host(args: argparse.Namespace, spec: str) -> Any:
 
 def run_web(args: argparse.Namespace) -> int:
     """``qwq-agent web``: serve the chat TUI over HTTP, one chat process per browser tab."""
-    from agent.cli import EXIT_BAD_INPUT, EXIT_OK
-
     host: str = args.host
     if not is_loopback(host):
         if not args.allow_remote:
@@ -372,8 +365,6 @@ def run_web(args: argparse.Namespace) -> int:
     shared = None
     spec = shared_model(args)
     if spec is not None:
-        from models.base import BackendError
-
         try:
             shared = open_shared_host(args, spec)
         except BackendError as exc:

@@ -40,7 +40,7 @@ class TaskResult:
     interrupted: bool = False
     """The batch was stopped (SIGINT/SIGTERM) during this task."""
     expectations: list[dict[str, Any]] = field(default_factory=list)
-    """One :class:`agent.expect.ExpectResult` dict per check: kind, ok, expected, detail."""
+    """One :class:`agent.tasks.expect.ExpectResult` dict per check: kind, ok, expected, detail."""
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     usage: dict[str, Any] = field(default_factory=dict)
     steps: int = 0

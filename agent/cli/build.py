@@ -1,7 +1,7 @@
 """From command-line options and the config file to an :class:`agent.Agent`.
 
 Precedence, highest first: a flag the user typed, the config file (``qwq-agent config
-path``), the built-in :data:`agent.cli.DEFAULTS`. A model named like one of the config's
+path``), the built-in :data:`agent.cli.common.DEFAULTS`. A model named like one of the config's
 ``[endpoints]`` opens that endpoint with its settings.
 """
 
@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from agent.cli import DEFAULTS
+from agent.cli.common import DEFAULTS
 
 
 class OptionError(ValueError):

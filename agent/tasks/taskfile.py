@@ -1,13 +1,13 @@
 """The task file of ``qwq-agent run``: its schema, its loader, and the plan of each task.
 
-A task file is YAML (loaded by :mod:`agent.safe_yaml`: ``safe_load`` semantics, traps closed)
+A task file is YAML (loaded by :mod:`agent.tasks.safe_yaml`: ``safe_load`` semantics, traps closed)
 validated by the pydantic models below: unknown keys are rejected, types are strict (``yes``
 is not text, ``1.10`` is not a version string: the error says to quote them). Every problem is
 a :class:`TaskFileError` listing each one as ``FILE:LINE:COLUMN: what is wrong``, raised before
 any task runs.
 
 Shape: file-level defaults (every field of :class:`Settings`), then ``tasks:``, a list of
-:class:`Task`; a task may override any default. :meth:`TaskFileSpec.plan` merges the layers,
+:class:`Task`; a task may override any default. :func:`agent.tasks.planning.plan_tasks` merges the layers,
 command line first (``--model`` beats the file), then the task, then the file, then the
 built-in defaults, and turns each task into a :class:`TaskPlan`: the prompt rendered (every
 prompt is a Jinja2 template, sandboxed, ``StrictUndefined``, given the task's ``inputs`` if
@@ -26,8 +26,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
 
-from agent.expect import Expect
-from agent.safe_yaml import (
+from agent.tasks.expect import Expect
+from agent.tasks.problems import in_file_order, salvage, schema_problems
+from agent.tasks.safe_yaml import (
     DocPath,
     Location,
     SourceMap,
@@ -36,7 +37,6 @@ from agent.safe_yaml import (
     dotted,
     load_yaml,
 )
-from agent.task_schema import in_file_order, salvage, schema_problems
 
 Placement = Literal["interleaved", "template"]
 ToolChoice = Literal["auto", "required"]
@@ -159,8 +159,8 @@ class TaskPlan:
 def read_task_file(path: str | Path) -> TaskFileSpec:
     """Read a task file and check its schema, keeping every problem instead of stopping at
     the first kind: schema errors and duplicate ids are in :attr:`TaskFileSpec.problems`, and
-    :meth:`TaskFileSpec.plan` reports them together with what planning finds in the valid
-    rest of the file (see :mod:`agent.task_schema`).
+    :func:`agent.tasks.planning.plan_tasks` reports them together with what planning finds in the valid
+    rest of the file (see :mod:`agent.tasks.problems`).
 
     Raises:
         TaskFileError: the file cannot be read, is not safe YAML, or is not a mapping (there
@@ -180,7 +180,7 @@ def read_task_file(path: str | Path) -> TaskFileSpec:
     try:
         model = TaskFile.model_validate(data)
     except ValidationError as exc:
-        problems += schema_problems(file, exc, data, source)
+        problems += schema_problems(file, exc, data, source, _allowed_keys)
     else:
         return TaskFileSpec(file, model, source, problems)
     model, positions, dropped = _valid_part(data)
@@ -200,6 +200,17 @@ def load_task_file(path: str | Path) -> TaskFileSpec:
     if spec.problems:
         raise TaskFileError(spec.problems)
     return spec
+
+
+def _allowed_keys(parent: DocPath) -> list[str]:
+    """The keys of the mapping at ``parent``: the file, a task, or a task's ``expect:``."""
+    if parent == ():
+        model: type[BaseModel] = TaskFile
+    elif len(parent) == 2 and parent[0] == "tasks":
+        model = Task
+    else:
+        model = Expect
+    return sorted(model.model_fields)
 
 
 def _valid_part(data: dict[str, Any]) -> tuple[TaskFile, tuple[int, ...], set[DocPath]]:
@@ -266,25 +277,6 @@ class TaskFileSpec:
         """Each task with its index in the file's ``tasks:`` list."""
         positions = self.positions or range(len(self.data.tasks))
         return list(zip(positions, self.data.tasks, strict=True))
-
-    def plan(
-        self,
-        overrides: Settings | None = None,
-        *,
-        cwd: Path | None = None,
-        endpoints: frozenset[str] = frozenset(),
-    ) -> list[TaskPlan]:
-        """Merge the command line (``overrides``), each task and the file into plans.
-        ``endpoints``: model names that the config file defines as servers.
-
-        Raises:
-            TaskFileError: every problem found (the schema problems of :attr:`problems`,
-                unknown model or tool, missing file or folder, a prompt that does not render,
-                an expected tool that is not enabled), each with its place in the file.
-        """
-        from agent.planning import Planner
-
-        return Planner(self, overrides or Settings(), cwd or Path.cwd(), endpoints).plan_all()
 
 
 def read_text_file(base: Path, name: str) -> str:

@@ -1,12 +1,12 @@
-"""Turn a validated task file into :class:`agent.tasks.TaskPlan` s, checking what the schema
+"""Turn a validated task file into :class:`agent.tasks.taskfile.TaskPlan` s, checking what the schema
 cannot: that models, tools, folders and files exist, that every ``approve:`` list names tools
 its ``tools:`` enables, and that prompts render.
 
 Each setting of a task comes from the first layer that sets it: the command line, the task,
-the file, then the built-in default (:data:`agent.tasks.DEFAULT_MODEL` …). ``system`` and
+the file, then the built-in default (:data:`agent.tasks.taskfile.DEFAULT_MODEL` …). ``system`` and
 ``system_file`` are one setting. Every problem of every task is collected, each located in
 the file (or naming the command-line option), and raised together as a
-:class:`agent.tasks.TaskFileError` — before any task runs.
+:class:`agent.tasks.taskfile.TaskFileError` — before any task runs.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent.safe_yaml import DocPath, YamlLoadError, dotted
-from agent.tasks import (
+from agent.tasks.safe_yaml import DocPath, YamlLoadError, dotted
+from agent.tasks.taskfile import (
     DEFAULT_MODEL,
     DEFAULT_TOOLS,
     SAMPLING_FIELDS,
@@ -28,7 +28,7 @@ from agent.tasks import (
 )
 
 if TYPE_CHECKING:
-    from agent.task_templates import BoundedEnvironment
+    from agent.tasks.templates import BoundedEnvironment
 
 Origin = DocPath | None
 """Where a setting came from: a path into the file, or ``None`` for the command line."""
@@ -40,6 +40,25 @@ LOAD_OPTIONS = ("ctx", "n_gpu_layers")
 
 LITERAL_BRACES = "write {% raw %}…{% endraw %} around text that must keep its braces"
 """How a prompt keeps literal ``{{``, ``{%`` or ``{#``: every prompt is a Jinja2 template."""
+
+
+def plan_tasks(
+    spec: TaskFileSpec,
+    overrides: Settings | None = None,
+    *,
+    cwd: Path | None = None,
+    endpoints: frozenset[str] = frozenset(),
+) -> list[TaskPlan]:
+    """Merge the command line (``overrides``), each task and the file of ``spec`` into plans.
+    ``endpoints``: model names that the config file defines as servers.
+
+    Raises:
+        TaskFileError: every problem found (the schema problems of
+            :attr:`~agent.tasks.taskfile.TaskFileSpec.problems`, unknown model or tool,
+            missing file or folder, a prompt that does not render, an expected tool that is
+            not enabled), each with its place in the file.
+    """
+    return Planner(spec, overrides or Settings(), cwd or Path.cwd(), endpoints).plan_all()
 
 
 class Planner:
@@ -230,7 +249,7 @@ class Planner:
 
     def _tools_dropped(self, index: int) -> bool:
         """Whether a wrong ``tools:`` or ``mcp:`` of task ``index`` or of the file was left
-        out of the plan (see :attr:`agent.tasks.TaskFileSpec.dropped`)."""
+        out of the plan (see :attr:`agent.tasks.taskfile.TaskFileSpec.dropped`)."""
         dropped = self.spec.dropped
         return any(
             path in dropped
@@ -345,12 +364,12 @@ class Planner:
     def _render(
         self, origin: DocPath, field: str, what: str, text: str, inputs: dict[str, Any]
     ) -> str | None:
-        """``text`` rendered in a bounded sandbox (:mod:`agent.task_templates`) with strict
+        """``text`` rendered in a bounded sandbox (:mod:`agent.tasks.templates`) with strict
         undefined names; ``None`` (and a problem located at ``field``, naming the line of
         ``what``) when it cannot be, whatever the reason."""
         from jinja2 import TemplateError, TemplateSyntaxError, UndefinedError
 
-        from agent.task_templates import TemplateLimitError
+        from agent.tasks.templates import TemplateLimitError
 
         try:
             return self._environment().render_bounded(text, inputs)
@@ -388,9 +407,9 @@ class Planner:
         return None
 
     def _environment(self) -> BoundedEnvironment:
-        """The one Jinja2 environment of the plan (see :mod:`agent.task_templates`)."""
+        """The one Jinja2 environment of the plan (see :mod:`agent.tasks.templates`)."""
         if self._jinja is None:
-            from agent.task_templates import BoundedEnvironment
+            from agent.tasks.templates import BoundedEnvironment
 
             self._jinja = BoundedEnvironment()
         return self._jinja

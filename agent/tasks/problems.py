@@ -11,13 +11,14 @@ report problems; a file with any problem never runs.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable
+import difflib
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from agent.safe_yaml import DocPath, SourceMap, YamlLoadError, dotted
+from agent.tasks.safe_yaml import DocPath, SourceMap, YamlLoadError, dotted
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -25,18 +26,28 @@ if TYPE_CHECKING:
 M = TypeVar("M", bound=BaseModel)
 
 
+AllowedKeys = Callable[[DocPath], Sequence[str]]
+"""The keys allowed in the mapping at a path of the file, sorted (for "did you mean")."""
+
+
 def schema_problems(
-    file: Path, exc: ValidationError, data: Any, source: SourceMap, prefix: DocPath = ()
+    file: Path,
+    exc: ValidationError,
+    data: Any,
+    source: SourceMap,
+    allowed_keys: AllowedKeys,
+    prefix: DocPath = (),
 ) -> list[YamlLoadError]:
     """One located problem per place ``exc`` complains about (``data`` is what was validated,
-    found at ``prefix`` in the file), in file order."""
+    found at ``prefix`` in the file), in file order; an unknown key is told the keys
+    ``allowed_keys`` gives for its mapping."""
     problems: dict[DocPath, YamlLoadError] = {}
     for error in exc.errors():
         path = (*prefix, *_data_path(error["loc"], data, missing=error["type"] == "missing"))
         if path in problems:  # the other branches of a union: one message is enough
             continue
         location = source.locate(path, key=error["type"] == "extra_forbidden")
-        message = _message(error, path, source)
+        message = _message(error, path, source, allowed_keys)
         problems[path] = YamlLoadError(file, f"{dotted(path)}: {message}", location)
     return sorted(problems.values(), key=in_file_order)
 
@@ -94,13 +105,15 @@ _EXPECTED = {
 }
 
 
-def _message(error: ErrorDetails, path: DocPath, source: SourceMap) -> str:
+def _message(
+    error: ErrorDetails, path: DocPath, source: SourceMap, allowed_keys: AllowedKeys
+) -> str:
     kind, value = error["type"], error.get("input")
     name = path[-1] if path else ""
     if kind == "missing":
         return f"the key {name!r} is required"
     if kind == "extra_forbidden":
-        return _unknown_key(path)
+        return _unknown_key(path, allowed_keys(path[:-1]))
     message = str(error["msg"]).removeprefix("Value error, ")
     written, read_as = source.plain.get(path), _read_as(value)
     if kind == "invalid-json-value" and written is not None and read_as:
@@ -115,20 +128,7 @@ def _message(error: ErrorDetails, path: DocPath, source: SourceMap) -> str:
     return f"{message} (got {value!r})" if kind in _EXPECTED else message
 
 
-def _unknown_key(path: DocPath) -> str:
-    import difflib
-
-    from agent.expect import Expect
-    from agent.tasks import Task, TaskFile
-
-    parent = path[:-1]
-    if parent == ():
-        model: type[BaseModel] = TaskFile
-    elif len(parent) == 2 and parent[0] == "tasks":
-        model = Task
-    else:
-        model = Expect
-    allowed = sorted(model.model_fields)
+def _unknown_key(path: DocPath, allowed: Sequence[str]) -> str:
     text = f"unknown key {path[-1]!r}"
     close = difflib.get_close_matches(str(path[-1]), allowed, n=1)
     if close:

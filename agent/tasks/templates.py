@@ -1,7 +1,7 @@
 """Rendering a task file's prompt templates within bounds of time and size.
 
 Every prompt of a task file is a Jinja2 template, rendered in a sandbox before any task runs
-(:mod:`agent.planning`). A sandbox alone stops attribute walks, not work: ``range(10**9)``,
+(:mod:`agent.tasks.planning`). A sandbox alone stops attribute walks, not work: ``range(10**9)``,
 ``'x' * 10**10``, nested loops, ``'a'|center(10**9)`` or a namespace that doubles a string in
 a loop would hang the planner or exhaust memory, and ``include`` raised an uncaught error.
 :class:`BoundedEnvironment` closes each of these; every breach is a :class:`TemplateLimitError`
@@ -47,7 +47,7 @@ _WIDE_FIELD = re.compile(r"\d{" + str(len(str(MAX_NUMBER))) + ",}")
 
 
 class TemplateLimitError(TemplateError):
-    """A prompt template went past one of the bounds of :mod:`agent.task_templates`."""
+    """A prompt template went past one of the bounds of :mod:`agent.tasks.templates`."""
 
 
 def _limit(what: str) -> TemplateLimitError:

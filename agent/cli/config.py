@@ -15,7 +15,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from agent.cli import DEFAULTS, EXIT_BAD_INPUT, EXIT_OK
+from agent.cli.common import DEFAULTS, EXIT_BAD_INPUT, EXIT_OK
 
 if TYPE_CHECKING:
     from agent.config import Config

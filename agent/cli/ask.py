@@ -1,7 +1,7 @@
 """``qwq-agent ask PROMPT``: one task, headless, streamed to the terminal.
 
 Thinking is printed dimmed, each tool call and its result on their own lines, the answer as
-Markdown on a terminal and plain when piped (:mod:`agent.cli_show`); ``--json`` prints one
+Markdown on a terminal and plain when piped (:mod:`agent.cli.show`); ``--json`` prints one
 JSON object instead. Dangerous calls are approved with
 ``--yes``, or asked on the terminal when stdin is one; otherwise they are denied and the
 model is told.
@@ -27,8 +27,9 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from agent.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, agent_from_args
-from agent.cli_show import EventPrinter
+from agent.cli.build import agent_from_args
+from agent.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from agent.cli.show import EventPrinter
 from agent.terminal import clean_for_terminal
 
 if TYPE_CHECKING:

@@ -38,10 +38,10 @@ from typing import Any, Protocol, runtime_checkable
 from agent.agent import Agent
 from agent.approval import Decision
 from agent.events import Event, RunResult, UsageEvent
-from agent.expect import check
-from agent.progress import Reporter
-from agent.results import ResultsFile, TaskResult
-from agent.tasks import TaskPlan
+from agent.tasks.expect import check
+from agent.tasks.progress import Reporter
+from agent.tasks.results import ResultsFile, TaskResult
+from agent.tasks.taskfile import TaskPlan
 from models.base import Backend, BackendError, BackendInfo, Sampling, Usage
 from tools.base import Tool
 

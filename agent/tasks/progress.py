@@ -15,14 +15,14 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Protocol
 
-from agent.results import TaskResult
+from agent.tasks.results import TaskResult
 from agent.terminal import clean_for_terminal
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress, TaskID
 
-    from agent.tasks import TaskPlan
+    from agent.tasks.taskfile import TaskPlan
     from models.base import Usage
 
 

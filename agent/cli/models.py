@@ -16,7 +16,7 @@ import json
 import sys
 from typing import Any
 
-from agent.cli import EXIT_BAD_INPUT, EXIT_OK
+from agent.cli.common import EXIT_BAD_INPUT, EXIT_OK
 
 
 def run_models(args: argparse.Namespace) -> int:

@@ -1,6 +1,6 @@
 """``qwq-agent run TASKS.yaml``: run a task file headless, write results, print a summary.
 
-Exit codes (as :mod:`agent.cli`): 0 every task ran (now or, with ``--resume``, before) and
+Exit codes (as :mod:`agent.cli.main`): 0 every task ran (now or, with ``--resume``, before) and
 passed; 1 some task failed, errored or was not run because of ``--fail-fast``; 2 bad input,
 reported before any task runs (task file, options, ``--only`` ids, the first model, a results
 file that cannot be written or whose path holds something else: the task file, or a file
@@ -27,15 +27,15 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from agent.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from agent.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from agent.config import Config
-    from agent.results import TaskResult
-    from agent.runner import BackendFactory, Runner
-    from agent.tasks import Settings, TaskPlan
+    from agent.tasks.results import TaskResult
+    from agent.tasks.runner import BackendFactory, Runner
+    from agent.tasks.taskfile import Settings, TaskPlan
     from models.base import Backend
 
 _OPTIONS = {
@@ -74,10 +74,11 @@ def run_tasks(
     from rich.console import Console
     from rich.text import Text
 
-    from agent.progress import make_reporter
-    from agent.results import ResultsFile
-    from agent.runner import Runner
-    from agent.tasks import TaskFileError, read_task_file
+    from agent.tasks.planning import plan_tasks
+    from agent.tasks.progress import make_reporter
+    from agent.tasks.results import ResultsFile
+    from agent.tasks.runner import Runner
+    from agent.tasks.taskfile import TaskFileError, read_task_file
     from models.base import BackendError
 
     out = stdout or Console(highlight=False)
@@ -86,7 +87,7 @@ def run_tasks(
         config = _config(args)
         spec = read_task_file(args.file)
         plans = _select(
-            spec.plan(_overrides(args), endpoints=frozenset(config.endpoints)),
+            plan_tasks(spec, _overrides(args), endpoints=frozenset(config.endpoints)),
             args.only,
             spec.ids(),
         )
@@ -146,7 +147,7 @@ def _finish(
 ) -> int:
     from rich.text import Text
 
-    from agent.progress import print_summary
+    from agent.tasks.progress import print_summary
 
     now = {r.id: r for r in runner.results}
     merged = {p.id: now.get(p.id) or earlier.get(p.id) for p in plans}
@@ -174,13 +175,13 @@ def _default_out(task_file: Path) -> Path:
 
 def _check_out(out_path: Path, task_file: Path, *, resume: bool) -> None:
     """Refuse an ``--out`` whose content results would destroy: the task file itself, or an
-    existing file that is not a results file (see :func:`agent.results.not_a_results_file`).
+    existing file that is not a results file (see :func:`agent.tasks.results.not_a_results_file`).
 
     Raises:
         BadInput: with what was found and another path to use.
         OSError: ``out_path`` exists but cannot be read.
     """
-    from agent.results import not_a_results_file
+    from agent.tasks.results import not_a_results_file
 
     other = _default_out(task_file)
     if other.resolve() == out_path.resolve():
@@ -207,7 +208,7 @@ _UNREADABLE_SHOWN = 5
 def _unreadable_notes(out_path: Path, unreadable: list[tuple[int, str]]) -> list[str]:
     """Warnings for the lines of a resumed results file that are not results: one
     ``FILE:LINE:`` note each (the first few), then how many more."""
-    from agent.results import quote_line
+    from agent.tasks.results import quote_line
 
     notes = [
         f"{out_path}:{number}: not a result, ignored (left in the file): {quote_line(text)}"
@@ -223,7 +224,7 @@ def _overrides(args: argparse.Namespace) -> Settings:
     """The task-file settings given on the command line (``None`` where not given)."""
     from pydantic import ValidationError
 
-    from agent.tasks import Settings
+    from agent.tasks.taskfile import Settings
 
     values: dict[str, Any] = {
         setting: getattr(args, dest, None) for dest, setting in _OPTIONS.items()
@@ -258,8 +259,8 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 def _server_options(args: argparse.Namespace) -> dict[str, Any]:
-    """:func:`agent.cli_agent.server_options`, a bad ``--header`` being bad input."""
-    from agent.cli_agent import OptionError, server_options
+    """:func:`agent.cli.build.server_options`, a bad ``--header`` being bad input."""
+    from agent.cli.build import OptionError, server_options
 
     try:
         return server_options(args)
@@ -271,9 +272,9 @@ def _opener(
     config: Config, server: Mapping[str, Any], *, lookup: bool = True, sessions: int = 1
 ) -> BackendFactory:
     """How the batch opens models: config endpoints by name, URLs with the server flags,
-    anything else through :func:`agent.runner.open_model` (``lookup=False``: --no-lookup;
+    anything else through :func:`agent.tasks.runner.open_model` (``lookup=False``: --no-lookup;
     ``sessions > 1``: --concurrency, an embedded model opens as a model host)."""
-    from agent.runner import SessionHost, open_model
+    from agent.tasks.runner import SessionHost, open_model
 
     def open_backend(spec: str, options: Mapping[str, Any]) -> Backend | SessionHost:
         endpoint = config.endpoint(spec)

@@ -12,110 +12,13 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import Any
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
-
-DEFAULT_TOOLS = "calculator"
-
-
-DEFAULTS: dict[str, Any] = {
-    "model": "qwq-32b",
-    "tools": DEFAULT_TOOLS,
-    "workspace": ".",
-    "placement": "interleaved",
-    "max_steps": 20,
-    "tool_choice": "auto",
-}
-"""Built-in values of options left unset on the command line and in the config file."""
-
-
-def _common(parser: argparse.ArgumentParser, *, file_defaults: bool = False) -> None:
-    """Options shared by every subcommand that runs the agent.
-
-    Options that have a default default to ``None`` here, so that what the user typed can be
-    told from what was not: a flag beats the task file (``run``) or the config file, which
-    beat :data:`DEFAULTS`.
-    """
-
-    def note(key: str) -> str:
-        if file_defaults:
-            return " (default: from the task file)"
-        return f" (default: {DEFAULTS[key]})"
-
-    g = parser.add_argument_group("model")
-    g.add_argument(
-        "--model",
-        help="catalog name (qwq-32b, qwq-32b:Q5_K_M, smollm2-135m), a .gguf path, an "
-        "http(s)://HOST/v1 endpoint or a config endpoint name, or scripted:FILE.yaml"
-        + note("model"),
-    )
-    g.add_argument("--ctx", type=int, help="context size in tokens")
-    g.add_argument("--n-gpu-layers", type=int, help="layers to offload (-1: all)")
-    g.add_argument(
-        "--no-lookup",
-        action="store_true",
-        help="no prompt-lookup decoding (drafts copied from the context; by default on "
-        "where it measures a gain, llama.cpp models only)",
-    )
-    g.add_argument("--temperature", type=float, help="override the model's default")
-    g.add_argument("--seed", type=int, help="sampling seed")
-    g.add_argument("--model-name", help="the model a server should use (default: its first)")
-    g.add_argument(
-        "--api-mode",
-        choices=("completions", "chat"),
-        default="completions",
-        help="server API: completions (exact prompts, interleaved calls) or chat",
-    )
-    g.add_argument("--api-key-env", help="environment variable holding the server's API key")
-    g.add_argument(
-        "--api-strict",
-        action="store_true",
-        default=None,
-        help="send a server only the fields OpenAI defines (no top_k, min_p, repeat_penalty, "
-        "cache_prompt); without it, a server that refuses one by name gets strict requests",
-    )
-    g.add_argument(
-        "--header", action="append", default=[], metavar="NAME:VALUE", help="extra HTTP header"
-    )
-    a = parser.add_argument_group("agent")
-    a.add_argument(
-        "--tools",
-        help="comma-separated tool names ('' for none; see `qwq-agent tools`)" + note("tools"),
-    )
-    a.add_argument(
-        "--mcp",
-        action="append",
-        default=[],
-        metavar="COMMAND|URL",
-        help="an MCP server whose tools to add (a command line, or an http(s) URL); repeatable",
-    )
-    a.add_argument("--workspace", help="the only folder file tools may touch" + note("workspace"))
-    a.add_argument("--placement", choices=("interleaved", "template"), help=note("placement"))
-    a.add_argument("--max-steps", type=int, help="model generations per task" + note("max_steps"))
-    a.add_argument("--max-tokens", type=int, help="generation budget per task")
-    a.add_argument(
-        "--thinking-budget",
-        type=int,
-        metavar="N",
-        help="thinking tokens per task; then the thinking is closed and the model answers",
-    )
-    a.add_argument("--timeout", type=float, help="seconds per task")
-    a.add_argument("--tool-choice", choices=("auto", "required"), help=note("tool_choice"))
-    a.add_argument("--system", help="system prompt (default: the built-in one)")
-    a.add_argument(
-        "--yes",
-        action="store_true",
-        help="approve every call to the tools given with --tools (dangerous ones included)",
-    )
-    a.add_argument("--no-transcript", action="store_true", help="do not write a transcript")
-    a.add_argument(
-        "--session-kv",
-        action="store_true",
-        help="keep the conversation's KV state beside its transcript, so resuming it "
-        "(/sessions) restores the state instead of evaluating the conversation again",
-    )
-    a.add_argument("--config", help="the config file (default: see `qwq-agent config path`)")
+from agent.cli.common import (
+    EXIT_BAD_INPUT,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    add_agent_options,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -130,10 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("prompt", help="the task ('-': read it from stdin)")
     ask.add_argument("--json", action="store_true", help="print one JSON result instead")
     ask.add_argument("--hide-thinking", action="store_true", help="do not print the thinking")
-    _common(ask)
+    add_agent_options(ask)
 
     chat = sub.add_parser("chat", help="open the TUI (the default command)")
-    _common(chat)
+    add_agent_options(chat)
 
     web = sub.add_parser(
         "web", help="serve the TUI in a browser (one chat per tab), behind a URL token"
@@ -149,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="allow a --host other machines can reach (the URL token is then the only protection)",
     )
-    _common(web)
+    add_agent_options(web)
 
     run = sub.add_parser("run", help="run the tasks of a YAML file; results as JSONL")
     run.add_argument("file", help="the task file (see examples/tasks/)")
@@ -171,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="tasks at once (a server, or an embedded model loaded once and shared)",
     )
-    _common(run, file_defaults=True)
+    add_agent_options(run, file_defaults=True)
 
     tools_cmd = sub.add_parser(
         "tools", help="the built-in tools with their risk, and the sandbox layers here"
@@ -185,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
         "and its source (command line, file, default)",
     )
     config.add_argument("action", choices=("path", "show"))
-    _common(config)
+    add_agent_options(config)
 
     models = sub.add_parser(
         "models",
@@ -224,16 +127,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = args.command
     try:
         if command == "ask":
-            from agent.cli_ask import run_ask
+            from agent.cli.ask import run_ask
 
             return run_ask(args)
         if command == "run":
-            from agent.cli_run import run_tasks
+            from agent.cli.run import run_tasks
 
             return run_tasks(args)
         if command == "chat":
-            from agent.cli_agent import resolved_model
-            from tui.app import run_chat
+            from agent.cli.build import resolved_model
+            from agent.cli.chat import run_chat
 
             args.model = resolved_model(args)  # named in the status bar while it loads
 
@@ -243,19 +146,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             if problem is not None:  # refused before anything is bound or served
                 print(f"qwq-agent web: {problem}", file=sys.stderr)
                 return EXIT_BAD_INPUT
-            from tui.web import run_web
+            from agent.cli.web import run_web
 
             return run_web(args)
         if command == "config":
-            from agent.cli_config import run_config
+            from agent.cli.config import run_config
 
             return run_config(args)
         if command == "tools":
-            from agent.cli_tools import run_tools
+            from agent.cli.tools import run_tools
 
             return run_tools(args)
         if command == "models":
-            from agent.cli_models import run_models
+            from agent.cli.models import run_models
 
             return run_models(args)
         parser.print_help()
@@ -270,21 +173,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
 
 
-def agent_from_args(args: argparse.Namespace, **overrides: Any) -> Any:
-    """Build an :class:`agent.Agent` from the common options (ask, chat); see
-    :func:`agent.cli_agent.agent_from_args`."""
-    from agent.cli_agent import agent_from_args as build
-
-    return build(args, **overrides)
-
-
 def _web_problem(args: argparse.Namespace) -> str | None:
     """What is wrong with ``qwq-agent web``'s options (port, agent options, config file,
     workspace, model spec), or ``None``. Each tab's chat process would hit the same problem
     only after the page is served, leaving the tab blank."""
     if not 0 <= args.port <= 65535:
         return f"--port must be 0-65535 (0: any free port), got {args.port}"
-    from agent.cli_agent import options_problem
+    from agent.cli.build import options_problem
 
     return options_problem(args)
 

@@ -1,0 +1,113 @@
+"""What every subcommand of the command line shares: exit codes, the built-in defaults of the
+agent options, and the options themselves (:func:`add_agent_options`).
+
+Imports only argparse, so that ``qwq-agent --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+DEFAULT_TOOLS = "calculator"
+
+
+DEFAULTS: dict[str, Any] = {
+    "model": "qwq-32b",
+    "tools": DEFAULT_TOOLS,
+    "workspace": ".",
+    "placement": "interleaved",
+    "max_steps": 20,
+    "tool_choice": "auto",
+}
+"""Built-in values of options left unset on the command line and in the config file."""
+
+
+def add_agent_options(parser: argparse.ArgumentParser, *, file_defaults: bool = False) -> None:
+    """Options shared by every subcommand that runs the agent.
+
+    Options that have a default default to ``None`` here, so that what the user typed can be
+    told from what was not: a flag beats the task file (``run``) or the config file, which
+    beat :data:`DEFAULTS`.
+    """
+
+    def note(key: str) -> str:
+        if file_defaults:
+            return " (default: from the task file)"
+        return f" (default: {DEFAULTS[key]})"
+
+    g = parser.add_argument_group("model")
+    g.add_argument(
+        "--model",
+        help="catalog name (qwq-32b, qwq-32b:Q5_K_M, smollm2-135m), a .gguf path, an "
+        "http(s)://HOST/v1 endpoint or a config endpoint name, or scripted:FILE.yaml"
+        + note("model"),
+    )
+    g.add_argument("--ctx", type=int, help="context size in tokens")
+    g.add_argument("--n-gpu-layers", type=int, help="layers to offload (-1: all)")
+    g.add_argument(
+        "--no-lookup",
+        action="store_true",
+        help="no prompt-lookup decoding (drafts copied from the context; by default on "
+        "where it measures a gain, llama.cpp models only)",
+    )
+    g.add_argument("--temperature", type=float, help="override the model's default")
+    g.add_argument("--seed", type=int, help="sampling seed")
+    g.add_argument("--model-name", help="the model a server should use (default: its first)")
+    g.add_argument(
+        "--api-mode",
+        choices=("completions", "chat"),
+        default="completions",
+        help="server API: completions (exact prompts, interleaved calls) or chat",
+    )
+    g.add_argument("--api-key-env", help="environment variable holding the server's API key")
+    g.add_argument(
+        "--api-strict",
+        action="store_true",
+        default=None,
+        help="send a server only the fields OpenAI defines (no top_k, min_p, repeat_penalty, "
+        "cache_prompt); without it, a server that refuses one by name gets strict requests",
+    )
+    g.add_argument(
+        "--header", action="append", default=[], metavar="NAME:VALUE", help="extra HTTP header"
+    )
+    a = parser.add_argument_group("agent")
+    a.add_argument(
+        "--tools",
+        help="comma-separated tool names ('' for none; see `qwq-agent tools`)" + note("tools"),
+    )
+    a.add_argument(
+        "--mcp",
+        action="append",
+        default=[],
+        metavar="COMMAND|URL",
+        help="an MCP server whose tools to add (a command line, or an http(s) URL); repeatable",
+    )
+    a.add_argument("--workspace", help="the only folder file tools may touch" + note("workspace"))
+    a.add_argument("--placement", choices=("interleaved", "template"), help=note("placement"))
+    a.add_argument("--max-steps", type=int, help="model generations per task" + note("max_steps"))
+    a.add_argument("--max-tokens", type=int, help="generation budget per task")
+    a.add_argument(
+        "--thinking-budget",
+        type=int,
+        metavar="N",
+        help="thinking tokens per task; then the thinking is closed and the model answers",
+    )
+    a.add_argument("--timeout", type=float, help="seconds per task")
+    a.add_argument("--tool-choice", choices=("auto", "required"), help=note("tool_choice"))
+    a.add_argument("--system", help="system prompt (default: the built-in one)")
+    a.add_argument(
+        "--yes",
+        action="store_true",
+        help="approve every call to the tools given with --tools (dangerous ones included)",
+    )
+    a.add_argument("--no-transcript", action="store_true", help="do not write a transcript")
+    a.add_argument(
+        "--session-kv",
+        action="store_true",
+        help="keep the conversation's KV state beside its transcript, so resuming it "
+        "(/sessions) restores the state instead of evaluating the conversation again",
+    )
+    a.add_argument("--config", help="the config file (default: see `qwq-agent config path`)")
