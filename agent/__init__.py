@@ -27,7 +27,8 @@ What lives in the package: the core of a run (``agent.py`` the :class:`Agent`; `
 ``step.py`` one run and one generation step; ``parser.py``, ``call_json.py``,
 ``call_formats.py`` reading the model's stream; ``executor.py`` and ``approval.py`` running
 tool calls; ``events.py`` the typed events; ``transcript.py``; ``compaction.py``,
-``repetition.py``, ``thinking_budget.py`` the run's guards; ``config.py`` the config file), and two sub-packages: :mod:`agent.tasks` (task files) and
+``repetition.py``, ``thinking_budget.py`` the run's guards; ``config.py`` the config file;
+``errors.py`` the exception tree and :class:`InputError`), and two sub-packages: :mod:`agent.tasks` (task files) and
 :mod:`agent.cli` (the command line, the only importer of :mod:`tui`).
 """
 
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 from agent.agent import Agent, Placement, ToolChoice
 from agent.approval import ApprovalPolicy
+from agent.errors import InputError
 from agent.events import (
     Approval,
     Compacted,
@@ -54,11 +56,18 @@ from agent.events import (
 )
 from agent.terminal import clean_for_terminal
 from agent.transcript import Transcript, TranscriptRun, list_sessions, load_transcript
-from models.base import Backend, BackendError, BackendInfo, Sampling, Usage
-from models.catalog import DownloadPlan, check_spec, download_plan
-from models.progress import LoadProgress
-from tools.base import Tool, ToolContext, ToolError, tool
-from tools.display import escape_for_display
+from models import (
+    Backend,
+    BackendError,
+    BackendInfo,
+    DownloadPlan,
+    LoadProgress,
+    Sampling,
+    Usage,
+    check_spec,
+    download_plan,
+)
+from tools import Tool, ToolContext, ToolError, escape_for_display, tool
 
 __version__ = "0.1.0"
 
@@ -74,6 +83,7 @@ __all__ = [
     "Error",
     "Event",
     "Finished",
+    "InputError",
     "LoadProgress",
     "Placement",
     "Repetition",

@@ -20,10 +20,8 @@ from agent.events import Event, RunResult
 from agent.executor import ToolExecutor
 from agent.loop import Limits, RunState, run_loop
 from agent.transcript import TranscriptWriter, default_sessions_dir, load_transcript
-from models.base import Backend, Sampling, Usage
-from models.progress import ProgressCallback
-from tools.base import ToolContext, ToolError
-from tools.registry import ToolRegistry, ToolSpec, check_tool_settings
+from models import Backend, ProgressCallback, Sampling, Usage
+from tools import ToolContext, ToolError, ToolRegistry, ToolSpec, check_tool_settings
 
 Placement = Literal["interleaved", "template"]
 ToolChoice = Literal["auto", "required"]
@@ -66,7 +64,7 @@ class Agent:
         session_kv: keep the conversation's KV state beside its transcript
             (``TRANSCRIPT.kv``, written after each run) so that :meth:`resume` restores it
             instead of evaluating the conversation again: ``True`` up to
-            :data:`models.kv_state.DEFAULT_SESSION_BYTES`, or a bound in bytes; a state
+            :data:`models.llama.kv_state.DEFAULT_SESSION_BYTES`, or a bound in bytes; a state
             over the bound is not written. Only backends that can save their KV state
             (the llama.cpp ones) take part; others ignore it.
         backend_options: the keyword arguments of :func:`models.catalog.open_backend`, used
@@ -74,15 +72,15 @@ class Agent:
             ``n_gpu_layers``, ``flash_attn``, ``type_k``/``type_v``, ``chat_template``,
             ``warm_start``…; for a server ``api_mode`` (``"completions"`` or ``"chat"``),
             ``model_name``, ``api_key_env``, ``headers``. Unknown keys raise ``ValueError``.
+        mcp_servers: Model Context Protocol servers whose tools join ``tools``: commands
+            (``"npx server-x --flag"``), ``http(s)://`` URLs, or ``tools.mcp.McpServerSpec``.
+            They are started here and stopped by :meth:`close`; their tools are dangerous
+            unless the spec marks them safe.
 
     Raises:
         ValueError: an unknown option value, a limit that could never be met, unknown
             ``backend_options``, or ``tool_settings`` a built-in tool does not know.
         tools.mcp.McpError: an MCP server could not be started or listed.
-        mcp_servers: Model Context Protocol servers whose tools join ``tools``: commands
-            (``"npx server-x --flag"``), ``http(s)://`` URLs, or ``tools.mcp.McpServerSpec``.
-            They are started here and stopped by :meth:`close`; their tools are dangerous
-            unless the spec marks them safe.
     """
 
     def __init__(
@@ -135,7 +133,7 @@ class Agent:
         self._mcp: list[Any] = []
         mcp_tools: list[ToolSpec] = []
         if mcp_servers:
-            from tools.mcp import connect_mcp
+            from tools import connect_mcp
 
             self._mcp, found = connect_mcp(mcp_servers)
             mcp_tools = list(found)
@@ -198,7 +196,7 @@ class Agent:
         """
         if self._backend is not None:
             return self._backend
-        from models.catalog import open_backend
+        from models import open_backend
 
         assert isinstance(self._model_spec, str)
         self._backend = open_backend(self._model_spec, progress=progress, **self._backend_options)
@@ -330,7 +328,7 @@ class Agent:
         if self._transcript_setting is not False:
             self._writer = TranscriptWriter(saved.path)
         if self._session_kv is not None:
-            from models.kv_state import KVStateful, SessionKV
+            from models.llama.kv_state import KVStateful, SessionKV
 
             backend = self.backend
             if isinstance(backend, KVStateful):
@@ -339,7 +337,7 @@ class Agent:
 
     def _save_kv(self, transcript: Path) -> None:
         """Keep the backend's KV state beside ``transcript`` (never fails the run)."""
-        from models.kv_state import KVStateful, SessionKV
+        from models.llama.kv_state import KVStateful, SessionKV
 
         backend = self._backend
         if not isinstance(backend, KVStateful) or self._session_kv is None:
@@ -383,7 +381,7 @@ class Agent:
 
     def _close_mcp(self) -> None:
         if self._mcp:
-            from tools.mcp import close_all
+            from tools import close_all
 
             close_all(self._mcp)
             self._mcp = []
@@ -426,7 +424,7 @@ def _session_kv_bytes(setting: bool | int) -> int | None:
     if setting is False:
         return None
     if setting is True:
-        from models.kv_state import DEFAULT_SESSION_BYTES
+        from models.llama.kv_state import DEFAULT_SESSION_BYTES
 
         return DEFAULT_SESSION_BYTES
     if setting < 1:
@@ -445,7 +443,7 @@ def _check_backend_options(options: Mapping[str, Any]) -> None:
     rather than when the model loads."""
     import inspect
 
-    from models.catalog import open_backend
+    from models import open_backend
 
     known = set(inspect.signature(open_backend).parameters) - {"spec", "progress"}
     unknown = sorted(set(options) - known)

@@ -31,8 +31,8 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal, TypeAlias, get_args
 
 from agent.events import ToolCall
-from tools.base import Tool
-from tools.display import escape_for_display
+from models.qwq.tags import CALL_CLOSE, CALL_OPEN
+from tools import Tool, escape_for_display
 
 Decision = Literal["allow", "deny", "ask"]
 ApprovalSetting: TypeAlias = Decision | Mapping[str, Decision] | Callable[[ToolCall], bool]
@@ -41,7 +41,7 @@ ApprovalCallback: TypeAlias = Callable[[ToolCall], bool]
 given the reason the call needs a yes (``None`` when it has none beyond its risk)."""
 
 _WORDS = set(get_args(Decision))
-_CALL_BLOCK = re.compile(r"<tool_call>(.*?)</tool_call>", re.DOTALL)
+_CALL_BLOCK = re.compile(f"{CALL_OPEN}(.*?){CALL_CLOSE}", re.DOTALL)
 
 
 class ApprovalPolicy:

@@ -23,6 +23,7 @@ from typing import Any
 
 from agent.call_json import relax_json
 from agent.parser import CallError
+from models.qwq.tags import CALL_CLOSE, CALL_OPEN
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
 _WRAPPER = re.compile(
@@ -30,7 +31,7 @@ _WRAPPER = re.compile(
     re.DOTALL | re.IGNORECASE,
 )
 _FUNCTION = re.compile(r'<function(?:=([^>\s]+)|\s+name\s*=\s*"([^"]+)")\s*>')
-_TOOL_CALL_TAG = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|\Z)", re.DOTALL)
+_TOOL_CALL_TAG = re.compile(rf"{CALL_OPEN}\s*(.*?)\s*(?:{CALL_CLOSE}|\Z)", re.DOTALL)
 
 
 def near_miss(answer: str, tool_names: Collection[str]) -> str | None:

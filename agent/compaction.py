@@ -19,10 +19,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from models.base import Segment
+from models import Segment
+from models.qwq.tags import CALL_CLOSE, CALL_OPEN, THINK_CLOSE
 
-_CALL_BLOCK = re.compile(r"<tool_call>.*?(?:</tool_call>|$)", re.DOTALL)
-THINK_CLOSE = "</think>"
+_CALL_BLOCK = re.compile(rf"{CALL_OPEN}.*?(?:{CALL_CLOSE}|$)", re.DOTALL)
 
 
 def drop_reasoning(text: str) -> str:

@@ -51,15 +51,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
+from agent.errors import InputError
 from agent.toml_places import KeyPath, Place, key_places, locate
-from tools.mcp import McpServerSpec
+from tools import McpServerSpec
 
 ENV_VAR = "QWQ_AGENT_CONFIG"
 """An environment variable that points at another config file."""
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """The config file cannot be read or is invalid; the message names the file and key."""
 
 
@@ -81,13 +82,13 @@ class LimitsConfig(_Section):
 
 
 class EndpointConfig(_Section):
-    """``[endpoints.NAME]``: an OpenAI-compatible server (see :mod:`models.openai`)."""
+    """``[endpoints.NAME]``: an OpenAI-compatible server (see :mod:`models.openai.backend`)."""
 
     base_url: str = Field(pattern=r"^https?://")
     model_name: str | None = None
     mode: Literal["completions", "chat"] = "completions"
     strict: bool = False
-    """Send only the request fields OpenAI defines (see :data:`models.openai.EXTENDED_FIELDS`);
+    """Send only the request fields OpenAI defines (see :data:`models.openai.backend.EXTENDED_FIELDS`);
     without it the backend turns strict by itself when the server refuses one by name."""
     api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     headers: dict[str, str] = Field(default_factory=dict)
@@ -107,8 +108,8 @@ class EndpointConfig(_Section):
         return {name: _expand(value, f"headers.{name}") for name, value in self.headers.items()}
 
     def backend_options(self) -> dict[str, Any]:
-        """Keyword arguments for :class:`models.openai.OpenAIBackend` (with ``base_url``)."""
-        from models.openai import RetryPolicy
+        """Keyword arguments for :class:`models.openai.backend.OpenAIBackend` (with ``base_url``)."""
+        from models.openai.backend import RetryPolicy
 
         options: dict[str, Any] = {
             "base_url": self.base_url,
@@ -323,10 +324,8 @@ def _check_meaning(config: Config, file: Path, places: dict[KeyPath, Place]) -> 
     Raises:
         ConfigError: naming the file and the key.
     """
-    from models.base import BackendError
-    from models.catalog import parse_spec
-    from tools.base import ToolError
-    from tools.registry import BUILTINS, check_tool_settings
+    from models import BackendError, parse_spec
+    from tools import BUILTINS, ToolError, check_tool_settings
 
     for index, name in enumerate(config.tools or ()):
         if name not in BUILTINS:

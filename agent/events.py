@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from models.base import Usage
+from models import Usage
 
 CallPlacement = Literal["thinking", "answer"]
 """Where the model wrote a call: inside its thinking, or after ``</think>``."""

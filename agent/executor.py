@@ -18,9 +18,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.events import ToolCall, ToolResult
-from tools.base import Tool, ToolArgumentError, ToolCancelledError, ToolContext, ToolError
-from tools.output import cap
-from tools.registry import ToolRegistry, UnknownToolError
+from tools import (
+    Tool,
+    ToolArgumentError,
+    ToolCancelledError,
+    ToolContext,
+    ToolError,
+    ToolRegistry,
+    UnknownToolError,
+    cap,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +88,7 @@ class ToolExecutor:
 
     def error(self, call: ToolCall, message: str, error_type: str) -> ToolResult:
         """A result for a call that did not run (or failed), its text capped (the context's
-        builders make it inert: :mod:`models.chat_template`)."""
+        builders make it inert: :mod:`models.qwq.chat_template`)."""
         return ToolResult(
             call_id=call.id,
             name=call.name,

@@ -53,19 +53,22 @@ from agent.executor import PreparedCall, ToolExecutor
 from agent.parser import AnswerText, CallError, ParsedCall, StreamParser, ThinkingText
 from agent.step import Step, generate_step
 from agent.thinking_budget import ThinkingBudget
-from models import chat_template
-from models.base import (
+from models import (
     Backend,
     BackendError,
     ContextOverflowError,
+    Neutraliser,
     Sampling,
     Segment,
     Usage,
+    neutraliser,
 )
-from models.control_tokens import Neutraliser, neutraliser
-from tools.registry import ToolRegistry
+from models.qwq import chat_template
+from models.qwq.observations import Feedback, inline_result_segments, tool_results_segments
+from models.qwq.tags import CALL_CLOSE, CALL_OPEN
+from tools import ToolRegistry
 
-_CALL_BLOCK = re.compile(r"<tool_call>.*?(?:</tool_call>|$)", re.DOTALL)
+_CALL_BLOCK = re.compile(rf"{CALL_OPEN}.*?(?:{CALL_CLOSE}|$)", re.DOTALL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +160,7 @@ def inert(state: RunState) -> Neutraliser:
 
 def render_prompt(state: RunState, messages: list[dict[str, Any]]) -> str:
     """The prompt text through the model's own chat template (QwQ's when it has none), every
-    untrusted string in it made inert (:func:`models.chat_template.render_safe`)."""
+    untrusted string in it made inert (:func:`models.qwq.chat_template.render_safe`)."""
     info = state.backend.info
     return chat_template.render_safe(
         info.chat_template or chat_template.qwq_template(),
@@ -233,7 +236,7 @@ def run_loop(state: RunState, history: Sequence[dict[str, Any]], prompt: str) ->
             if stop is not None:
                 yield from _finish(state, turn_raw, *stop)
                 return
-            observation = chat_template.inline_result_segments(results[0], inert=inert(state))
+            observation = inline_result_segments(results[0], inert=inert(state))
             context.extend(observation)
             turn_raw.append("".join(s.text for s in observation))
             new_turn = False
@@ -304,7 +307,7 @@ def run_loop(state: RunState, history: Sequence[dict[str, Any]], prompt: str) ->
             yield from _finish(state, [], *stop)
             return
         context.extend(
-            chat_template.tool_results_segments(
+            tool_results_segments(
                 outputs, opens_thinking=backend.info.opens_thinking, inert=inert(state)
             )
         )
@@ -349,7 +352,7 @@ def _budget_detail(state: RunState, step: Step) -> str:
 
 
 def _ends_in_open_call(text: str) -> bool:
-    return text.rfind("<tool_call>") > text.rfind("</tool_call>")
+    return text.rfind(CALL_OPEN) > text.rfind(CALL_CLOSE)
 
 
 def _run_calls(
@@ -374,7 +377,7 @@ def _run_calls(
                 else item.message
             )
             yield Error(message, "parse", call_id=call_id)
-            observations[index] = chat_template.Feedback(f"Error: {message}")
+            observations[index] = Feedback(f"Error: {message}")
             continue
         call = ToolCall(call_id, item.name, item.arguments, item.placement, item.raw)
         yield ToolCallEvent(call)

@@ -39,6 +39,14 @@ from typing import Any, Literal
 
 from agent.call_json import MAX_JSON_DEPTH, parse_call_json
 from agent.events import CallPlacement
+from models.qwq.tags import (
+    CALL_CLOSE,
+    CALL_OPEN,
+    RESPONSE_CLOSE,
+    RESPONSE_OPEN,
+    THINK_CLOSE,
+    THINK_OPEN,
+)
 
 __all__ = [
     "CALL_FORMAT_HINT",
@@ -55,12 +63,6 @@ __all__ = [
     "parse_call_json",
 ]
 
-THINK_OPEN = "<think>"
-THINK_CLOSE = "</think>"
-CALL_OPEN = "<tool_call>"
-CALL_CLOSE = "</tool_call>"
-RESPONSE_OPEN = "<tool_response>"
-RESPONSE_CLOSE = "</tool_response>"
 
 MAX_CALL_CHARS = 65_536
 """A call block longer than this is refused without parsing."""

@@ -43,7 +43,8 @@ from agent.parser import (
 )
 from agent.repetition import Repeat, RepetitionDetector
 from agent.thinking_budget import closing_text
-from models.base import ContextOverflowError, GenerateOptions, Sampling, Segment, StopReason
+from models import ContextOverflowError, GenerateOptions, Sampling, Segment, StopReason
+from models.qwq.tags import CALL_OPEN
 
 if TYPE_CHECKING:
     from agent.loop import RunState
@@ -197,7 +198,7 @@ def _options(
     constraint = None
     info = state.backend.info
     if grammar and state.tool_choice == "required" and info.supports_grammar and state.registry:
-        from models.grammar import tool_call_grammar
+        from models.qwq.grammar import tool_call_grammar
 
         constraint = tool_call_grammar(state.registry.specs(), allow_thinking=info.opens_thinking)
     capped = False
@@ -301,7 +302,7 @@ def _close_thinking(state: RunState, step: Step) -> Generator[Event, None, bool]
         return False
     parser = step.parser
     if parser.in_call:  # a call still being written: dropped, it will not run
-        cut = step.text.rfind("<tool_call>", step.base)
+        cut = step.text.rfind(CALL_OPEN, step.base)
         if cut >= 0:
             step.truncate(cut)
     else:

@@ -19,8 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import prompts
-
-THINK_CLOSE = "</think>"
+from models.qwq.tags import THINK_CLOSE
 
 
 def closing_text() -> str:

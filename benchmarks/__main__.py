@@ -19,7 +19,7 @@ from benchmarks import runtime, sandbox, streaming
 from benchmarks.chart import line_chart
 
 if TYPE_CHECKING:
-    from models.llama_cpp import LlamaCppBackend
+    from models.llama.backend import LlamaCppBackend
 
 
 def machine() -> dict[str, Any]:
@@ -77,7 +77,7 @@ def run(model: str | None, quick: bool, n_ctx: int, threads: int | None = None) 
     if model:
         from benchmarks import llama
         from models.catalog import model_path, parse_spec
-        from models.llama_cpp import LlamaCppBackend
+        from models.llama.backend import LlamaCppBackend
 
         spec = parse_spec(model)
         if spec.kind not in ("catalog", "path"):

@@ -46,7 +46,7 @@ def batch_speedup(
     gguf: Path, tasks: int = 8, workers: int = 4, tool_s: float = 1.0
 ) -> dict[str, Any]:
     """Wall time of ``tasks`` tasks with 1 worker and with ``workers`` workers."""
-    from models.openai import OpenAIBackend
+    from models.openai.backend import OpenAIBackend
 
     @tool
     def research(topic: str) -> str:

@@ -1,6 +1,6 @@
 """The model host: aggregate decode speed of concurrent sessions, and resuming from saved KV.
 
-* :func:`concurrent_sessions`: N sessions of one :class:`~models.llama_host.LlamaHost`
+* :func:`concurrent_sessions`: N sessions of one :class:`~models.llama.host.LlamaHost`
   (sharing the benchmark backend's weights) each generate the same number of greedy tokens
   at once; aggregate tokens/s for each N, and whether each output equals that prompt's
   output from the single-conversation backend alone. Outputs are not bit-exact across batch
@@ -8,7 +8,7 @@
   (:data:`PROMPTS`); a mismatch on another model is reported, not hidden.
 * :func:`session_resume`: a context of ``tokens`` tokens evaluated from scratch, against the
   same context restored from its saved KV state (the file format of
-  :class:`models.kv_state.SessionKV`: read, loaded, and its last token evaluated).
+  :class:`models.llama.kv_state.SessionKV`: read, loaded, and its last token evaluated).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from models.base import GenerateOptions, Sampling, Segment
 
 if TYPE_CHECKING:
-    from models.llama_cpp import LlamaCppBackend
+    from models.llama.backend import LlamaCppBackend
 
 PROMPTS = ("1, 2, 3, 4, 5,", "10, 20, 30, 40,", "11, 12, 13, 14,", "100, 101, 102, 103,")
 """Prompts whose 64 greedy tokens on the tiny model have no near-tie: the same alone and in
@@ -35,7 +35,7 @@ def concurrent_sessions(
     backend: LlamaCppBackend, counts: tuple[int, ...] = (1, 2, 4), tokens: int = 64
 ) -> dict[str, Any]:
     """Aggregate tokens/s of ``count`` sessions at once, for each count; outputs compared."""
-    from models.llama_host import LlamaHost
+    from models.llama.host import LlamaHost
 
     options = GenerateOptions(sampling=GREEDY, max_tokens=tokens)
     alone: list[str] = []
@@ -80,7 +80,7 @@ def session_resume(
 ) -> dict[str, Any]:
     """Seconds to make a ``tokens``-token context ready to generate: evaluated from scratch,
     and restored from its saved state (best of ``repeats`` each)."""
-    from models.kv_state import read_state, write_state
+    from models.llama.kv_state import read_state, write_state
 
     words = " ".join(f"w{i}" for i in range(tokens))
     ids = backend.tokenize(Segment(words, "template"), first=True)[: tokens - 1]

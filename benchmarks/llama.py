@@ -20,9 +20,9 @@ from dataclasses import replace
 from typing import Any
 
 from agent import Agent, tool
-from models import chat_template
 from models.base import GenerateOptions, Sampling, Segment, StopReason
-from models.llama_cpp import LlamaCppBackend
+from models.llama.backend import LlamaCppBackend
+from models.qwq import chat_template
 
 GREEDY = Sampling(temperature=0.0, top_k=0, top_p=1.0)
 OBSERVATION_WORDS = (
@@ -374,7 +374,7 @@ prompt alone."""
 WARM_SCRIPT = """
 import json, sys, time
 from agent import Agent
-from models.llama_cpp import LlamaCppBackend
+from models.llama.backend import LlamaCppBackend
 path, states, tools, threads = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4])
 backend = LlamaCppBackend(path, state_dir=states, n_ctx=4096, n_threads=threads, n_threads_batch=threads)
 agent = Agent(backend, tools=tools, transcript=False, max_tokens=1, approval="deny")

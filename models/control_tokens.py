@@ -26,11 +26,7 @@ from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any
 
-FORMAT_TAGS = (
-    "<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>",
-    "<think>", "</think>", "<tools>", "</tools>",
-)  # fmt: skip
-"""The QwQ (Hermes-style) tags: plain text in a conversation, never in data."""
+from models.qwq.tags import FORMAT_TAGS
 
 COMMON_CONTROL_TOKENS = (
     # ChatML (Qwen, QwQ, SmolLM2, Hermes…) and StarCoder-style tokens of SmolLM2

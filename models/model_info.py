@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 from models.base import BackendError
 from models.catalog import CATALOG, packaged_gguf, parse_spec, recommended_context
-from models.gguf_file import MetadataValue
+from models.llama.gguf_file import MetadataValue
 
 if TYPE_CHECKING:
-    from models._fit import Machine
+    from models.llama._fit import Machine
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +75,7 @@ def machine_fit(
 ) -> dict[str, Any]:
     """What the runtime would choose for ``spec`` on ``machine``, without loading anything.
 
-    ``machine`` defaults to :func:`models._llama_load.probe_machine`; the options are those of
+    ``machine`` defaults to :func:`models.llama._load.probe_machine`; the options are those of
     :func:`open_backend`. For a local, cached or installed file, its metadata is read; for a
     hub model not downloaded yet, the catalog's approximate size and known architecture stand
     in. The answer: ``settings`` (context, YaRN, GPU layers, threads, flash attention, KV-cache
@@ -84,7 +84,7 @@ def machine_fit(
     cannot fit), the file and KV-cache sizes and the ``machine``. ``{}`` for scripted and
     server specs. Never downloads.
     """
-    from models._llama_load import kv_cache_bytes, probe_machine, read_gguf, resolve_settings
+    from models.llama._load import kv_cache_bytes, probe_machine, read_gguf, resolve_settings
 
     parsed = parse_spec(spec)
     if parsed.kind in ("scripted", "server"):
@@ -171,9 +171,9 @@ def _speed(
     file_bytes: int | None,
 ) -> dict[str, Any]:
     """``cpu_decode_tokens_per_s`` (when layers run on the CPU) and a ``warning`` when that
-    is too slow to use (:func:`models._cpu_speed.slow_cpu_warning`)."""
-    from models._cpu_speed import cpu_decode_speed, slow_cpu_warning
-    from models._fit import ModelShape
+    is too slow to use (:func:`models.llama._cpu_speed.slow_cpu_warning`)."""
+    from models.llama._cpu_speed import cpu_decode_speed, slow_cpu_warning
+    from models.llama._fit import ModelShape
 
     size = file_bytes if file_bytes is not None else path.stat().st_size
     layers = ModelShape.from_metadata(metadata, size).n_layers

@@ -15,13 +15,18 @@ It records every prompt (``prompts``: the full context text at each call) and ev
 observation (``observations``: the text appended since its previous turn), and raises
 :class:`ScriptExhaustedError` when the script runs out. It is what tests, demos and the TUI's
 tests run on; ``scripted:FILE.yaml`` loads a YAML file with the turns under ``turns:``.
+
+For scripts and tests: :func:`call` writes a call block; :class:`GatedBackend` holds a
+script at each :data:`PAUSE` mark until its gate opens.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import threading
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +39,7 @@ from models.base import (
     StopReason,
     Usage,
 )
+from models.qwq.tags import CALL_CLOSE, CALL_OPEN
 
 END_OF_TURN = "<|im_end|>"
 
@@ -243,3 +249,66 @@ def _chunks(text: str, size: int) -> list[str]:
         else:
             pieces.extend(part[i : i + size] for i in range(0, len(part), size))
     return pieces
+
+
+PAUSE = "\u23f8"
+"""In a turn of a :class:`GatedBackend`, where streaming waits for the gate."""
+
+
+def call(name: str, **arguments: Any) -> str:
+    """The text of a well-formed call block, as the model writes it (for scripts)."""
+    return f"{CALL_OPEN}\n{json.dumps({'name': name, 'arguments': arguments})}\n{CALL_CLOSE}"
+
+
+class GatedBackend:
+    """A :class:`ScriptedBackend` that waits at each :data:`PAUSE` until :attr:`gate` is set
+    (for tests that look at a run in the middle of a thought).
+
+    Like a real backend between two tokens, a held stream also lets go when the app closes
+    (``closing()`` becomes true), so quitting never waits for the gate.
+    """
+
+    def __init__(self, turns: Sequence[str], **options: Any) -> None:
+        self.inner = ScriptedBackend(turns, **options)
+        self.gate = threading.Event()
+        self.paused = threading.Event()
+        """Set while the stream is held at a mark."""
+        self.closing: Callable[[], bool] = lambda: False
+
+    @property
+    def info(self) -> BackendInfo:
+        return self.inner.info
+
+    @property
+    def usage(self) -> Usage:
+        return self.inner.usage
+
+    def generate(
+        self, context: Sequence[Segment], options: GenerateOptions
+    ) -> Generator[str, None, StopReason]:
+        return self._hold(self.inner.generate(context, options))
+
+    def _hold(self, inner: Generator[str, None, StopReason]) -> Generator[str, None, StopReason]:
+        try:
+            while True:
+                try:
+                    chunk = next(inner)
+                except StopIteration as stop:
+                    reason: StopReason = stop.value
+                    return reason
+                if PAUSE in chunk:
+                    before, _, chunk = chunk.partition(PAUSE)
+                    if before:
+                        yield before
+                    self.paused.set()
+                    while not self.gate.wait(timeout=0.02) and not self.closing():
+                        pass
+                    self.paused.clear()
+                if chunk:
+                    yield chunk
+        finally:
+            inner.close()
+
+    def close(self) -> None:
+        self.gate.set()
+        self.inner.close()

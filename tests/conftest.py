@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from agent import Agent, tool
-from models.llama_cpp import LlamaCppBackend
+from models.llama.backend import LlamaCppBackend
 from models.scripted import ScriptedBackend
 from tests.real_model import TINY_THREADS, TinyModel, tiny_gguf
 
@@ -34,13 +34,6 @@ def add(a: int, b: int) -> int:
         b: The second number.
     """
     return a + b
-
-
-def call(name: str, **arguments: Any) -> str:
-    """The text of a well-formed call block, as the model writes it."""
-    import json
-
-    return f"<tool_call>\n{json.dumps({'name': name, 'arguments': arguments})}\n</tool_call>"
 
 
 HANG_BOUND = 15.0
@@ -77,7 +70,7 @@ def _one_llama_thread(request: pytest.FixtureRequest, monkeypatch: pytest.Monkey
     :data:`tests.real_model.TINY_THREADS` for why (llama.cpp's threads spin-wait)."""
     if request.node.get_closest_marker("real_model") is None:
         return
-    import models._llama_load as load
+    import models.llama._load as load
 
     monkeypatch.setattr(load, "physical_cores", lambda: TINY_THREADS)
     monkeypatch.setattr(load, "_allowed_cpus", lambda: list(range(TINY_THREADS)))

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from models.base import BackendError
-from models.llama_cpp import LlamaCppBackend
+from models.llama.backend import LlamaCppBackend
 
 TINY_SPEC = "smollm2-135m"
 """The catalog name of the tiny model."""

@@ -17,7 +17,7 @@ import agent.loop
 import agent.step
 from agent import Agent
 from models.base import GenerateOptions, Segment, StopReason, Usage
-from models.llama_cpp import LlamaCppBackend
+from models.llama.backend import LlamaCppBackend
 from tests.conftest import HANG_BOUND, add
 from tests.real_model import TINY_CTX, TinyModel, open_tiny, requires_tiny_model
 

@@ -17,7 +17,7 @@ from benchmarks import __main__ as bench
 from benchmarks import llama
 from benchmarks.chart import line_chart
 from benchmarks.llama import gbnf_literal
-from models.llama_cpp import LlamaCppBackend
+from models.llama.backend import LlamaCppBackend
 from tests.real_model import TINY_SPEC, TINY_THREADS, TinyModel, requires_tiny_model
 
 

@@ -15,8 +15,7 @@ import pytest
 from agent import Agent
 from agent.approval import ApprovalPolicy, DataFlow
 from agent.events import Approval, ToolCall
-from models.scripted import ScriptedBackend
-from tests.conftest import call
+from models.scripted import ScriptedBackend, call
 from tools import web_search as search_module
 from tools.base import Tool, tool
 from tools.capabilities import check_capabilities

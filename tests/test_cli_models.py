@@ -10,8 +10,8 @@ import pytest
 
 from agent.cli.common import EXIT_OK
 from agent.cli.main import main
-from models._cpu_speed import cpu_decode_speed, slow_cpu_warning
-from models._fit import GB, Machine
+from models.llama._cpu_speed import cpu_decode_speed, slow_cpu_warning
+from models.llama._fit import GB, Machine
 from models.model_info import machine_fit
 
 CPU_ONLY = Machine(gpu_offload=False, ram_total=int(32 * GB), ram_available=int(30 * GB))
@@ -27,7 +27,7 @@ BIG_GPU = Machine(
 
 @pytest.fixture
 def two_cores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setattr("models._llama_load.physical_cores", lambda: 2)
+    monkeypatch.setattr("models.llama._load.physical_cores", lambda: 2)
     return tmp_path / "hub"
 
 
@@ -73,7 +73,7 @@ def test_info_on_a_hub_model_not_here_says_how_to_pull_it_and_warns(
     two_cores: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(two_cores))
-    monkeypatch.setattr("models._llama_load.probe_machine", lambda: CPU_ONLY)
+    monkeypatch.setattr("models.llama._load.probe_machine", lambda: CPU_ONLY)
     assert main(["models", "info", "qwq-32b"]) == EXIT_OK
     text = capsys.readouterr().out
     assert "not downloaded yet (about 19.9 GB; `qwq-agent models pull qwq-32b:Q4_K_M`" in text

@@ -23,7 +23,7 @@ from agent.tasks.progress import PlainReporter, RichReporter, make_reporter, pri
 from agent.tasks.results import TaskResult, read_results
 from agent.transcript import load_transcript
 from models.base import BackendError, Usage
-from tests.conftest import call
+from models.scripted import call
 from tests.real_model import requires_tiny_model
 
 REPO = Path(__file__).resolve().parent.parent

@@ -14,10 +14,10 @@ from agent import Agent
 from agent.compaction import Compactor, drop_reasoning
 from agent.events import Compacted
 from models.base import GenerateOptions, Segment, StopReason, Usage
-from models.chat_template import qwq_template
-from models.llama_cpp import LlamaCppBackend
-from models.scripted import ScriptedBackend
-from tests.conftest import add, call
+from models.llama.backend import LlamaCppBackend
+from models.qwq.chat_template import qwq_template
+from models.scripted import ScriptedBackend, call
+from tests.conftest import add
 from tests.real_model import open_tiny, requires_tiny_model, tiny_gguf
 
 

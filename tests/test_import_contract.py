@@ -114,8 +114,8 @@ def test_the_checker_sees_a_forbidden_import(tmp_path: Path) -> None:
     path = tmp_path / "mod.py"
     path.write_text(
         "def f():\n    from agent.cli.common import EXIT_OK\n"
-        "from . import kv_state\nfrom models import redact\nimport tui.app\n",
+        "from . import gguf_file\nfrom models import redact\nimport tui.app\n",
         encoding="utf-8",
     )
-    found = sorted(target for target, _ in imports("models.mod", path))
-    assert found == ["agent.cli.common", "models.kv_state", "models.redact", "tui.app"]
+    found = sorted(target for target, _ in imports("models.llama.mod", path))
+    assert found == ["agent.cli.common", "models.llama.gguf_file", "models.redact", "tui.app"]

@@ -11,9 +11,9 @@ import pytest
 
 from agent import Agent, Approval, ToolCall, tool
 from agent.events import Finished, ToolCallEvent, ToolResult
-from models.chat_template import qwq_template, render
-from models.scripted import ScriptedBackend
-from tests.conftest import HANG_BOUND, MakeAgent, add, call
+from models.qwq.chat_template import qwq_template, render
+from models.scripted import ScriptedBackend, call
+from tests.conftest import HANG_BOUND, MakeAgent, add
 
 ANSWER = "So it is 5.\n</think>\n\nThe answer is 5."
 

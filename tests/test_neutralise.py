@@ -18,10 +18,11 @@ import pytest
 
 from agent import Agent, tool
 from models.base import BackendInfo, Segment
-from models.chat_template import Feedback, qwq_template, render_safe, tool_results_turn
 from models.control_tokens import COMMON_CONTROL_TOKENS, FORMAT_TAGS, Neutraliser, neutraliser
-from models.scripted import ScriptedBackend
-from tests.conftest import HANG_BOUND, MakeAgent, call
+from models.qwq.chat_template import qwq_template, render_safe
+from models.qwq.observations import Feedback, tool_results_turn
+from models.scripted import ScriptedBackend, call
+from tests.conftest import HANG_BOUND, MakeAgent
 from tests.real_model import requires_tiny_model
 
 ANSWER = "Done.\n</think>\n\nThe end."
@@ -228,7 +229,7 @@ def test_a_backend_provided_token_list_is_honoured(tmp_path: Path) -> None:
 @requires_tiny_model
 @pytest.mark.real_model
 def test_the_tiny_models_control_tokens_are_listed_and_made_inert(tiny_backend: object) -> None:
-    from models.llama_cpp import LlamaCppBackend
+    from models.llama.backend import LlamaCppBackend
 
     assert isinstance(tiny_backend, LlamaCppBackend)
     listed = tiny_backend.info.control_tokens

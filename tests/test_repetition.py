@@ -9,7 +9,7 @@ from agent.events import Repetition
 from agent.repetition import Repeat, RepetitionDetector
 from agent.step import REPETITION_PRESENCE_PENALTY
 from models.base import GenerateOptions, Sampling, Segment
-from models.llama_cpp import LlamaCppBackend
+from models.llama.backend import LlamaCppBackend
 from tests.conftest import MakeAgent
 from tests.real_model import requires_tiny_model
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from agent import Agent
-from models.kv_state import MAGIC, read_state, write_state
-from models.llama_cpp import LlamaCppBackend
-from models.llama_host import LlamaHost
+from models.llama.backend import LlamaCppBackend
+from models.llama.host import LlamaHost
+from models.llama.kv_state import MAGIC, read_state, write_state
 from tests.models.host_fakes import FakeDecoder, ScriptModel, fake_host
 from tests.real_model import requires_tiny_model
 

@@ -22,8 +22,8 @@ from agent.tasks.taskfile import TaskPlan, load_task_file
 from agent.transcript import load_transcript
 from models.base import Backend, BackendError, BackendInfo, GenerateOptions, Segment, StopReason
 from models.base import Usage as UsageCounters
-from models.scripted import ScriptedBackend
-from tests.conftest import HANG_BOUND, call
+from models.scripted import ScriptedBackend, call
+from tests.conftest import HANG_BOUND
 
 ANSWER = "Done.\n</think>\n\nok"
 

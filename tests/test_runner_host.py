@@ -18,8 +18,9 @@ from agent import tool
 from agent.tasks.results import ResultsFile
 from agent.tasks.runner import Runner, SessionHost, open_model
 from models.base import Backend
-from models.llama_host import LlamaHost
-from tests.conftest import HANG_BOUND, call
+from models.llama.host import LlamaHost
+from models.scripted import call
+from tests.conftest import HANG_BOUND
 from tests.models.host_fakes import FakeDecoder, ScriptModel, fake_host
 from tests.test_runner import Recorder, plan
 

@@ -16,8 +16,8 @@ from typing import Any, ClassVar
 import pytest
 
 from agent import Agent, RunResult
-from models.scripted import ScriptedBackend
-from tests.conftest import HANG_BOUND, call
+from models.scripted import ScriptedBackend, call
+from tests.conftest import HANG_BOUND
 
 DONE = "I see.\n</think>\n\nDone."
 

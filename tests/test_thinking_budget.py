@@ -13,10 +13,10 @@ from agent.events import Finished, ThinkingClosed, ToolCallEvent, UsageEvent
 from agent.loop import Limits
 from agent.thinking_budget import ThinkingBudget, closing_text
 from models.base import Segment
-from models.chat_template import qwq_template
-from models.llama_cpp import LlamaCppBackend
-from models.scripted import ScriptedBackend
-from tests.conftest import MakeAgent, add, call
+from models.llama.backend import LlamaCppBackend
+from models.qwq.chat_template import qwq_template
+from models.scripted import ScriptedBackend, call
+from tests.conftest import MakeAgent, add
 from tests.real_model import open_tiny, requires_tiny_model, tiny_gguf
 
 LONG_THOUGHT = "".join(f"Case {i}: {i} squared is {i * i}, so check it. " for i in range(30))

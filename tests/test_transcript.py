@@ -9,8 +9,8 @@ from pathlib import Path
 from agent import Agent, load_transcript
 from agent.events import Finished, ToolResult, event_from_dict, event_to_dict
 from agent.transcript import list_sessions
-from models.scripted import ScriptedBackend
-from tests.conftest import HANG_BOUND, add, call
+from models.scripted import ScriptedBackend, call
+from tests.conftest import HANG_BOUND, add
 from tests.transcripts import merged
 
 

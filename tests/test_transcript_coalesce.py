@@ -16,8 +16,8 @@ from agent import Agent, load_transcript, tool
 from agent.events import Error, Text, Thinking, ToolCall, ToolCallEvent, UsageEvent
 from agent.transcript import TranscriptWriter
 from models.base import Usage
-from models.scripted import ScriptedBackend
-from tests.conftest import HANG_BOUND, add, call
+from models.scripted import ScriptedBackend, call
+from tests.conftest import HANG_BOUND, add
 from tests.transcripts import merged
 
 LONG = 3600.0

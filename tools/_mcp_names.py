@@ -5,7 +5,7 @@ identifiers (:data:`TOOL_NAME`): anything else (spaces, markup, control tokens, 
 characters) is refused rather than renamed, so the name the model calls is the name the server
 listed. Descriptions are cut to :data:`MAX_DESCRIPTION_CHARS`; their special tokens are made
 inert with every other tool declaration, where the prompt is rendered
-(:func:`models.chat_template.render_safe`).
+(:func:`models.qwq.chat_template.render_safe`).
 """
 
 from __future__ import annotations

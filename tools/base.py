@@ -39,6 +39,9 @@ from typing import (
 
 from tools._hints import caller_namespace, closure_namespace, resolve_hint
 from tools.capabilities import Capability, check_capabilities
+from tools.errors import ToolArgumentError as ToolArgumentError  # re-exported
+from tools.errors import ToolCancelledError as ToolCancelledError
+from tools.errors import ToolError as ToolError
 
 if TYPE_CHECKING:
     import pydantic
@@ -47,22 +50,6 @@ Risk = Literal["safe", "dangerous"]
 """``"dangerous"`` tools (side effects, code, network) go through the approval policy."""
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class ToolError(Exception):
-    """A tool failed in a way the model should hear about; the message is shown to the model.
-
-    Tools raise this (or a subclass) for expected failures: a refused path, a timeout, a
-    blocked address. Any other exception is reported too, with its type name.
-    """
-
-
-class ToolArgumentError(ToolError):
-    """The arguments do not match the tool's schema."""
-
-
-class ToolCancelledError(ToolError):
-    """The run was cancelled while the tool ran."""
 
 
 @dataclass

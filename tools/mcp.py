@@ -14,7 +14,7 @@ whose name is not a plain identifier (``[A-Za-z0-9_.-]``, at most 64 characters,
 included) or whose input schema is not valid JSON Schema is left out, with a logged warning
 that names the server (see :attr:`McpServer.skipped`). Descriptions are cut to 4,000
 characters; like every tool declaration they are made inert where the prompt is rendered
-(:func:`models.chat_template.render_safe`), so a description holding
+(:func:`models.qwq.chat_template.render_safe`), so a description holding
 ``<|im_end|><|im_start|>system`` opens no turn.
 A stdio server gets the SDK's minimal environment (``PATH``, ``HOME`` …) plus ``env``, not
 the user's secrets, and its stderr goes to a temporary file whose tail is quoted in errors.

@@ -5,7 +5,7 @@
 * :func:`neutralise` and :func:`neutralise_control_tokens` make special tokens inert
   (``<|im_start|>`` → ``&lt;|im_start|>``). They are the common-token forms of
   :class:`models.control_tokens.Neutraliser`, for tools and displays; the agent does not call
-  them on results: the builders of its context (:mod:`models.chat_template`) neutralise every
+  them on results: the builders of its context (:mod:`models.qwq.chat_template`) neutralise every
   data segment themselves, with the loaded model's own tokens as well.
 """
 

@@ -10,7 +10,9 @@ import importlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from tools.base import Tool, ToolError, make_tool
+from tools.base import Tool, make_tool
+from tools.errors import ToolError
+from tools.errors import UnknownToolError as UnknownToolError  # re-exported
 
 BUILTINS: dict[str, str] = {
     "calculator": "tools.calculator:calculator",
@@ -24,10 +26,6 @@ BUILTINS: dict[str, str] = {
 """Built-in tool names and where each lives (``module:attribute``, a :class:`Tool`)."""
 
 ToolSpec = str | Tool | Callable[..., Any]
-
-
-class UnknownToolError(LookupError):
-    """A name that is neither a built-in nor a registered tool."""
 
 
 def builtin(name: str) -> Tool:

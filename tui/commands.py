@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from agent import InputError
+
 
 @dataclass(frozen=True, slots=True)
 class Command:
@@ -63,7 +65,7 @@ class Invocation:
     argument: str
 
 
-class UnknownCommandError(ValueError):
+class UnknownCommandError(InputError):
     """``/name`` where ``name`` is not a command."""
 
 

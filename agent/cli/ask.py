@@ -73,7 +73,7 @@ _interrupts = _Interrupts()
 
 
 def _ask_person(call: Any, reason: str | None = None) -> bool:
-    from tools.display import escape_for_display
+    from tools import escape_for_display
 
     pretty = json.dumps(call.arguments, ensure_ascii=False, indent=2)
     args = "\n".join(escape_for_display(line) for line in pretty.splitlines())
@@ -98,7 +98,7 @@ def _download_refusal(spec: str | None, args: argparse.Namespace) -> str | None:
     Raises:
         models.base.BackendError: an unknown model name or quantization.
     """
-    from models.catalog import download_plan
+    from models import download_plan
 
     plan = download_plan(spec) if spec is not None else None
     if plan is None or not plan.large or args.yes:
@@ -142,7 +142,7 @@ def run_ask(args: argparse.Namespace) -> int:
     from rich.text import Text
 
     from agent import Agent, BackendError, RunResult
-    from tools.registry import UnknownToolError
+    from tools import UnknownToolError
 
     out = Console(highlight=False, soft_wrap=True)
     err = Console(stderr=True, highlight=False, soft_wrap=True)

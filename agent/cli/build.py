@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from agent.cli.common import DEFAULTS
+from agent.errors import InputError
 
 
-class OptionError(ValueError):
+class OptionError(InputError):
     """A command-line option or the config file is wrong; the message says which and how."""
 
 
@@ -90,7 +91,7 @@ def agent_from_args(args: argparse.Namespace, **overrides: Any) -> Any:
     model: Any = model_spec
     endpoint = config.endpoint(model_spec)
     if endpoint is not None:
-        from models.openai import OpenAIBackend
+        from models.openai.backend import OpenAIBackend
 
         endpoint_options = endpoint.backend_options()
         if getattr(args, "api_strict", None):  # the flag makes a configured endpoint strict too
@@ -130,7 +131,7 @@ def agent_from_args(args: argparse.Namespace, **overrides: Any) -> Any:
     options.update(overrides)
     if not mcp:
         return Agent(model, **options)
-    from tools.mcp import McpError
+    from tools import McpError
 
     try:
         return Agent(model, **options)
@@ -160,9 +161,8 @@ def options_problem(args: argparse.Namespace) -> str | None:
     a model and without starting MCP servers. For commands that hand the options to another
     process (``qwq-agent web``), which must refuse bad input before it serves anything.
     """
-    from models.base import BackendError
-    from models.catalog import check_spec
-    from tools.registry import UnknownToolError
+    from models import BackendError, check_spec
+    from tools import UnknownToolError
 
     try:
         agent = agent_from_args(args, mcp_servers=())

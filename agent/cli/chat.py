@@ -13,7 +13,7 @@ import sys
 from agent.agent import Agent
 from agent.cli.build import agent_from_args
 from agent.cli.common import EXIT_BAD_INPUT
-from models.base import BackendError
+from models import BackendError
 from tui.app import make_app
 
 

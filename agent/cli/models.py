@@ -20,7 +20,7 @@ from agent.cli.common import EXIT_BAD_INPUT, EXIT_OK
 
 
 def run_models(args: argparse.Namespace) -> int:
-    from models.base import BackendError
+    from models import BackendError
     from models.catalog import pull
     from models.model_info import describe_spec, list_models
 

@@ -28,6 +28,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from agent.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from agent.errors import InputError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     from agent.tasks.results import TaskResult
     from agent.tasks.runner import BackendFactory, Runner
     from agent.tasks.taskfile import Settings, TaskPlan
-    from models.base import Backend
+    from models import Backend
 
 _OPTIONS = {
     "model": "model",
@@ -56,7 +57,7 @@ _OPTIONS = {
 """argparse destination -> task-file setting, for the options a task file also has."""
 
 
-class BadInput(Exception):
+class BadInput(InputError):
     """Input that stops the batch before it starts; the message is for a person."""
 
 
@@ -79,7 +80,7 @@ def run_tasks(
     from agent.tasks.results import ResultsFile
     from agent.tasks.runner import Runner
     from agent.tasks.taskfile import TaskFileError, read_task_file
-    from models.base import BackendError
+    from models import BackendError
 
     out = stdout or Console(highlight=False)
     err = stderr or Console(stderr=True, highlight=False)
@@ -279,7 +280,7 @@ def _opener(
     def open_backend(spec: str, options: Mapping[str, Any]) -> Backend | SessionHost:
         endpoint = config.endpoint(spec)
         if endpoint is not None:
-            from models.openai import OpenAIBackend
+            from models.openai.backend import OpenAIBackend
 
             endpoint_options = endpoint.backend_options()
             if server.get("api_strict"):  # --api-strict makes a configured endpoint strict too

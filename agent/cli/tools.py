@@ -41,7 +41,7 @@ def sandbox_status() -> dict[str, Any]:
 
 def run_tools(args: argparse.Namespace) -> int:
     """Print the tools table and the sandbox layers (``--json``: one object with both)."""
-    from tools.registry import BUILTINS, builtin
+    from tools import BUILTINS, builtin
 
     rows = []
     for name in BUILTINS:

@@ -24,8 +24,8 @@ Contracts:
 - A chat process that has not quit :data:`STOP_SECONDS` after its websocket closed (or the
   server stopped) is killed, so a tab closed early never leaves a process behind.
 - All tabs share one model: when the model is embedded (a catalog name or a .gguf already on
-  this machine), ``web`` loads it once in a model host (:mod:`models.llama_host`) served on
-  loopback (:mod:`models.host_server`, behind a random key the tabs get through the
+  this machine), ``web`` loads it once in a model host (:mod:`models.llama.host`) served on
+  loopback (:mod:`models.llama.host_server`, behind a random key the tabs get through the
   environment), and each tab's chat talks to it in completions mode; the host keeps each
   tab's KV cache (:func:`shared_model`). A model that is not downloaded yet, a server or a
   script is opened by each tab as before.
@@ -56,10 +56,9 @@ from textual_serve.server import Server, log, to_int
 
 from agent.cli.common import DEFAULTS, EXIT_BAD_INPUT, EXIT_OK, add_agent_options
 from agent.config import ConfigError, load_config
-from models.base import BackendError
-from models.catalog import model_path, parse_spec
-from models.host_server import HostServer
-from models.llama_host import is_embedded, open_host
+from models import BackendError, model_path, parse_spec
+from models.llama.host import is_embedded, open_host
+from models.llama.host_server import HostServer
 
 TOKEN_PARAMETER = "token"
 """The query parameter that carries the token."""
@@ -309,7 +308,7 @@ def tab_arguments(args: argparse.Namespace, url: str) -> argparse.Namespace:
 
 def open_shared_host(args: argparse.Namespace, spec: str) -> Any:
     """Load ``spec`` once in a model host served on loopback (a
-    :class:`models.host_server.HostServer`), its key put in :data:`HOST_KEY_ENV` for the
+    :class:`models.llama.host_server.HostServer`), its key put in :data:`HOST_KEY_ENV` for the
     tabs; ``None`` (each tab loads the model) when it is not on this machine yet, so that a
     large download is asked for in a tab, as without a shared host.
 

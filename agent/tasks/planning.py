@@ -186,8 +186,7 @@ class Planner:
         return where
 
     def _model(self, layers: list[tuple[Settings, Origin]]) -> str | None:
-        from models.base import BackendError
-        from models.catalog import check_spec
+        from models import BackendError, check_spec
 
         value, origin = self._pick(layers, "model")
         if value is None:
@@ -214,7 +213,7 @@ class Planner:
         *,
         builtins_only: bool = True,
     ) -> tuple[str, ...]:
-        from tools.registry import BUILTINS
+        from tools import BUILTINS
 
         value, origin = self._pick(layers, name)
         if value is None:
@@ -274,7 +273,7 @@ class Planner:
             source = " (the default: tools: is not set)"
         elif origin is None:
             source = " (from --tools)"
-        from tools.registry import BUILTINS
+        from tools import BUILTINS
 
         enabled = (", ".join(t for t in tools if t in BUILTINS) or "none") + source
         named = task.expect.tool_called
@@ -295,7 +294,7 @@ class Planner:
         """Check ``approve`` against the tools of ``users`` (the layers of each task that it
         applies to, the task first). Skipped when MCP servers are in force for one of them:
         their tools, which may be approved, are only known once the servers run."""
-        from tools.registry import BUILTINS
+        from tools import BUILTINS
 
         if any(_first(layers, "mcp") for layers in users):
             return

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
     from agent.tasks.taskfile import TaskPlan
-    from models.base import Usage
+    from models import Usage
 
 
 class Reporter(Protocol):

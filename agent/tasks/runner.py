@@ -8,7 +8,7 @@ Contract:
 * Tasks run in file order; with ``concurrency > 1`` up to that many run at once, but a backend
   whose ``info.concurrent`` is false (the scripted one, a single-conversation llama.cpp one)
   serves one task at a time. The default factory opens an embedded model as a model host
-  (:mod:`models.llama_host`) when ``concurrency > 1``: the model is loaded once, each task
+  (:mod:`models.llama.host`) when ``concurrency > 1``: the model is loaded once, each task
   gets a session of its own (closed when the task ends), and the tasks decode in one batch.
 * Headless approval: the tools of ``approve`` (every tool of the task with ``approve_all``)
   run; any other call to a dangerous tool is denied and the model is told so.
@@ -42,13 +42,13 @@ from agent.tasks.expect import check
 from agent.tasks.progress import Reporter
 from agent.tasks.results import ResultsFile, TaskResult
 from agent.tasks.taskfile import TaskPlan
-from models.base import Backend, BackendError, BackendInfo, Sampling, Usage
-from tools.base import Tool
+from models import Backend, BackendError, BackendInfo, Sampling, Usage
+from tools import Tool
 
 
 @runtime_checkable
 class SessionHost(Protocol):
-    """A loaded model that serves several conversations (:class:`models.llama_host.LlamaHost`):
+    """A loaded model that serves several conversations (:class:`models.llama.host.LlamaHost`):
     each task gets a backend of its own from :meth:`session`."""
 
     @property
@@ -69,14 +69,14 @@ def open_model(
 ) -> Backend | SessionHost:
     """The default :data:`BackendFactory`: :func:`models.catalog.open_backend`; with
     ``sessions > 1`` an embedded model (a catalog name or a .gguf path) is opened as a model
-    host serving that many tasks at once (:func:`models.llama_host.open_host`)."""
-    from models.llama_host import is_embedded
+    host serving that many tasks at once (:func:`models.llama.host.open_host`)."""
+    from models.llama.host import is_embedded
 
     if sessions > 1 and is_embedded(spec):
-        from models.llama_host import open_host
+        from models.llama.host import open_host
 
         return open_host(spec, n_seq_max=sessions, **options)
-    from models.catalog import open_backend
+    from models import open_backend
 
     return open_backend(spec, **options)
 
@@ -245,7 +245,7 @@ class Runner:
             return []
         with self._mcp_lock:
             if servers not in self._mcp:
-                from tools.mcp import connect_mcp
+                from tools import connect_mcp
 
                 self._mcp[servers] = connect_mcp(servers)
             return self._mcp[servers][1]
@@ -253,7 +253,7 @@ class Runner:
     def _close_mcp(self) -> None:
         if not self._mcp:
             return
-        from tools.mcp import close_all
+        from tools import close_all
 
         with self._mcp_lock:
             for running, _ in self._mcp.values():

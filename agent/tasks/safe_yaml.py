@@ -28,6 +28,8 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from agent.errors import InputError
+
 MAX_BYTES = 5 * 1024 * 1024
 MAX_DEPTH = 40
 MAX_ALIASES = 100
@@ -52,7 +54,7 @@ class Location:
     column: int
 
 
-class YamlLoadError(ValueError):
+class YamlLoadError(InputError):
     """A file that cannot be used; ``str()`` is ``FILE:LINE:COLUMN: message``."""
 
     def __init__(self, path: str | Path, message: str, location: Location | None = None) -> None:

@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
 
+from agent.errors import InputError
 from agent.tasks.expect import Expect
 from agent.tasks.problems import in_file_order, salvage, schema_problems
 from agent.tasks.safe_yaml import (
@@ -106,7 +107,7 @@ class TaskFile(Settings):
     tasks: list[Task] = Field(min_length=1)
 
 
-class TaskFileError(ValueError):
+class TaskFileError(InputError):
     """A task file (or the options given with it) that cannot run; one line per problem."""
 
     def __init__(self, problems: list[YamlLoadError]) -> None:

@@ -16,9 +16,9 @@ import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from models._llama_batch import Entry
 from models.base import BackendInfo, GenerateOptions
-from models.llama_host import LlamaHost
+from models.llama._batch import Entry
+from models.llama.host import LlamaHost
 
 END = 256
 """The end-of-turn token (``<|im_end|>``); tokens 0-255 are bytes."""
@@ -142,7 +142,7 @@ class FakeDecoder:
 
 def fake_host(decoder: FakeDecoder, **limits: int) -> LlamaHost:
     """A host on ``decoder`` with the byte vocabulary and QwQ's built-in template."""
-    from models._host_scheduler import HostLimits
+    from models.llama._host_scheduler import HostLimits
 
     info = BackendInfo(name="fake", chat_template=None, opens_thinking=True, context_size=0)
     return LlamaHost(decoder, ByteVocab(), info, limits=HostLimits(**limits))

@@ -240,13 +240,13 @@ class TestDownload:
     def test_open_backend_reports_the_load_of_a_local_file(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        import models.llama_cpp
+        import models.llama.backend
 
         gguf = tmp_path / "m.gguf"
         gguf.write_bytes(b"x" * 1500)
         opened: list[Path] = []
         monkeypatch.setattr(
-            models.llama_cpp, "LlamaCppBackend", lambda path, **options: opened.append(path)
+            models.llama.backend, "LlamaCppBackend", lambda path, **options: opened.append(path)
         )
         seen: list[LoadProgress] = []
         open_backend(str(gguf), progress=seen.append, warm_start=False)
@@ -348,7 +348,7 @@ def test_machine_fit_of_a_local_file() -> None:
 
 def test_importing_the_catalog_loads_neither_llama_cpp_nor_the_hub_client() -> None:
     code = (
-        "import sys, models.catalog, models.base, models.grammar; "
+        "import sys, models.catalog, models.base, models.qwq.grammar; "
         "heavy = [m for m in sys.modules if m.startswith(('llama_cpp', 'huggingface_hub'))]; "
         "print(heavy); sys.exit(1 if heavy else 0)"
     )

@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 
-from models import chat_template as ct
-from models.gguf_file import read_metadata
+from models.llama.gguf_file import read_metadata
+from models.qwq import chat_template as ct
+from models.qwq import observations
 
-REFERENCE = Path(__file__).resolve().parents[2] / "models" / "templates" / "qwq-32b.jinja"
+REFERENCE = Path(__file__).resolve().parents[2] / "models" / "qwq" / "templates" / "qwq-32b.jinja"
 
 ADD = {
     "type": "function",
@@ -263,12 +264,12 @@ class TestGolden:
         before = ct.render(qwq, head, [ADD], add_generation_prompt=False)
         after = ct.render(qwq, head + [{"role": "tool", "content": o} for o in outputs], [ADD])
         assert before.endswith("<|im_end|>\n")
-        assert after == before[: -len("<|im_end|>\n")] + ct.tool_results_turn(
+        assert after == before[: -len("<|im_end|>\n")] + observations.tool_results_turn(
             outputs, opens_thinking=True
         )
 
     def test_tool_results_turn_without_thinking(self) -> None:
-        assert ct.tool_results_turn(["ok"], opens_thinking=False) == (
+        assert observations.tool_results_turn(["ok"], opens_thinking=False) == (
             "<|im_end|>\n<|im_start|>user\n<tool_response>\nok\n</tool_response><|im_end|>\n"
             "<|im_start|>assistant\n"
         )

@@ -13,11 +13,12 @@ from typing import Any
 import pytest
 
 from agent.cli.models import run_models
-from models import _llama_load, catalog, model_info
-from models._fit import MARGIN, FitRequest, Machine, ModelShape, plan
-from models._llama_load import LoadSettings, parse_nvidia_smi, resolve_settings
+from models import catalog, model_info
 from models.base import BackendError
-from models.gguf_file import MetadataValue
+from models.llama import _load as _llama_load
+from models.llama._fit import MARGIN, FitRequest, Machine, ModelShape, plan
+from models.llama._load import LoadSettings, parse_nvidia_smi, resolve_settings
+from models.llama.gguf_file import MetadataValue
 
 GB = 10**9
 QWQ: dict[str, MetadataValue] = dict(catalog.CATALOG["qwq-32b"].architecture)

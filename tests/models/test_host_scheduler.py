@@ -23,8 +23,9 @@ from models.base import (
     Segment,
     StopReason,
 )
-from models.llama_host import HostedLlamaBackend, LlamaHost
-from tests.conftest import HANG_BOUND, call
+from models.llama.host import HostedLlamaBackend, LlamaHost
+from models.scripted import call
+from tests.conftest import HANG_BOUND
 from tests.models.host_fakes import FakeDecoder, ScriptModel, fake_host
 
 GREEDY = GenerateOptions(sampling=Sampling(temperature=0))
@@ -337,7 +338,7 @@ def test_an_interrupt_during_the_prompt_returns_and_the_session_goes_on() -> Non
 
 
 def test_limits_are_checked() -> None:
-    from models._host_scheduler import HostLimits
+    from models.llama._host_scheduler import HostLimits
 
     with pytest.raises(ValueError, match="lookahead must be at least 1, got 0"):
         HostLimits(lookahead=0)

@@ -1,4 +1,4 @@
-"""The model host behind an OpenAI-compatible completions endpoint (models/host_server.py).
+"""The model host behind an OpenAI-compatible completions endpoint (models/llama/host_server.py).
 
 Tabs of ``qwq-agent web`` would each be an :class:`OpenAIBackend` in completions mode; these
 tests check that each one's prompt cache is kept on the one host (a continuation evaluates
@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from models.base import GenerateOptions, Sampling, Segment, StopReason
-from models.host_server import HostServer
-from models.openai import OpenAIBackend
+from models.llama.host_server import HostServer
+from models.openai.backend import OpenAIBackend
 from tests.models.host_fakes import FakeDecoder, ScriptModel, fake_host
 
 GREEDY = GenerateOptions(sampling=Sampling(temperature=0))

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from models import chat_template as ct
 from models.base import (
     BackendError,
     ContextOverflowError,
@@ -26,8 +25,9 @@ from models.base import (
     StopReason,
 )
 from models.catalog import default_sampling
-from models.grammar import tool_call_grammar
-from models.llama_cpp import LlamaCppBackend
+from models.llama.backend import LlamaCppBackend
+from models.qwq import chat_template as ct
+from models.qwq.grammar import tool_call_grammar
 from tests.real_model import TINY_CTX, TINY_SPEC, TinyModel, open_tiny
 
 pytestmark = pytest.mark.real_model

@@ -16,8 +16,8 @@ import pytest
 from agent import Agent, tool
 from agent.events import Finished
 from models.base import GenerateOptions, Sampling, Segment
-from models.llama_cpp import LlamaCppBackend
-from models.llama_host import LlamaHost
+from models.llama.backend import LlamaCppBackend
+from models.llama.host import LlamaHost
 from tests.conftest import HANG_BOUND
 from tests.real_model import TINY_CTX, requires_tiny_model
 

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from models._fit import Machine
-from models._llama_load import YARN_ORIGINAL_CTX, kv_cache_bytes, resolve_settings
-from models._llama_tokens import split_protected
 from models.base import BackendError, Segment
-from models.gguf_file import GGUFError, context_length, is_gguf, read_metadata
-from models.grammar import GrammarError, tool_call_grammar
-from models.kv_state import PrefixStateStore, system_turn_end
+from models.llama._fit import Machine
+from models.llama._load import YARN_ORIGINAL_CTX, kv_cache_bytes, resolve_settings
+from models.llama._tokens import split_protected
+from models.llama.gguf_file import GGUFError, context_length, is_gguf, read_metadata
+from models.llama.kv_state import PrefixStateStore, system_turn_end
+from models.qwq.grammar import GrammarError, tool_call_grammar
 
 
 def _string(text: str) -> bytes:

@@ -13,11 +13,11 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from agent import Agent
-from models import chat_template as ct
-from models._llama_lookup import LookupSettings
 from models.base import BackendError, GenerateOptions, Sampling, Segment, Usage
-from models.grammar import tool_call_grammar
-from models.llama_cpp import LlamaCppBackend
+from models.llama._lookup import LookupSettings
+from models.llama.backend import LlamaCppBackend
+from models.qwq import chat_template as ct
+from models.qwq.grammar import tool_call_grammar
 from tests.conftest import add
 from tests.real_model import TINY_CTX, TinyModel, open_tiny
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from models._llama_lookup import (
+from models.base import Usage
+from models.llama._lookup import (
     BATCH_FIXED,
     BATCH_PER_TOKEN,
     Lookup,
@@ -23,7 +24,6 @@ from models._llama_lookup import (
     best_draft,
     cut_after_stops,
 )
-from models.base import Usage
 
 Cost = Callable[[int], float]
 CPU: Cost = lambda k: 1.0 + BATCH_FIXED + BATCH_PER_TOKEN * k  # noqa: E731  (this project's CPU)

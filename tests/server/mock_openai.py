@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from models.openai import OpenAIBackend
+from models.openai.backend import OpenAIBackend
 from tests.server.fake_openai import Reply, Request
 
 __all__ = ["MockServer"]

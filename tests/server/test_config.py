@@ -8,7 +8,7 @@ import pytest
 
 from agent import Agent
 from agent.config import ENV_VAR, ConfigError, config_path, load_config
-from models.openai import OpenAIBackend
+from models.openai.backend import OpenAIBackend
 from tests.server.fake_openai import FakeServer, Reply, completion_events
 
 EXAMPLE = """

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from agent import Agent
-from models.scripted import ScriptedBackend
-from tests.conftest import HANG_BOUND, call
+from models.scripted import ScriptedBackend, call
+from tests.conftest import HANG_BOUND
 from tools.base import ToolContext, ToolError
 from tools.mcp import McpError, McpServer, McpServerSpec, connect_mcp
 

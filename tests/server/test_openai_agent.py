@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from agent import Agent
-from models.openai import OpenAIBackend, RetryPolicy
-from tests.conftest import add, call
+from models.openai.backend import OpenAIBackend, RetryPolicy
+from models.scripted import call
+from tests.conftest import add
 from tests.server.fake_openai import FakeServer, Reply, chat_events, completion_events
 from tests.server.mock_openai import MockServer
 

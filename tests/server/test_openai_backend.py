@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from models.base import BackendError, ContextOverflowError, GenerateOptions, Sampling, Segment
-from models.openai import OpenAIBackend, RetryPolicy
+from models.openai.backend import OpenAIBackend, RetryPolicy
 from tests.conftest import HANG_BOUND
 from tests.server.fake_openai import (
     MAX_HANG,

@@ -8,10 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from models._openai_chat import ChatFormatError, ChatStreamAssembler, chatml_to_chat
-from models._openai_usage import Attempt, UsageMeter
-from models.chat_template import qwq_template, render, tool_results_turn
-from models.sse import SseError, SseEvent, SseParser
+from models.openai._chat import ChatFormatError, ChatStreamAssembler, chatml_to_chat
+from models.openai._usage import Attempt, UsageMeter
+from models.openai.sse import SseError, SseEvent, SseParser
+from models.qwq.chat_template import qwq_template, render
+from models.qwq.observations import tool_results_turn
 
 ADD = {
     "type": "function",

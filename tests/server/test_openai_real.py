@@ -25,8 +25,8 @@ import pytest
 from agent import Agent
 from agent.events import ToolResult
 from models.base import GenerateOptions, Sampling, Segment
-from models.gguf_file import read_metadata
-from models.openai import OpenAIBackend
+from models.llama.gguf_file import read_metadata
+from models.openai.backend import OpenAIBackend
 from tests.conftest import HANG_BOUND, add
 from tests.real_model import TINY_THREADS
 

@@ -18,7 +18,7 @@ import pytest
 from agent import Agent
 from agent.cli.main import main
 from models.base import BackendError
-from models.openai import OpenAIBackend
+from models.openai.backend import OpenAIBackend
 from models.redact import HIDDEN, blank_settings, redact, redact_url, register
 from tests.conftest import HANG_BOUND
 from tests.server.fake_openai import FakeServer, Reply, completion_events

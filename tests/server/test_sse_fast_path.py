@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from models.sse import SseError, SseEvent, SseParser
+from models.openai.sse import SseError, SseEvent, SseParser
 
 LF_STREAM = (
     b': ping\n\nevent: delta\nid: 7\ndata: {"t": "\xc3\xa9"}\ndata:b\n\n'

@@ -15,7 +15,7 @@ import pytest
 from agent import Agent
 from agent.config import ENV_VAR
 from models.base import BackendError, GenerateOptions, Sampling, Segment
-from models.openai import EXTENDED_FIELDS, OpenAIBackend, RetryPolicy
+from models.openai.backend import EXTENDED_FIELDS, OpenAIBackend, RetryPolicy
 from tests.server.fake_openai import FakeServer, Reply, chat_events, completion_events
 from tests.server.mock_openai import MockServer
 
@@ -70,7 +70,7 @@ def test_a_400_naming_top_k_turns_the_backend_strict_once_and_for_all(
         Reply(events=chat_events({"content": "second"})),
     )
     backend = server.backend(mode="chat", retry=FAST)
-    with caplog.at_level(logging.INFO, logger="models.openai"):
+    with caplog.at_level(logging.INFO, logger="models.openai.backend"):
         assert drain(backend.generate(CONTEXT, OPTIONS)) == "first"
         assert drain(backend.generate(CONTEXT, OPTIONS)) == "second"
     bodies = [r.body for r in server.requests]
@@ -79,7 +79,7 @@ def test_a_400_naming_top_k_turns_the_backend_strict_once_and_for_all(
     assert extended(bodies[1]) == set() == extended(bodies[2])
     assert {k: v for k, v in bodies[0].items() if k not in EXTENDED_FIELDS} == bodies[1]
     assert backend.extended_sampling is False
-    notes = [r for r in caplog.records if r.name == "models.openai"]
+    notes = [r for r in caplog.records if r.name == "models.openai.backend"]
     assert len(notes) == 1 and "'top_k'" in notes[0].getMessage()
 
 

@@ -9,7 +9,7 @@ import sys
 from types import FrameType
 from typing import Any
 
-from models._openai_usage import _CHUNK, Attempt, UsageMeter, approx_tokens, common_prefix_length
+from models.openai._usage import _CHUNK, Attempt, UsageMeter, approx_tokens, common_prefix_length
 
 
 def _reference(a: str, b: str) -> int:

@@ -14,8 +14,7 @@ import pytest
 
 from agent import Agent
 from agent.events import ToolCall
-from models.scripted import ScriptedBackend
-from tests.conftest import call
+from models.scripted import ScriptedBackend, call
 from tools.base import ToolContext, ToolError
 from tools.files import read_file, write_file
 from tools.registry import check_tool_settings

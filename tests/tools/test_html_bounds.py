@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from agent import Agent
-from models.scripted import ScriptedBackend
-from tests.conftest import HANG_BOUND, call
+from models.scripted import ScriptedBackend, call
+from tests.conftest import HANG_BOUND
 from tools import _html
 from tools.base import ToolCancelledError
 from tools.fetch import html_to_text

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from agent import Agent
-from models.scripted import ScriptedBackend
-from tests.tui.helpers import GatedBackend, MakeApp
+from models.scripted import GatedBackend, ScriptedBackend
+from tests.tui.helpers import MakeApp
 from tui.app import ChatApp, make_app
 
 

@@ -3,8 +3,8 @@
 Tests import these from ``tests.tui.helpers`` (one module, so ``isinstance`` holds);
 the fixtures are in ``conftest.py``.
 
-* :class:`GatedBackend` streams a script like :class:`models.scripted.ScriptedBackend`,
-  but stops at each :data:`PAUSE` mark until the test opens its gate: the app can be
+* :class:`models.scripted.GatedBackend` (imported from there) streams a script but stops
+  at each :data:`~models.scripted.PAUSE` mark until the test opens its gate: the app can be
   looked at (or photographed) in the middle of a thought.
 * :func:`gated_tool` is a safe tool that runs until its gate opens: a card stays "running".
 * :func:`wait_until` polls a condition through the Pilot, so tests never sleep blindly.
@@ -12,80 +12,16 @@ the fixtures are in ``conftest.py``.
 
 from __future__ import annotations
 
-import json
 import threading
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from textual.pilot import Pilot
 
 from agent import Tool, tool
-from models.base import BackendInfo, GenerateOptions, Segment, StopReason, Usage
-from models.scripted import ScriptedBackend
 from tools.base import Risk
 from tui.app import ChatApp
 from tui.widgets.turn import AssistantTurn
-
-PAUSE = "\u23f8"
-"""In a turn of a :class:`GatedBackend`, where streaming waits for the gate."""
-
-
-def call(name: str, **arguments: Any) -> str:
-    """A well-formed call block, as the model writes it."""
-    return f"<tool_call>\n{json.dumps({'name': name, 'arguments': arguments})}\n</tool_call>"
-
-
-class GatedBackend:
-    """A scripted backend that waits at each :data:`PAUSE` until :attr:`gate` is set.
-
-    Like a real backend between two tokens, a held stream also lets go when the app closes
-    (``closing()`` becomes true), so quitting never waits for the gate.
-    """
-
-    def __init__(self, turns: Sequence[str], **options: Any) -> None:
-        self.inner = ScriptedBackend(turns, **options)
-        self.gate = threading.Event()
-        self.paused = threading.Event()
-        """Set while the stream is held at a mark."""
-        self.closing: Callable[[], bool] = lambda: False
-
-    @property
-    def info(self) -> BackendInfo:
-        return self.inner.info
-
-    @property
-    def usage(self) -> Usage:
-        return self.inner.usage
-
-    def generate(
-        self, context: Sequence[Segment], options: GenerateOptions
-    ) -> Generator[str, None, StopReason]:
-        return self._hold(self.inner.generate(context, options))
-
-    def _hold(self, inner: Generator[str, None, StopReason]) -> Generator[str, None, StopReason]:
-        try:
-            while True:
-                try:
-                    chunk = next(inner)
-                except StopIteration as stop:
-                    reason: StopReason = stop.value
-                    return reason
-                if PAUSE in chunk:
-                    before, _, chunk = chunk.partition(PAUSE)
-                    if before:
-                        yield before
-                    self.paused.set()
-                    while not self.gate.wait(timeout=0.02) and not self.closing():
-                        pass
-                    self.paused.clear()
-                if chunk:
-                    yield chunk
-        finally:
-            inner.close()
-
-    def close(self) -> None:
-        self.gate.set()
-        self.inner.close()
 
 
 def gated_tool(gate: threading.Event, *, risk: Risk = "safe") -> Tool:

@@ -11,8 +11,8 @@ from textual.geometry import Region
 from textual.widget import Widget
 from textual.widgets import Button
 
-from models.scripted import ScriptedBackend
-from tests.tui.helpers import MakeApp, call, send, shell, wait_until
+from models.scripted import ScriptedBackend, call
+from tests.tui.helpers import MakeApp, send, shell, wait_until
 from tests.tui.test_snapshots import SnapCompare
 from tui.screens.approval import ApprovalScreen
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from models.scripted import ScriptedBackend
-from tests.tui.helpers import MakeApp, call, send, wait_until
+from models.scripted import ScriptedBackend, call
+from tests.tui.helpers import MakeApp, send, wait_until
 from tools import web_search
 from tui.screens.approval import ApprovalScreen
 

@@ -8,19 +8,9 @@ import time
 
 import pytest
 
-from models.scripted import ScriptedBackend
+from models.scripted import PAUSE, GatedBackend, ScriptedBackend, call
 from tests.conftest import HANG_BOUND, add
-from tests.tui.helpers import (
-    PAUSE,
-    GatedBackend,
-    MakeApp,
-    call,
-    gated_tool,
-    run_to_end,
-    send,
-    shell,
-    wait_until,
-)
+from tests.tui.helpers import MakeApp, gated_tool, run_to_end, send, shell, wait_until
 from tui.screens.approval import ApprovalScreen
 from tui.widgets.thinking import SEGMENT_CHARS, ThinkingBlock, ThinkingSegment
 from tui.widgets.tool_card import ToolCard

@@ -12,8 +12,8 @@ from agent import Agent
 from agent.transcript import load_transcript
 from models.base import Backend
 from models.progress import LoadProgress, ProgressCallback
-from models.scripted import ScriptedBackend
-from tests.tui.helpers import MakeApp, call, run_to_end, send, wait_until
+from models.scripted import ScriptedBackend, call
+from tests.tui.helpers import MakeApp, run_to_end, send, wait_until
 from tests.tui.test_session import ANSWER, add
 from tui.app import make_app
 from tui.export import transcript_markdown

@@ -15,18 +15,8 @@ from typing import Any
 
 from textual.pilot import Pilot
 
-from models.scripted import ScriptedBackend
-from tests.tui.helpers import (
-    PAUSE,
-    GatedBackend,
-    MakeApp,
-    call,
-    gated_tool,
-    run_to_end,
-    send,
-    shell,
-    wait_until,
-)
+from models.scripted import PAUSE, GatedBackend, ScriptedBackend, call
+from tests.tui.helpers import MakeApp, gated_tool, run_to_end, send, shell, wait_until
 from tests.tui.test_session import add
 from tui.screens.approval import ApprovalScreen
 from tui.widgets.thinking import ThinkingBlock

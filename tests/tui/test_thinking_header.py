@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from models.scripted import ScriptedBackend
+from models.scripted import ScriptedBackend, call
 from tests.conftest import add
-from tests.tui.helpers import MakeApp, call, run_to_end, shell
+from tests.tui.helpers import MakeApp, run_to_end, shell
 from tui.widgets.thinking import ThinkingBlock, tool_summary
 
 pytestmark = pytest.mark.anyio

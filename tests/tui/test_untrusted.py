@@ -9,8 +9,8 @@ import pytest
 
 from agent import tool
 from agent.events import ToolCall, ToolCallEvent, ToolResult
-from models.scripted import ScriptedBackend
-from tests.tui.helpers import MakeApp, call, run_to_end
+from models.scripted import ScriptedBackend, call
+from tests.tui.helpers import MakeApp, run_to_end
 from tui import render
 from tui.widgets.thinking import SEGMENT_CHARS, ThinkingBlock, ThinkingSegment
 from tui.widgets.tool_card import ToolCard

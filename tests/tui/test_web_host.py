@@ -17,7 +17,7 @@ import pytest
 
 from agent.cli import web
 from agent.cli.main import build_parser
-from models.llama_host import LlamaHost
+from models.llama.host import LlamaHost
 from tests.models.host_fakes import FakeDecoder, ScriptModel, fake_host
 
 

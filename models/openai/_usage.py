@@ -1,4 +1,4 @@
-"""The counters of :mod:`models.openai`: what servers report, and estimates where they don't.
+"""The counters of :mod:`models.openai.backend`: what servers report, and estimates where they don't.
 
 Each HTTP stream is an :class:`Attempt`; :class:`UsageMeter` turns it into
 :class:`~models.base.Usage` and adds it to the backend's totals, thread-safely (one server

@@ -1,6 +1,6 @@
 """The model host's scheduler: continuous batching over sequences, and KV swap for parked ones.
 
-One thread (the *host thread*) owns the :class:`~models._llama_batch.Decoder` and runs steps.
+One thread (the *host thread*) owns the :class:`~models.llama._batch.Decoder` and runs steps.
 Each step gathers one batch: one token per generating sequence whose consumer is at most
 :attr:`HostLimits.lookahead` tokens behind, then prompt chunks of sequences in prefill (in
 arrival order) up to ``n_batch``; it decodes the batch once and samples every entry that has
@@ -39,8 +39,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from models._llama_batch import Decoder, Entry
 from models.base import GenerateOptions, StopReason, Usage
+from models.llama._batch import Decoder, Entry
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,10 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-TOOL_CALL_OPEN = "<tool_call>\n"
-TOOL_CALL_CLOSE = "\n</tool_call>"
+from models.qwq.tags import CALL_CLOSE, CALL_OPEN
+
+TOOL_CALL_OPEN = f"{CALL_OPEN}\n"
+TOOL_CALL_CLOSE = f"\n{CALL_CLOSE}"
 
 # Free text that cannot start a call: any character but "<", or a "<" not followed by "t"
 # (so "</think>", "a < b" are fine, "<tool_call>" is not). The call itself follows.

@@ -19,7 +19,7 @@ yielded), ``max_tokens`` (``"length"``), a full window (``"context_full"``) or a
 When the consumer closes the generator after a chunk, the backend's record ends exactly at that
 chunk: nothing is wasted and nothing is lost.
 
-Prompt lookup (:mod:`models._llama_lookup`, on by default where it measures a gain): a decode
+Prompt lookup (:mod:`models.llama._lookup`, on by default where it measures a gain): a decode
 step may draft the next tokens from an earlier occurrence of the context's last 2-4 tokens and
 evaluate ``[pending token] + draft`` in one batch, sampling each position in order with the
 generation's sampler until a sample differs from the draft; the text is the sampler's own (a
@@ -39,7 +39,7 @@ counted when they were evaluated or generated. ``context_tokens`` is the context
 the drafted tokens verified, ``draft_tokens_accepted`` those the sampler chose too.
 
 Warm start (``state_dir``): the KV state of the first system turn (system prompt and declared
-tools) is saved to disk and loaded by later backends, see :mod:`models.kv_state`.
+tools) is saved to disk and loaded by later backends, see :mod:`models.llama.kv_state`.
 """
 
 from __future__ import annotations
@@ -53,23 +53,6 @@ from collections.abc import Callable, Generator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from models import chat_template as templates
-from models._llama_load import (
-    LoadSettings,
-    is_qwq_like,
-    load_llama,
-    read_gguf,
-    resolve_settings,
-)
-from models._llama_lookup import Lookup, LookupSettings, cut_after_stops
-from models._llama_record import ContextRecord
-from models._llama_tokens import (
-    PENALTY_LAST_N,
-    Vocabulary,
-    make_sampler,
-    supports_lookup,
-    verify_draft,
-)
 from models.base import (
     BackendError,
     BackendInfo,
@@ -80,21 +63,34 @@ from models.base import (
     StopReason,
     Usage,
 )
-from models.kv_state import (
+from models.llama._load import (
+    is_qwq_like,
+    load_llama,
+    open_model_file,
+)
+from models.llama._lookup import Lookup, LookupSettings, cut_after_stops
+from models.llama._record import ContextRecord
+from models.llama._tokens import (
+    PENALTY_LAST_N,
+    Vocabulary,
+    make_sampler,
+    supports_lookup,
+    verify_draft,
+)
+from models.llama.kv_state import (
     PrefixStateStore,
     fingerprint,
     seq_state,
     set_seq_state,
     system_turn_end,
 )
+from models.qwq import chat_template as templates
+from models.qwq.tags import CALL_CLOSE, RESPONSE_OPEN, TOKEN_TAGS
 
 if TYPE_CHECKING:
     from llama_cpp._internals import LlamaSampler
 
 log = logging.getLogger(__name__)
-
-TAGS = ("<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>", "<think>", "</think>")
-"""Tags the runtime looks for; single tokens in QwQ's vocabulary, checked at load time."""
 
 
 class LlamaCppBackend:
@@ -120,9 +116,9 @@ class LlamaCppBackend:
         state_dir: folder for warm-start states (``None``: no warm start).
         default_sampling: the model's recommended sampling, reported in
             :attr:`BackendInfo.default_sampling` (default: QwQ's, :class:`Sampling`).
-        lookup: prompt-lookup decoding (:mod:`models._llama_lookup`): ``True`` (default)
+        lookup: prompt-lookup decoding (:mod:`models.llama._lookup`): ``True`` (default)
             drafts where it measures a gain, ``False`` never drafts, a
-            :class:`~models._llama_lookup.LookupSettings` tunes it. Off on models whose KV
+            :class:`~models.llama._lookup.LookupSettings` tunes it. Off on models whose KV
             cache cannot drop a suffix (recurrent ones).
 
     Raises:
@@ -148,16 +144,8 @@ class LlamaCppBackend:
         default_sampling: Sampling | None = None,
         lookup: bool | LookupSettings = True,
     ) -> None:
-        path = Path(model_path).expanduser()
-        if not path.is_file():
-            raise BackendError(
-                f"no model file at {str(path)!r}; pass the path of a .gguf file, or a catalog "
-                "name (see `qwq-agent models`)"
-            )
-        metadata = read_gguf(path)
-        self.settings: LoadSettings = resolve_settings(
-            path,
-            metadata,
+        path, metadata, self.settings = open_model_file(
+            model_path,
             n_ctx=n_ctx,
             n_gpu_layers=n_gpu_layers,
             n_threads=n_threads,
@@ -176,7 +164,9 @@ class LlamaCppBackend:
         self._n_ctx = self._llm.n_ctx()
         self._closed = False
 
-        self.tag_tokens: dict[str, int | None] = {t: self._vocab.single_token(t) for t in TAGS}
+        self.tag_tokens: dict[str, int | None] = {
+            t: self._vocab.single_token(t) for t in TOKEN_TAGS
+        }
         """Each tag's token id when the vocabulary has it as one token, else ``None`` (the
         agent's parser then detects it in the text, as it always can)."""
         self.turn_end_token = self._vocab.turn_end
@@ -215,7 +205,7 @@ class LlamaCppBackend:
         """The prompt-lookup drafter (``None``: plain decoding)."""
         if lookup is not False and supports_lookup(self._llm):
             self._lookup = Lookup(lookup if isinstance(lookup, LookupSettings) else None)
-        self._stop_tags = tuple(t.encode() for t in ("</tool_call>", "<tool_response>"))
+        self._stop_tags = tuple(t.encode() for t in (CALL_CLOSE, RESPONSE_OPEN))
 
     # -- the Backend protocol -------------------------------------------------------------
 
@@ -303,7 +293,7 @@ class LlamaCppBackend:
         """The token ids of the context as recorded (the pending token included)."""
         return list(self._record.tokens)
 
-    # -- the KV state on disk (models.kv_state.KVStateful) ----------------------------------
+    # -- the KV state on disk (models.llama.kv_state.KVStateful) ----------------------------------
 
     def kv_fingerprint(self) -> dict[str, object]:
         """What a saved state of this backend depends on besides its tokens."""

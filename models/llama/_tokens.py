@@ -5,7 +5,7 @@ bytes (control tokens included, so that the text of what was generated says exac
 model produced) and says whether a token ends the turn. :func:`make_sampler` builds the one
 llama.cpp sampler chain a generation uses from start to end: penalties, the grammar, then
 greedy or top-k / top-p / min-p / temperature / seeded draw, every setting explicit.
-:func:`verify_draft` runs one prompt-lookup verify step (see :mod:`models._llama_lookup`).
+:func:`verify_draft` runs one prompt-lookup verify step (see :mod:`models.llama._lookup`).
 """
 
 from __future__ import annotations
@@ -211,7 +211,7 @@ def make_sampler(llm: Llama, options: GenerateOptions) -> LlamaSampler:
             chain.close()  # type: ignore[no-untyped-call]
             raise ValueError(
                 "llama.cpp rejected the GBNF grammar (its start rule must be `root`); "
-                "build it with models.grammar.tool_call_grammar"
+                "build it with models.qwq.grammar.tool_call_grammar"
             )
         llama_cpp.llama_sampler_chain_add(chain.sampler, grammar)
     if s.temperature <= 0:

@@ -1,4 +1,4 @@
-"""Small helpers of :mod:`models.openai`: what ``/props`` says, display names, the caller's
+"""Small helpers of :mod:`models.openai.backend`: what ``/props`` says, display names, the caller's
 stop strings, and why a stream ended too early."""
 
 from __future__ import annotations
@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from models import chat_template as templates
-from models._openai_http import StreamState
-from models._openai_usage import Attempt
+from models.openai._http import StreamState
+from models.openai._usage import Attempt
+from models.qwq import chat_template as templates
 
 
 class StopWatch:

@@ -7,7 +7,7 @@ model into a plain sentence. ``qwq-agent models info`` shows both.
 
 from __future__ import annotations
 
-from models._fit import GB, gb_text
+from models.llama._fit import GB, gb_text
 
 CPU_GBPS_PER_THREAD = 8.0
 CPU_GBPS_MAX = 60.0

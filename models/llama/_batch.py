@@ -1,6 +1,6 @@
 """The decoder of the model host: one llama.cpp context, many sequences, one batch per step.
 
-:class:`Decoder` is what the host's scheduler (:mod:`models.llama_host`) needs from llama.cpp,
+:class:`Decoder` is what the host's scheduler (:mod:`models.llama.host`) needs from llama.cpp,
 and nothing more: evaluate a batch of ``(token, position, sequence, logits?)`` entries, sample
 an entry's logits with a sampler chain, drop a suffix of one sequence from the KV cache, and
 move one sequence's KV state out to bytes and back. :class:`LlamaDecoder` is the real one: a
@@ -45,7 +45,7 @@ class Entry:
 
 
 class Sampler(Protocol):
-    """A sampler chain for one generation (see :func:`models._llama_tokens.make_sampler`)."""
+    """A sampler chain for one generation (see :func:`models.llama._tokens.make_sampler`)."""
 
     def close(self) -> None:
         """Free it."""
@@ -164,8 +164,8 @@ class LlamaDecoder:
         return int(llama_cpp.llama_sampler_sample(sampler.sampler, self._ctx, index))
 
     def make_sampler(self, options: GenerateOptions, context: Sequence[int]) -> Any:
-        from models._llama_tokens import make_sampler
-        from models.llama_cpp import _prime_penalties
+        from models.llama._tokens import make_sampler
+        from models.llama.backend import _prime_penalties
 
         sampler = make_sampler(self._llm, options)
         _prime_penalties(sampler, options, list(context))

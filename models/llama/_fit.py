@@ -1,6 +1,6 @@
 """Fit a GGUF model to the machine: GPU layers, context size and KV-cache type that fit.
 
-:func:`models._llama_load.probe_machine` reads what this machine has: whether the llama.cpp
+:func:`models.llama._load.probe_machine` reads what this machine has: whether the llama.cpp
 build can offload, GPU memory (NVIDIA through ``nvidia-smi``; Apple Silicon's Metal shares
 system RAM, of which macOS lets the GPU wire about three quarters) and RAM. :func:`plan` takes a
 :class:`Machine`, the model's :class:`ModelShape` and the user's :class:`FitRequest` and
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from models.base import BackendError
-from models.gguf_file import MetadataValue
+from models.llama.gguf_file import MetadataValue
 
 GB = 1e9
 MARGIN = int(1.0 * GB)

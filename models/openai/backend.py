@@ -15,7 +15,7 @@ called from several threads at once. Two modes:
   state cannot be resumed).
 * ``"chat"`` (servers that only offer chat, e.g. hosted QwQ): ``POST /chat/completions`` with
   the messages and tools read back out of the ChatML context (see
-  :mod:`models._openai_chat`). ``reasoning_content`` deltas become the thinking, closed by
+  :mod:`models.openai._chat`). ``reasoning_content`` deltas become the thinking, closed by
   ``</think>``; tool calls the server parsed are written back as ``<tool_call>`` blocks, so
   the loop's parser handles both kinds of server. The "template" placement only: a context
   that continues inside a turn raises :class:`~models.base.BackendError`.
@@ -27,7 +27,7 @@ vLLM's ``repetition_penalty``, ``cache_prompt``). ``extended_sampling=False`` (`
 refuse what OpenAI does not define. A server that answers HTTP 400 or 422 naming one of them
 switches the backend to strict by itself: the request is sent again once without them, and
 every later one goes strict for the backend's lifetime (logged once, at INFO, on the
-``models.openai`` logger).
+``models.openai.backend`` logger).
 
 Contract details (see :mod:`models.base` for the general one):
 
@@ -39,7 +39,7 @@ Contract details (see :mod:`models.base` for the general one):
 * ``finish_reason`` ``"stop"`` is ``"end_of_turn"``; ``"length"`` is ``"length"`` when the
   call had a ``max_tokens``, else ``"context_full"``.
 * Errors are :class:`~models.base.BackendError` (after the retries of
-  :class:`~models.openai.RetryPolicy`) or :class:`~models.base.ContextOverflowError` when the
+  :class:`~models.openai.backend.RetryPolicy`) or :class:`~models.base.ContextOverflowError` when the
   server says the prompt does not fit. The backend stays usable after either.
 
 Counters: from the server's ``usage`` (``prompt_tokens``, ``completion_tokens``,
@@ -64,28 +64,7 @@ from typing import Any, Literal
 
 import httpx
 
-from models import chat_template as templates
 from models import redact
-from models._openai_chat import ChatFormatError, ChatStreamAssembler, chatml_to_chat
-from models._openai_http import (
-    HttpSession,
-    Interrupted,
-    RequestRefused,
-    RetryPolicy,
-    StreamCut,
-    StreamState,
-    pause,
-)
-from models._openai_support import (
-    StopWatch,
-    cut_detail,
-    first_choice,
-    n_ctx,
-    opens_thinking_of,
-    short_model,
-    usable_template,
-)
-from models._openai_usage import Attempt, UsageMeter
 from models.base import (
     BackendError,
     BackendInfo,
@@ -95,6 +74,27 @@ from models.base import (
     StopReason,
     Usage,
 )
+from models.openai._chat import ChatFormatError, ChatStreamAssembler, chatml_to_chat
+from models.openai._http import (
+    HttpSession,
+    Interrupted,
+    RequestRefused,
+    RetryPolicy,
+    StreamCut,
+    StreamState,
+    pause,
+)
+from models.openai._support import (
+    StopWatch,
+    cut_detail,
+    first_choice,
+    n_ctx,
+    opens_thinking_of,
+    short_model,
+    usable_template,
+)
+from models.openai._usage import Attempt, UsageMeter
+from models.qwq import chat_template as templates
 
 __all__ = ["DEFAULT_STOP", "EXTENDED_FIELDS", "Mode", "OpenAIBackend", "RetryPolicy"]
 

@@ -1,4 +1,4 @@
-"""The chat mode of :mod:`models.openai`: ChatML context to OpenAI messages, and back.
+"""The chat mode of :mod:`models.openai.backend`: ChatML context to OpenAI messages, and back.
 
 The loop hands every backend the same thing: segments of ChatML text rendered with the QwQ
 template (``<|im_start|>role\\n…<|im_end|>``, tools declared in the system turn, tool results
@@ -29,14 +29,20 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from models.chat_template import TOOLS_SYSTEM_FOOTER, TOOLS_SYSTEM_PREAMBLE
+from models.qwq.chat_template import TOOLS_SYSTEM_FOOTER, TOOLS_SYSTEM_PREAMBLE
+from models.qwq.tags import (
+    CALL_CLOSE,
+    CALL_OPEN,
+    RESPONSE_CLOSE,
+    RESPONSE_OPEN,
+    THINK_CLOSE,
+    THINK_OPEN,
+)
 
 IM_START = "<|im_start|>"
 IM_END = "<|im_end|>"
-THINK_OPEN = "<think>"
-THINK_CLOSE = "</think>"
-_CALL = re.compile(r"\n?<tool_call>\n?(.*?)\n?</tool_call>", re.DOTALL)
-_RESPONSE = re.compile(r"\s*<tool_response>\n(.*?)\n</tool_response>", re.DOTALL)
+_CALL = re.compile(rf"\n?{CALL_OPEN}\n?(.*?)\n?{CALL_CLOSE}", re.DOTALL)
+_RESPONSE = re.compile(rf"\s*{RESPONSE_OPEN}\n(.*?)\n{RESPONSE_CLOSE}", re.DOTALL)
 
 
 class ChatFormatError(ValueError):
@@ -271,4 +277,4 @@ def _render_call(call: _PendingCall) -> str:
     except json.JSONDecodeError:
         arguments = raw
     name = json.dumps(call.name, ensure_ascii=False)
-    return f'<tool_call>\n{{"name": {name}, "arguments": {arguments}}}\n</tool_call>'
+    return f'{CALL_OPEN}\n{{"name": {name}, "arguments": {arguments}}}\n{CALL_CLOSE}'

@@ -1,4 +1,4 @@
-"""The HTTP side of :mod:`models.openai`: requests with bounded retries, errors that say what
+"""The HTTP side of :mod:`models.openai.backend`: requests with bounded retries, errors that say what
 to do, and the server-sent events of a streamed response as JSON objects.
 
 Retry policy (:class:`RetryPolicy`): a request is retried, at most ``max_retries`` times, when
@@ -30,8 +30,8 @@ from typing import Any
 import httpx
 
 from models.base import BackendError, ContextOverflowError
+from models.openai.sse import SseError, SseParser
 from models.redact import redact, redact_url
-from models.sse import SseError, SseParser
 
 MAX_ERROR_BODY = 64 * 1024
 """Bytes of an error response read for its message."""

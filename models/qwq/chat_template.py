@@ -7,15 +7,12 @@ module reproduces HF's environment: a sandboxed Jinja2 environment with ``trim_b
 HTML-escaping filter), ``raise_exception``, ``strftime_now``, the ``{% generation %}`` tag and
 the loop controls extension.
 
-It also knows the few ChatML strings the loop appends by itself when it continues a turn
-(:func:`tool_results_turn`), and declares tools for templates that have no tool support.
-
-It is also the one place where untrusted text is made inert before it enters a context
-(:mod:`models.control_tokens`): :func:`render_safe` neutralises the conversation and the tool
-declarations of a prompt, and :func:`tool_results_segments` and
-:func:`inline_result_segments`, the only builders of ``"data"`` segments, neutralise every
-observation. Each takes the model's :class:`~models.control_tokens.Neutraliser` as a required
-argument, so no caller can skip it.
+It also declares tools for templates that have no tool support. Untrusted text is made inert
+before it enters a context (:mod:`models.control_tokens`): :func:`render_safe` neutralises the
+conversation and the tool declarations of a prompt, and :mod:`models.qwq.observations` (the
+ChatML strings the loop appends by itself when it continues a turn, and the only builder of
+``"data"`` segments) neutralises every observation. Each takes the model's
+:class:`~models.control_tokens.Neutraliser` as a required argument, so no caller can skip it.
 """
 
 from __future__ import annotations
@@ -33,8 +30,8 @@ import jinja2.parser
 from jinja2.ext import Extension
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from models.base import Segment
-from models.control_tokens import Neutraliser, neutraliser
+from models.control_tokens import Neutraliser
+from models.qwq.tags import THINK_OPEN
 
 QWQ_TEMPLATE_NAME = "qwq-32b.jinja"
 
@@ -96,7 +93,7 @@ def _compile(template: str) -> jinja2.Template:
 
 def qwq_template() -> str:
     """The official QwQ-32B chat template, shipped with the package."""
-    return resources.files("models.templates").joinpath(QWQ_TEMPLATE_NAME).read_text("utf-8")
+    return resources.files("models.qwq.templates").joinpath(QWQ_TEMPLATE_NAME).read_text("utf-8")
 
 
 def render(
@@ -192,7 +189,7 @@ def template_supports_tools(template: str) -> bool:
 def opens_thinking(template: str) -> bool:
     """Whether the generation prompt of ``template`` ends inside an open ``<think>`` block."""
     probe = render(template, [{"role": "user", "content": "x"}], add_generation_prompt=True)
-    return probe.rstrip().endswith("<think>")
+    return probe.rstrip().endswith(THINK_OPEN)
 
 
 TOOLS_SYSTEM_PREAMBLE = (
@@ -211,65 +208,3 @@ def declare_tools(system: str, tools: Sequence[Mapping[str, Any]]) -> str:
     tool support (e.g. SmolLM2): the model sees the same ``<tools>`` format either way."""
     lines = "".join("\n" + _tojson(dict(t)) for t in tools)
     return system + TOOLS_SYSTEM_PREAMBLE + lines + TOOLS_SYSTEM_FOOTER
-
-
-class Feedback(str):
-    """An observation the runtime wrote itself (a parse error, how to write a call), which may
-    quote the model's own output back to it.
-
-    The builders below make it inert with :meth:`Neutraliser.conversation` (every control
-    token, so a quoted ``<|im_start|>system`` opens nothing) and keep the format's tags, so
-    the hints it gives (``<tool_call>`` …) reach the model exactly. Every other observation
-    is tool output or error text from outside and goes through :meth:`Neutraliser.data`. A
-    string operation on a ``Feedback`` gives a plain ``str``, i.e. the stricter treatment.
-    """
-
-    __slots__ = ()
-
-
-def _observation(output: str, inert: Neutraliser) -> Segment:
-    text = inert.conversation(output) if isinstance(output, Feedback) else inert.data(output)
-    return Segment(text, "data")
-
-
-def tool_results_segments(
-    outputs: Sequence[str], *, opens_thinking: bool, inert: Neutraliser
-) -> list[Segment]:
-    """The context that follows an assistant turn whose calls were made after ``</think>``.
-
-    Its text equals what the QwQ template renders for the end of that assistant message, the
-    following ``tool`` messages (one user turn of ``<tool_response>`` blocks) and the next
-    generation prompt. The outputs, made inert here (:meth:`Neutraliser.data`, or
-    :meth:`Neutraliser.conversation` for :class:`Feedback`), are ``"data"`` segments, the
-    markup around them ``"template"`` segments.
-    """
-    segments: list[Segment] = []
-    markup = "<|im_end|>\n<|im_start|>user"
-    for output in outputs:
-        segments.append(Segment(markup + "\n<tool_response>\n", "template"))
-        segments.append(_observation(output, inert))
-        markup = "\n</tool_response>"
-    tail = markup + "<|im_end|>\n<|im_start|>assistant\n" + ("<think>\n" if opens_thinking else "")
-    segments.append(Segment(tail, "template"))
-    return segments
-
-
-def inline_result_segments(output: str, *, inert: Neutraliser) -> list[Segment]:
-    """The context inserted right after a call made inside the thinking (the "interleaved"
-    placement): the result, made inert, in a ``<tool_response>`` block, after which the
-    thought goes on."""
-    return [
-        Segment("\n<tool_response>\n", "template"),
-        _observation(output, inert),
-        Segment("\n</tool_response>\n", "template"),
-    ]
-
-
-def tool_results_turn(
-    outputs: Sequence[str], *, opens_thinking: bool, inert: Neutraliser | None = None
-) -> str:
-    """The text of :func:`tool_results_segments` (``inert``: the common tokens' by default)."""
-    segments = tool_results_segments(
-        outputs, opens_thinking=opens_thinking, inert=inert or neutraliser()
-    )
-    return "".join(s.text for s in segments)

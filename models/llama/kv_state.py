@@ -22,7 +22,7 @@ are removed.
 **Sessions** (:class:`SessionKV`): a conversation's KV state is kept beside its transcript
 (``TRANSCRIPT.kv``), bounded in size, with the fingerprint of the model and a digest of the
 conversation it belongs to. Resuming the transcript loads it into the backend as a bare token
-record (:class:`~models._llama_record.ContextRecord`), so the next prompt evaluates only what
+record (:class:`~models.llama._record.ContextRecord`), so the next prompt evaluates only what
 follows the longest common token prefix; a state saved for another model, another
 conversation, or torn, is ignored with a note saying why. A backend takes part through
 :class:`KVStateful`.
@@ -44,7 +44,7 @@ from models.base import Segment
 if TYPE_CHECKING:
     from llama_cpp import Llama
 
-    from models._llama_load import LoadSettings
+    from models.llama._load import LoadSettings
 
 SYSTEM_TURN_START = "<|im_start|>system"
 MIN_PREFIX_TOKENS = 32

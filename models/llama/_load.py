@@ -5,7 +5,7 @@ concrete :class:`LoadSettings`: the context size (without ``--ctx``: the model's
 one from the catalog, e.g. 32,768 for QwQ, as far as it fits with the layers placed at
 8192, or 8192, or the model's training context when smaller), YaRN rope scaling (factor 4 over an original 32,768, only for QwQ-like models and
 only when the asked context exceeds 32,768), GPU offload (all layers when the llama.cpp build
-supports it, or as many as fit — see :mod:`models._fit`), threads (the machine's physical
+supports it, or as many as fit — see :mod:`models.llama._fit`), threads (the machine's physical
 cores), flash attention and KV-cache types, fitted to what :func:`probe_machine` finds (GPU
 memory through ``nvidia-smi`` or Apple's unified memory, and RAM).
 :func:`load_llama` creates the ``llama_cpp.Llama`` quietly and turns its failures into
@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from models._fit import KV_CACHE_TYPES, METAL_SHARE, FitRequest, Machine, ModelShape, plan
 from models.base import BackendError
 from models.catalog import recommended_context
-from models.gguf_file import GGUFError, MetadataValue, context_length, read_metadata
+from models.llama._fit import KV_CACHE_TYPES, METAL_SHARE, FitRequest, Machine, ModelShape, plan
+from models.llama.gguf_file import GGUFError, MetadataValue, context_length, read_metadata
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -182,6 +182,46 @@ def read_gguf(path: str | os.PathLike[str]) -> dict[str, MetadataValue]:
         raise BackendError(str(exc)) from exc
 
 
+def open_model_file(
+    model_path: str | os.PathLike[str],
+    *,
+    n_ctx: int | None = None,
+    n_gpu_layers: int | None = None,
+    n_threads: int | None = None,
+    n_threads_batch: int | None = None,
+    n_batch: int = 512,
+    flash_attn: bool | None = None,
+    type_k: str | None = None,
+    type_v: str | None = None,
+) -> tuple[Path, dict[str, MetadataValue], LoadSettings]:
+    """The path, metadata and load settings (:func:`resolve_settings`) of the GGUF file at
+    ``model_path``: what every loader of a model file starts with.
+
+    Raises:
+        BackendError: no file there, not a GGUF, or an invalid option.
+    """
+    path = Path(model_path).expanduser()
+    if not path.is_file():
+        raise BackendError(
+            f"no model file at {str(path)!r}; pass the path of a .gguf file, or a catalog "
+            "name (see `qwq-agent models`)"
+        )
+    metadata = read_gguf(path)
+    settings = resolve_settings(
+        path,
+        metadata,
+        n_ctx=n_ctx,
+        n_gpu_layers=n_gpu_layers,
+        n_threads=n_threads,
+        n_threads_batch=n_threads_batch,
+        n_batch=n_batch,
+        flash_attn=flash_attn,
+        type_k=type_k,
+        type_v=type_v,
+    )
+    return path, metadata, settings
+
+
 def resolve_settings(
     path: str | os.PathLike[str],
     metadata: dict[str, MetadataValue],
@@ -201,7 +241,7 @@ def resolve_settings(
 
     ``n_ctx``, ``n_gpu_layers``, ``flash_attn``, ``type_k`` and ``type_v`` set explicitly are
     kept; the others are fitted to ``machine`` (default: :func:`probe_machine`) by
-    :func:`models._fit.plan`. ``n_threads_batch`` (prompt evaluation) defaults to the larger
+    :func:`models.llama._fit.plan`. ``n_threads_batch`` (prompt evaluation) defaults to the larger
     of ``n_threads`` and the CPUs this process may use. ``file_bytes`` stands in for the size
     of a file not here yet (default: the size of ``path``).
 

@@ -2,18 +2,18 @@
 
 ``qwq-agent web`` runs one chat process per browser tab; with a model host behind this
 server, every tab's agent uses one loaded model (the tabs talk to it through
-:class:`models.openai.OpenAIBackend` in ``"completions"`` mode) instead of loading a copy
+:class:`models.openai.backend.OpenAIBackend` in ``"completions"`` mode) instead of loading a copy
 each. Each request carries the whole prompt, as OpenAI's API wants; the server keeps each
 conversation's KV cache by routing the request to the idle session whose context shares the
 longest token prefix with the prompt (a new session when the request does not continue one,
 :meth:`HostServer.take_session`), so a tab's next step evaluates only its new tokens, even while
 other tabs' sequences come and go (parked sequences are swapped out and back,
-:mod:`models._host_scheduler`).
+:mod:`models.llama._host_scheduler`).
 
 Endpoints: ``POST /v1/completions`` (streamed as server-sent events, or one JSON body, with
 ``usage`` and llama.cpp-style ``timings``), ``GET /v1/models`` and llama.cpp's ``GET /props``
 (the chat template and the context size, which the client renders and checks with). Sampling fields: those
-:meth:`models.openai.OpenAIBackend` sends (``top_k``, ``min_p``, ``repeat_penalty``,
+:meth:`models.openai.backend.OpenAIBackend` sends (``top_k``, ``min_p``, ``repeat_penalty``,
 ``grammar`` included). It binds to loopback only, and with ``api_key`` every request needs
 ``Authorization: Bearer KEY`` (compared in constant time).
 """
@@ -28,7 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from models.base import BackendError, GenerateOptions, Sampling, Segment, StopReason
-from models.llama_host import HostedLlamaBackend, LlamaHost
+from models.llama.host import HostedLlamaBackend, LlamaHost
 
 MAX_BODY = 16 << 20
 """The largest request body accepted (a 128k-token prompt is well under it)."""
@@ -75,7 +75,7 @@ class HostServer:
         self._server = server
         self.port = int(server.server_address[1])
         self.url = f"http://127.0.0.1:{self.port}/v1"
-        """The API root to give :class:`~models.openai.OpenAIBackend`."""
+        """The API root to give :class:`~models.openai.backend.OpenAIBackend`."""
         self._thread = threading.Thread(target=server.serve_forever, name="qwq-host-http")
         self._thread.daemon = True
         self._thread.start()

@@ -1,7 +1,7 @@
 """The model host: one loaded llama.cpp model serving many agents at once.
 
 A :class:`LlamaHost` owns one loaded model and one llama.cpp context with several sequences
-(:mod:`models._llama_batch`), run by a scheduler thread (:mod:`models._host_scheduler`:
+(:mod:`models.llama._batch`), run by a scheduler thread (:mod:`models.llama._host_scheduler`:
 continuous batching, KV swap for parked sequences, the limits). Each agent talks to it through
 its own :class:`HostedLlamaBackend` from :meth:`LlamaHost.session`, a
 :class:`~models.base.Backend` like any other, so the agent, the loop and the parser do not
@@ -12,8 +12,8 @@ know they share a model::
     ...
     host.close()
 
-A session behaves as :class:`models.llama_cpp.LlamaCppBackend` does for one conversation:
-token ids are the source of truth (:class:`~models._llama_record.ContextRecord`), a
+A session behaves as :class:`models.llama.backend.LlamaCppBackend` does for one conversation:
+token ids are the source of truth (:class:`~models.llama._record.ContextRecord`), a
 continuation evaluates only the new tokens (the last generated one included), the sampler
 chain, grammar and stop strings are the session's own, and a consumer that closes the
 generator after a chunk leaves a record (and a KV cache) that ends exactly at that chunk.
@@ -32,9 +32,6 @@ from collections.abc import Collection, Generator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from models._host_scheduler import HostLimits, Job, Scheduler
-from models._llama_batch import Decoder
-from models._llama_record import ContextRecord
 from models.base import (
     BackendError,
     BackendInfo,
@@ -45,12 +42,16 @@ from models.base import (
     StopReason,
     Usage,
 )
+from models.llama._batch import Decoder
+from models.llama._host_scheduler import HostLimits, Job, Scheduler
+from models.llama._record import ContextRecord
+from models.qwq.tags import TOKEN_TAGS
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
 
-    from models._llama_load import LoadSettings
-    from models.llama_cpp import LlamaCppBackend
+    from models.llama._load import LoadSettings
+    from models.llama.backend import LlamaCppBackend
 
 DEFAULT_SEQUENCES = 4
 STUB_CTX = 256
@@ -59,7 +60,7 @@ the host decodes in a context of its own, so this one only needs to exist."""
 
 
 class HostVocab(Protocol):
-    """What a session needs of the vocabulary (:class:`models._llama_tokens.Vocabulary`)."""
+    """What a session needs of the vocabulary (:class:`models.llama._tokens.Vocabulary`)."""
 
     def tokenize(
         self, text: str, *, special: bool, first: bool = False, protect: Collection[str] = ()
@@ -74,13 +75,13 @@ class LlamaHost:
     """One model, many sessions. Thread-safe: each session is used by one thread at a time.
 
     Most callers use :meth:`open` (load a GGUF) or :meth:`sharing` (reuse the weights of a
-    loaded :class:`~models.llama_cpp.LlamaCppBackend`); the constructor takes the parts.
+    loaded :class:`~models.llama.backend.LlamaCppBackend`); the constructor takes the parts.
 
     Args:
         decoder: the multi-sequence context.
         vocab: the model's vocabulary.
         info: what sessions report as their :class:`BackendInfo` (``concurrent`` is set).
-        limits: see :class:`~models._host_scheduler.HostLimits`.
+        limits: see :class:`~models.llama._host_scheduler.HostLimits`.
         protected: tags that untrusted text must not produce as single tokens.
         owner: closed after the decoder by :meth:`close` (the loaded ``Llama``), or ``None``.
     """
@@ -125,7 +126,7 @@ class LlamaHost:
         limits: HostLimits | None = None,
     ) -> LlamaHost:
         """Load ``model_path`` once for ``n_seq_max`` sequences in a unified KV cache of
-        ``n_ctx`` cells (default: what :func:`models._llama_load.resolve_settings` fits for one
+        ``n_ctx`` cells (default: what :func:`models.llama._load.resolve_settings` fits for one
         conversation; a sequence may use all of it while the others are swapped out).
 
         Raises:
@@ -133,22 +134,13 @@ class LlamaHost:
                 llama.cpp could not load it or create the context (the message says what to
                 try).
         """
-        from models._llama_load import load_llama, read_gguf, resolve_settings
-        from models._llama_tokens import Vocabulary
-        from models.llama_cpp import TAGS
+        from models.llama._load import load_llama, open_model_file
+        from models.llama._tokens import Vocabulary
 
         if n_seq_max < 1:
             raise BackendError(f"n_seq_max must be at least 1, not {n_seq_max!r}")
-        path = Path(model_path).expanduser()
-        if not path.is_file():
-            raise BackendError(
-                f"no model file at {str(path)!r}; pass the path of a .gguf file, or a catalog "
-                "name (see `qwq-agent models`)"
-            )
-        metadata = read_gguf(path)
-        settings = resolve_settings(
-            path,
-            metadata,
+        path, metadata, settings = open_model_file(
+            model_path,
             n_ctx=n_ctx,
             n_gpu_layers=n_gpu_layers,
             n_threads=n_threads,
@@ -169,7 +161,7 @@ class LlamaHost:
         except BaseException:
             llm.close()
             raise
-        protected = [t for t in TAGS if vocab.single_token(t) is not None]
+        protected = [t for t in TOKEN_TAGS if vocab.single_token(t) is not None]
         host = cls(decoder, vocab, info, limits=limits, protected=protected, owner=llm)
         host.model_path, host.settings = path, settings
         return host
@@ -233,11 +225,11 @@ def backend_info(
     default_sampling: Sampling | None,
 ) -> BackendInfo:
     """What a session reports about the model, decided as
-    :class:`~models.llama_cpp.LlamaCppBackend` decides it (the GGUF's template, QwQ's when
+    :class:`~models.llama.backend.LlamaCppBackend` decides it (the GGUF's template, QwQ's when
     a QwQ-like GGUF has none)."""
-    from models import chat_template as templates
-    from models._llama_load import is_qwq_like
-    from models.llama_cpp import _opens_thinking, _str
+    from models.llama._load import is_qwq_like
+    from models.llama.backend import _opens_thinking, _str
+    from models.qwq import chat_template as templates
 
     template = chat_template or _str(metadata.get("tokenizer.chat_template"))
     if template is None and is_qwq_like(path, metadata):
@@ -257,7 +249,7 @@ def backend_info(
 
 
 def _decoder(llm: Llama, n_ctx: int, n_seq_max: int, n_batch: int) -> Decoder:
-    from models._llama_batch import LlamaDecoder
+    from models.llama._batch import LlamaDecoder
 
     return LlamaDecoder(llm, n_ctx=n_ctx, n_seq_max=n_seq_max, n_batch=n_batch)
 
@@ -413,11 +405,11 @@ class HostedLlamaBackend:
         if self._closed:
             raise BackendError("this session has been closed; open a new one on the host")
 
-    # -- the KV state on disk (models.kv_state.KVStateful) ----------------------------------
+    # -- the KV state on disk (models.llama.kv_state.KVStateful) ----------------------------------
 
     def kv_fingerprint(self) -> dict[str, object]:
         """What a saved state of this session depends on besides its tokens."""
-        from models.kv_state import fingerprint
+        from models.llama.kv_state import fingerprint
 
         host = self._host
         if host.model_path is None or host.settings is None:

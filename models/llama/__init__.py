@@ -1,0 +1,15 @@
+"""The embedded backend: a GGUF model run in process through llama.cpp (llama-cpp-python).
+
+- :mod:`models.llama.backend`: :class:`~models.llama.backend.LlamaCppBackend`, one context
+  per agent, token ids as the source of truth; its parts ``_load`` (loading settings, the
+  machine's GPU and cores), ``_fit`` (what fits in memory), ``_cpu_speed``, ``_tokens``
+  (text and tokens), ``_record`` (what the context holds), ``_lookup`` (prompt-lookup
+  drafts), ``_batch`` (batched decoding).
+- :mod:`models.llama.gguf_file`: reading a GGUF's metadata without loading it.
+- :mod:`models.llama.kv_state`: saving and restoring a session's KV state.
+- :mod:`models.llama.host`: one model shared by several sessions (sequences of one context;
+  ``_host_scheduler`` decides who runs), and :mod:`models.llama.host_server` serving it as
+  an OpenAI-compatible ``/v1/completions`` on loopback.
+
+Importing this package loads nothing; ``llama_cpp`` is imported by the modules that use it.
+"""
