@@ -116,7 +116,7 @@ def _measure_python(code: str, repeat: int) -> dict[str, float]:
 
 
 _HELP = (
-    "import contextlib, io, sys\nfrom agent.cli.main import main\n"
+    "import contextlib, io, sys\nfrom agent.cli import main\n"
     "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
     "    main(['--help'])"
 )
@@ -126,7 +126,7 @@ def startup(repeat: int = 5) -> dict[str, Any]:
     """Wall time and peak memory of ``qwq-agent --help`` and ``import agent``, and a check that
     neither imports llama_cpp nor textual. ``python -c pass`` is the floor."""
     probe = (
-        "import sys, agent, agent.cli.main; "
+        "import sys, agent, agent.cli; "
         "print(','.join(m for m in ('llama_cpp', 'textual', 'httpx') if m in sys.modules))"
     )
     heavy = subprocess.run(

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from agent.cli import main
 from agent.cli.common import EXIT_BAD_INPUT, EXIT_OK
-from agent.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 ADD = f"scripted:{ROOT / 'examples' / 'scripted' / 'add.yaml'}"
@@ -85,7 +85,7 @@ def test_the_approval_question_shows_the_arguments_on_lines(
 
 def test_a_reader_that_leaves_early_is_not_an_error(tmp_path: Path) -> None:
     command = [
-        sys.executable, "-m", "agent.cli.main", "ask", "--json", "--no-transcript",
+        sys.executable, "-m", "agent.cli", "ask", "--json", "--no-transcript",
         "--model", ADD, "What is 2 + 3?",
     ]  # fmt: skip
     reader = subprocess.Popen(["true"], stdin=subprocess.PIPE)  # reads nothing, exits
@@ -109,7 +109,7 @@ def test_an_unknown_command_is_named(capsys: pytest.CaptureFixture[str]) -> None
 def test_the_tui_refuses_to_start_without_a_terminal() -> None:
     """Without this it would wait forever on a pipe (``qwq-agent < /dev/null``)."""
     done = subprocess.run(
-        [sys.executable, "-m", "agent.cli.main", "--model", ADD],
+        [sys.executable, "-m", "agent.cli", "--model", ADD],
         cwd=ROOT,
         stdin=subprocess.DEVNULL,
         capture_output=True,
@@ -192,7 +192,7 @@ def test_ctrl_c_stops_the_running_tool_at_once_and_leaves_no_process(tmp_path: P
     config.write_text("[tool_settings.python]\nwall_seconds = 300\n", encoding="utf-8")
     out = tmp_path / "out.txt"
     command = [
-        sys.executable, "-m", "agent.cli.main", "ask", "--no-transcript", "--yes",
+        sys.executable, "-m", "agent.cli", "ask", "--no-transcript", "--yes",
         "--config", str(config), "--tools", "python",
         "--model", f"scripted:{tmp_path / 'sleep.yaml'}", "wait",
     ]  # fmt: skip
@@ -316,7 +316,7 @@ def test_yes_downloads_without_asking(
 
 def test_session_kv_is_an_option_of_the_agent(tmp_path: Path) -> None:
     from agent.cli.build import agent_from_args
-    from agent.cli.main import build_parser
+    from agent.cli.entry import build_parser
 
     args = build_parser().parse_args(["ask", "--model", ADD, "--session-kv", "x"])
     with agent_from_args(args) as agent:

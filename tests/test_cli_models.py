@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from agent.cli import main
 from agent.cli.common import EXIT_OK
-from agent.cli.main import main
 from models.llama._cpu_speed import cpu_decode_speed, slow_cpu_warning
 from models.llama._fit import GB, Machine
 from models.model_info import machine_fit

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from rich.console import Console
 
-from agent.cli.main import build_parser, main
+from agent.cli.entry import build_parser, main
 from agent.cli.run import run_tasks
 from agent.tasks.progress import PlainReporter, RichReporter, make_reporter, print_summary
 from agent.tasks.results import TaskResult, read_results
@@ -421,7 +421,7 @@ def test_the_demo_runs_on_the_tiny_real_model(tmp_path: Path) -> None:
 def spawn(tmp_path: Path, *args: str) -> subprocess.Popen[bytes]:
     with (tmp_path / "stderr.log").open("ab") as log:  # the child keeps its own descriptor
         return subprocess.Popen(
-            [sys.executable, "-m", "agent.cli.main", "run", *args],
+            [sys.executable, "-m", "agent.cli", "run", *args],
             cwd=REPO,
             stdout=subprocess.DEVNULL,
             stderr=log,
@@ -467,7 +467,7 @@ def test_resume_after_sigkill_finishes_without_redoing_tasks(tmp_path: Path) -> 
         assert partial.runs  # result was written (a race no wait can close): readable either way
 
     resumed = subprocess.run(
-        [sys.executable, "-m", "agent.cli.main", "run", str(path), "--out", str(out), "--resume"],
+        [sys.executable, "-m", "agent.cli", "run", str(path), "--out", str(out), "--resume"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -508,7 +508,7 @@ def test_sigterm_ends_the_task_cleanly_and_exits_130(tmp_path: Path) -> None:
     }
 
     resumed = subprocess.run(
-        [sys.executable, "-m", "agent.cli.main", "run", str(path), "--out", str(out), "--resume"],
+        [sys.executable, "-m", "agent.cli", "run", str(path), "--out", str(out), "--resume"],
         cwd=REPO,
         capture_output=True,
         text=True,

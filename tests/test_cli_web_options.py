@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from agent.cli import main
 from agent.cli.common import EXIT_BAD_INPUT
-from agent.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 ADD = f"scripted:{ROOT / 'examples' / 'scripted' / 'add.yaml'}"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from agent.cli import main
 from agent.cli.common import EXIT_BAD_INPUT, EXIT_OK
-from agent.cli.main import main
 from agent.config import ConfigError, load_config
 from agent.toml_places import key_places, locate
 

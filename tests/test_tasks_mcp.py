@@ -7,7 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from agent.cli.main import main
+from agent.cli import main
 
 SERVER = Path(__file__).resolve().parent / "server" / "mcp_demo_server.py"
 

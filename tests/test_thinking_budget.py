@@ -140,7 +140,7 @@ def test_task_files_the_command_line_and_the_config_set_the_budget(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from agent.cli.build import agent_from_args
-    from agent.cli.main import build_parser
+    from agent.cli.entry import build_parser
     from agent.tasks.planning import plan_tasks
     from agent.tasks.taskfile import Settings, load_task_file
 

@@ -1,8 +1,8 @@
 """The ``qwq-agent`` command line: one module per subcommand, and the only package that
 imports :mod:`tui`.
 
-- :mod:`agent.cli.main`: the parser and :func:`~agent.cli.main.main`, the console script's
-  entry point (``python -m agent.cli.main`` too). It imports only argparse at the top, so
+- :mod:`agent.cli.entry`: the parser and :func:`~agent.cli.entry.main`, the console script's
+  entry point (``qwq-agent = "agent.cli:main"``; ``python -m agent.cli`` too). It imports only argparse at the top, so
   ``qwq-agent --help`` stays fast; each subcommand's module is imported when it runs.
 - :mod:`agent.cli.common`: exit codes, the built-in defaults and the agent options every
   subcommand shares.
@@ -12,3 +12,9 @@ imports :mod:`tui`.
   :mod:`agent.cli.run` (task files, through :mod:`agent.tasks`), :mod:`agent.cli.config`,
   :mod:`agent.cli.models`, :mod:`agent.cli.tools`: one subcommand each.
 """
+
+from __future__ import annotations
+
+from agent.cli.entry import main
+
+__all__ = ["main"]

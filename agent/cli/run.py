@@ -1,6 +1,6 @@
 """``qwq-agent run TASKS.yaml``: run a task file headless, write results, print a summary.
 
-Exit codes (as :mod:`agent.cli.main`): 0 every task ran (now or, with ``--resume``, before) and
+Exit codes (as :mod:`agent.cli.entry`): 0 every task ran (now or, with ``--resume``, before) and
 passed; 1 some task failed, errored or was not run because of ``--fail-fast``; 2 bad input,
 reported before any task runs (task file, options, ``--only`` ids, the first model, a results
 file that cannot be written or whose path holds something else: the task file, or a file

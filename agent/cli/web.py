@@ -2,7 +2,7 @@
 
 Contracts:
 
-- Each browser session (each websocket) runs its own ``python -m agent.cli.main chat ...``
+- Each browser session (each websocket) runs its own ``python -m agent.cli chat ...``
   process, with the model and agent options given to ``web`` passed through unchanged
   (:func:`chat_command`); closing the tab ends that process.
 - The server binds to ``127.0.0.1`` by default. A host that is not loopback is refused
@@ -131,7 +131,7 @@ def chat_command(args: argparse.Namespace) -> list[str]:
                 options += [flag, str(item)]
         elif value is not None and value != action.default:
             options += [flag, str(value)]
-    return [sys.executable, "-m", "agent.cli.main", "chat", *options]
+    return [sys.executable, "-m", "agent.cli", "chat", *options]
 
 
 class ChatService(AppService):

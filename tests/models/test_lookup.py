@@ -275,7 +275,7 @@ def test_no_lookup_reaches_the_backend_options(
 ) -> None:
     from agent import Agent
     from agent.cli.build import agent_from_args
-    from agent.cli.main import build_parser
+    from agent.cli.entry import build_parser
     from agent.cli.run import _opener
     from agent.config import load_config
 

@@ -204,7 +204,7 @@ def test_the_model_comes_from_the_flag_else_the_file_else_the_default(
     expected: str,
 ) -> None:
     from agent.cli.build import agent_from_args
-    from agent.cli.main import build_parser
+    from agent.cli.entry import build_parser
 
     monkeypatch.delenv(ENV_VAR, raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
@@ -221,7 +221,7 @@ def test_the_model_comes_from_the_flag_else_the_file_else_the_default(
 def test_a_batch_reaches_a_config_endpoint_by_name_and_a_url_with_the_server_flags(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from agent.cli.main import main
+    from agent.cli import main
 
     monkeypatch.setenv("QWQ_TEST_TEAM", "blue")
     monkeypatch.setenv("QWQ_TEST_KEY", "sk-test")

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from agent import Agent
-from agent.cli.main import main
+from agent.cli import main
 from models.base import BackendError
 from models.openai.backend import OpenAIBackend
 from models.redact import HIDDEN, blank_settings, redact, redact_url, register

@@ -154,7 +154,7 @@ def test_strict_from_the_config_endpoint_and_the_flag(
     strict: bool,
 ) -> None:
     from agent.cli.build import agent_from_args
-    from agent.cli.main import build_parser
+    from agent.cli.entry import build_parser
 
     monkeypatch.delenv(ENV_VAR, raising=False)
     with FakeServer() as fake:
@@ -170,7 +170,7 @@ def test_strict_from_the_config_endpoint_and_the_flag(
 
 def test_the_flag_reaches_a_url_model(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from agent.cli.build import agent_from_args
-    from agent.cli.main import build_parser
+    from agent.cli.entry import build_parser
 
     monkeypatch.setenv(ENV_VAR, str(tmp_path / "none.toml"))
     (tmp_path / "none.toml").write_text("", encoding="utf-8")

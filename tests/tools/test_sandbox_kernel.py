@@ -398,7 +398,7 @@ def test_the_scratch_folder_belongs_to_the_sandbox_uid_as_root() -> None:
 def test_qwq_agent_tools_shows_the_layers_of_this_machine(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from agent.cli.main import main
+    from agent.cli import main
 
     assert main(["tools"]) == 0
     out = capsys.readouterr().out

@@ -239,7 +239,7 @@ def test_run_chat_refuses_bad_options_before_opening_the_app(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from agent.cli.chat import run_chat
-    from agent.cli.main import build_parser
+    from agent.cli.entry import build_parser
 
     args = build_parser().parse_args(["chat", "--tools", "no_such_tool"])
     assert run_chat(args) == 2

@@ -32,7 +32,7 @@ import pytest
 
 from agent.cli import web
 from agent.cli.common import EXIT_BAD_INPUT
-from agent.cli.main import build_parser
+from agent.cli.entry import build_parser
 from tests.conftest import HANG_BOUND
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,7 +69,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     home = tmp_path_factory.mktemp("web-home")
     env = {**os.environ, "XDG_CONFIG_HOME": str(home), "XDG_DATA_HOME": str(home)}
     command = [
-        sys.executable, "-m", "agent.cli.main", "web", "--port", "0", "--no-transcript",
+        sys.executable, "-m", "agent.cli", "web", "--port", "0", "--no-transcript",
         "--model", "scripted:examples/scripted/add.yaml",
     ]  # fmt: skip
     log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in the finally below)
@@ -377,11 +377,11 @@ def test_chat_command_passes_the_agent_options_through() -> None:
         "--mcp", "http://m/", "--yes", "--temperature", "0.5", "--header", "A: b",
     )  # fmt: skip
     assert web.chat_command(args) == [
-        sys.executable, "-m", "agent.cli.main", "chat", "--model", "scripted:x.yaml",
+        sys.executable, "-m", "agent.cli", "chat", "--model", "scripted:x.yaml",
         "--temperature", "0.5", "--header", "A: b", "--tools", "", "--mcp", "a b",
         "--mcp", "http://m/", "--yes",
     ]  # fmt: skip
-    assert web.chat_command(_web_args()) == [sys.executable, "-m", "agent.cli.main", "chat"]
+    assert web.chat_command(_web_args()) == [sys.executable, "-m", "agent.cli", "chat"]
 
 
 @pytest.mark.parametrize(
@@ -442,7 +442,7 @@ def test_a_chat_process_whose_server_died_exits(tmp_path: Path) -> None:
     """A chat process started for a browser tab quits when the server that started it dies
     (SIGKILL, no goodbye), instead of lingering with nobody to serve."""
     chat = [
-        sys.executable, "-m", "agent.cli.main", "chat", "--no-transcript",
+        sys.executable, "-m", "agent.cli", "chat", "--no-transcript",
         "--model", "scripted:examples/scripted/add.yaml",
     ]  # fmt: skip
     stand_in = (

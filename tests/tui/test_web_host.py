@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from agent.cli import web
-from agent.cli.main import build_parser
+from agent.cli.entry import build_parser
 from models.llama.host import LlamaHost
 from tests.models.host_fakes import FakeDecoder, ScriptModel, fake_host
 
