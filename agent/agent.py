@@ -18,7 +18,7 @@ from typing import Any, Literal
 from agent.approval import ApprovalCallback, ApprovalPolicy, ApprovalSetting
 from agent.events import Event, RunResult
 from agent.executor import ToolExecutor
-from agent.loop import Limits, RunState, run_loop
+from agent.loop import DEFAULT_MAX_STEPS, Limits, RunState, run_loop
 from agent.transcript import TranscriptWriter, default_sessions_dir, load_transcript
 from models import Backend, ProgressCallback, Sampling, Usage
 from tools import ToolContext, ToolError, ToolRegistry, ToolSpec, check_tool_settings
@@ -92,7 +92,7 @@ class Agent:
         approval: ApprovalSetting = "ask",
         approval_callback: ApprovalCallback | None = None,
         workspace: str | Path = ".",
-        max_steps: int = 20,
+        max_steps: int = DEFAULT_MAX_STEPS,
         max_tokens: int | None = None,
         thinking_budget: int | None = None,
         timeout: float | None = None,

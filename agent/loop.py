@@ -71,11 +71,15 @@ from tools import ToolRegistry
 _CALL_BLOCK = re.compile(rf"{CALL_OPEN}.*?(?:{CALL_CLOSE}|$)", re.DOTALL)
 
 
+DEFAULT_MAX_STEPS = 20
+"""Model generations per run unless told otherwise (the one place this default is set)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
     """The numbers that bound one run; breaking one ends the run with its reason."""
 
-    max_steps: int = 20
+    max_steps: int = DEFAULT_MAX_STEPS
     max_tokens: int | None = None
     timeout: float | None = None
     max_repeated_calls: int = 3

@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from agent import Agent
 from agent.cli.common import DEFAULTS
 from agent.errors import InputError
 
@@ -47,7 +48,7 @@ def server_options(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in options.items() if v is not None}
 
 
-def agent_from_args(args: argparse.Namespace, **overrides: Any) -> Any:
+def agent_from_args(args: argparse.Namespace, **overrides: Any) -> Agent:
     """The agent the options describe (its model is loaded on first use).
 
     Raises:
@@ -55,7 +56,6 @@ def agent_from_args(args: argparse.Namespace, **overrides: Any) -> Any:
         tools.registry.UnknownToolError: a tool name that does not exist.
         models.base.BackendError: an endpoint that cannot be set up.
     """
-    from agent import Agent
     from agent.config import ConfigError, load_config
 
     try:

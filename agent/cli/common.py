@@ -1,13 +1,16 @@
 """What every subcommand of the command line shares: exit codes, the built-in defaults of the
 agent options, and the options themselves (:func:`add_agent_options`).
 
-Imports only argparse, so that ``qwq-agent --help`` stays fast.
+Imports only argparse and the core's defaults (loaded with the ``agent`` package anyway),
+so that ``qwq-agent --help`` stays fast.
 """
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
+
+from agent.loop import DEFAULT_MAX_STEPS
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -19,7 +22,7 @@ DEFAULTS: dict[str, Any] = {
     "tools": DEFAULT_TOOLS,
     "workspace": ".",
     "placement": "interleaved",
-    "max_steps": 20,
+    "max_steps": DEFAULT_MAX_STEPS,
     "tool_choice": "auto",
 }
 """Built-in values of options left unset on the command line and in the config file."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agent.loop import DEFAULT_MAX_STEPS
 from agent.tasks.safe_yaml import DocPath, YamlLoadError, dotted
 from agent.tasks.taskfile import (
     DEFAULT_MODEL,
@@ -163,7 +164,7 @@ class Planner:
             placement=pick("placement", "interleaved"),
             tool_choice=pick("tool_choice", "auto"),
             workspace=workspace,
-            max_steps=pick("max_steps", 20),
+            max_steps=pick("max_steps", DEFAULT_MAX_STEPS),
             max_tokens=pick("max_tokens", None),
             thinking_budget=pick("thinking_budget", None),
             timeout_s=pick("timeout_s", None),
