@@ -87,3 +87,13 @@ def test_requests_need_the_key_and_a_well_formed_body(server: HostServer) -> Non
         assert client.info.context_size == 4096
     finally:
         client.close()
+
+
+def test_a_prompt_longer_than_the_window_is_refused_with_the_reason(server: HostServer) -> None:
+    """The host's ContextOverflowError is a BackendError (issue 13): the request gets a 400
+    that says by how much the context is too long, instead of a dropped connection."""
+    headers = {"Authorization": "Bearer host-key-5e1d"}
+    url = f"{server.url}/completions"
+    refused = httpx.post(url, json={"prompt": "x" * 5000}, headers=headers)
+    assert refused.status_code == 400
+    assert "the model's window is 4096" in refused.json()["error"]["message"]
