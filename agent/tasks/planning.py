@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.loop import DEFAULT_MAX_STEPS
+from agent.tasks.problems import in_file_order
 from agent.tasks.safe_yaml import DocPath, YamlLoadError, dotted
 from agent.tasks.taskfile import (
     DEFAULT_MODEL,
@@ -94,7 +95,7 @@ class Planner:
         self._check_approved()
         plans = [self._plan(i, task) for i, task in self.spec.numbered_tasks()]
         if self.problems:
-            raise TaskFileError(sorted(self.problems, key=_in_file_order))
+            raise TaskFileError(sorted(self.problems, key=in_file_order))  # command line first
         return [p for p in plans if p is not None]
 
     # -- helpers ---------------------------------------------------------------------------
@@ -413,12 +414,6 @@ class Planner:
 
             self._jinja = BoundedEnvironment()
         return self._jinja
-
-
-def _in_file_order(problem: YamlLoadError) -> tuple[int, int]:
-    """Command-line problems first (in the order found), then by place in the file."""
-    where = problem.location
-    return (where.line, where.column) if where is not None else (0, 0)
 
 
 def _first(layers: list[Settings], name: str) -> Any:
