@@ -40,6 +40,8 @@ def start(app: ChatApp, agent: Agent, label: str) -> None:
     if app.confirm_downloads and ask_before_download(
         app, agent.model_spec, partial(_answered, app, agent, label)
     ):
+        if agent is app.agent:  # the bar names the model the question is about
+            app.status.set_model(f"{label} (not loaded)", 0)
         return
     _begin(app, agent, label)
 

@@ -95,6 +95,7 @@ async def test_the_chat_asks_before_its_first_model_downloads(tmp_path: Path) ->
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_until(pilot, lambda: isinstance(app.screen, DownloadScreen))
         assert agent.loads == 0 and not app.loading
+        assert app.status.model == "qwq-32b (not loaded)"  # named while it asks
         await pilot.press("n")
         await wait_until(pilot, lambda: any("was not downloaded" in n for n in notes(app)))
         assert "qwq-agent models pull qwq-32b" in notes(app)[-1]
