@@ -58,8 +58,9 @@ def test_model_figures_on_the_tiny_model(
     runtime_figures: dict[str, Any],
     tmp_path: Path,
 ) -> None:
-    """``--quick``'s model workload on the session's model, and the warm start in new
-    processes; that a resume evaluates only the observation is the backend tests' to prove."""
+    """``--quick``'s model workload on the session's model (prompt lookup and the model host
+    included: their benchmarks run here, once), and the warm start in new processes; that a
+    resume evaluates only the observation is the backend tests' to prove."""
     figures = {**runtime_figures, "model": TINY_SPEC}
     figures.update(bench.model_figures(tiny_backend, quick=True))
     figures["warm_start"] = llama.warm_start(
@@ -77,8 +78,25 @@ def test_model_figures_on_the_tiny_model(
     assert set(resume["reprefill_seconds_by_context"]) == sizes
     assert figures["warm_start"]["prefix_tokens_loaded"] > 0  # the warm run loaded the state
 
+    host = figures["host"]  # benchmarks/host.py: sessions at once, resume from saved KV
+    sessions, restored = host["sessions"], host["resume"]
+    assert set(sessions["tokens_per_s"]) == {"1", "2"}
+    assert all(v > 0 for v in sessions["tokens_per_s"].values())
+    assert sessions["identical_to_alone"] == {"1": True, "2": True}
+    assert restored["evaluated_after_restore"] == 1  # the last token, for its logits
+    assert restored["context_tokens"] > 32 and restored["state_mb"] > 0
+    lookup = figures["lookup"]  # benchmarks/lookup.py: prompt lookup beside plain decoding
+    for key in ("copy", "free", "free_sampled"):
+        f = lookup[key]
+        assert f["plain_tok_s"] > 0 and f["lookup_tok_s"] > 0 and f["ratio"] > 0
+        assert 0 <= f["accepted"] <= f["drafted"]
+    assert lookup["tool_stop"]["stops_at_call"] == lookup["tool_stop"]["calls"] == 2
+    assert lookup["tool_stop"]["tokens_after_tool_call"] == 0
+    assert tiny_backend._lookup is not None  # the plain runs gave it back
+
     table = bench.table(figures)
     assert "K=1" in table and "time to first token" in table
+    assert "copy-heavy step" in table and "</tool_call>" in table and "sessions at once" in table
     json.dumps(figures)  # what --json writes
     written = bench.charts(figures, tmp_path)
     assert {p.name for p in written} == {"prefill_vs_k.svg", "resume_latency.svg"}

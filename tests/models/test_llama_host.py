@@ -120,18 +120,3 @@ def test_one_agent_parked_on_an_approval_one_cancelled_others_finish(host: Llama
     u = result.usage  # swapped out and back in: nothing evaluated twice
     assert u.prompt_tokens_cached == 0
     assert abs(u.prompt_tokens_evaluated + u.completion_tokens - u.context_tokens) <= 2
-
-
-def test_the_host_benchmark_runs(tiny_backend: LlamaCppBackend) -> None:
-    """``benchmarks/host.py`` on a tiny workload (figures depend on the machine; the
-    structure and what is exact are checked)."""
-    from benchmarks import host as bench
-
-    figures = bench.figures(tiny_backend, quick=True)
-    sessions, resume = figures["sessions"], figures["resume"]
-    assert set(sessions["tokens_per_s"]) == {"1", "2"}
-    assert all(v > 0 for v in sessions["tokens_per_s"].values())
-    assert sessions["identical_to_alone"] == {"1": True, "2": True}
-    assert resume["evaluated_after_restore"] == 1  # the last token, for its logits
-    assert resume["context_tokens"] > 32 and resume["state_mb"] > 0
-    assert len(bench.rows(figures)) == 2

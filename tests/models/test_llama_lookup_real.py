@@ -255,26 +255,6 @@ def test_the_tool_call_grammar_accepts_drafts(eager: LlamaCppBackend) -> None:
     assert usage.draft_tokens_accepted > 0
 
 
-def test_the_benchmark_reports_lookup_beside_plain_decoding(
-    tiny_backend: LlamaCppBackend,
-) -> None:
-    """``benchmarks/lookup.py`` on its quick workload: every figure there and in the table
-    (the ratios themselves are the benchmark's to report, not a test's to judge)."""
-    from benchmarks import lookup
-
-    figures = lookup.figures(tiny_backend, quick=True)
-    for key in ("copy", "free", "free_sampled"):
-        f = figures[key]
-        assert f["plain_tok_s"] > 0 and f["lookup_tok_s"] > 0 and f["ratio"] > 0
-        assert 0 <= f["accepted"] <= f["drafted"]
-    assert figures["tool_stop"]["stops_at_call"] == figures["tool_stop"]["calls"] == 2
-    assert figures["tool_stop"]["tokens_after_tool_call"] == 0
-    table = "\n".join(" | ".join(row) for row in lookup.rows(figures))
-    assert "copy-heavy step" in table and "free generation" in table and "</tool_call>" in table
-    assert tiny_backend._lookup is not None  # the plain runs gave it back
-    json.dumps(figures)
-
-
 def test_a_kv_cache_that_cannot_drop_a_draft_is_an_error_not_a_corrupt_context(
     eager: LlamaCppBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
