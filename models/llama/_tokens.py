@@ -226,3 +226,23 @@ def make_sampler(llm: Llama, options: GenerateOptions) -> LlamaSampler:
     chain.add_temp(s.temperature)
     chain.add_dist(llama_cpp.LLAMA_DEFAULT_SEED if s.seed is None else s.seed & 0xFFFFFFFF)
     return chain
+
+
+class StopMatcher:
+    """Finds the first of ``stops`` in text streamed piece by piece, however it is split,
+    keeping only the tail a stop could still start in."""
+
+    def __init__(self, stops: Sequence[str]) -> None:
+        self.stops = tuple(stops)
+        self.longest = max((len(s) for s in self.stops), default=0)
+        self.recent = ""
+
+    def seen(self, text: str) -> bool:
+        """Whether a stop string ends in the text so far, ``text`` being the newest piece."""
+        if not self.longest:
+            return False
+        recent = (self.recent + text)[-(self.longest + len(text)) :]
+        if any(stop in recent for stop in self.stops):
+            return True
+        self.recent = recent[-(self.longest - 1) :] if self.longest > 1 else ""
+        return False

@@ -72,6 +72,7 @@ from models.llama._lookup import Lookup, LookupSettings, cut_after_stops
 from models.llama._record import ContextRecord
 from models.llama._tokens import (
     PENALTY_LAST_N,
+    StopMatcher,
     Vocabulary,
     make_sampler,
     supports_lookup,
@@ -435,8 +436,7 @@ class LlamaCppBackend:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         chunks: list[str] = []
         produced = covered = 0  # sampled tokens kept / of them, fully yielded as text
-        longest_stop = max((len(s) for s in options.stop), default=0)
-        recent = ""
+        stop_strings = StopMatcher(options.stop)
         # Sampled tokens not in the record yet (a verified draft gives several at once); the
         # first ``in_kv`` of them are already in the KV cache (accepted draft tokens).
         queue: collections.deque[int] = collections.deque()
@@ -479,11 +479,8 @@ class LlamaCppBackend:
                     continue
                 chunks.append(text)
                 yield text
-                if longest_stop:
-                    recent = (recent + text)[-(longest_stop + len(text)) :]
-                    if any(stop in recent for stop in options.stop):
-                        return "stopped"
-                    recent = recent[-(longest_stop - 1) :] if longest_stop > 1 else ""
+                if stop_strings.seen(text):
+                    return "stopped"
         except RuntimeError as exc:
             self._reset()  # the KV cache cannot be trusted any more
             raise BackendError(f"llama.cpp failed while generating: {exc}") from exc

@@ -45,6 +45,7 @@ from models.base import (
 from models.llama._batch import Decoder
 from models.llama._host_scheduler import HostLimits, Job, Scheduler
 from models.llama._record import ContextRecord
+from models.llama._tokens import StopMatcher
 from models.qwq.tags import TOKEN_TAGS
 
 if TYPE_CHECKING:
@@ -347,8 +348,7 @@ class HostedLlamaBackend:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         chunks: list[str] = []
         produced = covered = 0
-        longest_stop = max((len(s) for s in options.stop), default=0)
-        recent = ""
+        stop_strings = StopMatcher(options.stop)
         try:
             while True:
                 token, reason = self._next(job, produced, options)
@@ -363,11 +363,8 @@ class HostedLlamaBackend:
                     continue
                 chunks.append(text)
                 yield text
-                if longest_stop:
-                    recent = (recent + text)[-(longest_stop + len(text)) :]
-                    if any(stop in recent for stop in options.stop):
-                        return "stopped"
-                    recent = recent[-(longest_stop - 1) :] if longest_stop > 1 else ""
+                if stop_strings.seen(text):
+                    return "stopped"
         finally:
             scheduler.finish(job, covered)
             record = self._record
