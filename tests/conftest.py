@@ -92,3 +92,16 @@ def tiny_backend(tiny_model: TinyModel) -> LlamaCppBackend:
     """The session's tiny :class:`LlamaCppBackend` with an empty context (no reload); see
     :class:`tests.real_model.TinyModel`. Tests using it carry the ``real_model`` marker."""
     return tiny_model.backend()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Close the two ``/dev/null`` files llama-cpp-python opens at import and never closes
+    (``llama_cpp._utils``), so the run does not end with an "unclosed file" ResourceWarning
+    that hides real ones."""
+    import sys
+
+    utils = sys.modules.get("llama_cpp._utils")
+    for name in ("outnull_file", "errnull_file"):
+        file = getattr(utils, name, None)
+        if file is not None:
+            file.close()
