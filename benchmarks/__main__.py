@@ -97,6 +97,12 @@ def run(model: str | None, quick: bool, n_ctx: int, threads: int | None = None) 
         results["warm_start"] = llama.warm_start(
             gguf, tools=tools, warm_runs=1 if quick else 2, threads=threads
         )
+        from benchmarks import process_memory, web_memory
+
+        if process_memory.supported():  # `qwq-agent web`: 3 tabs against 1, and own copies
+            results["web_memory"] = web_memory.measure(
+                gguf, counterfactual=not quick, cpu=_one_cpu() if threads == 1 else None
+            )
         if not quick and _has_server_extra():
             from benchmarks.concurrency import batch_speedup
 
@@ -134,6 +140,16 @@ def model_figures(backend: LlamaCppBackend, quick: bool) -> dict[str, Any]:
 
         results["lookup"] = lookup.figures(backend, quick)
     return results
+
+
+def _one_cpu() -> int | None:
+    """A CPU this process may run on (for ``--threads 1``: everything it starts runs there)."""
+    import os
+
+    try:
+        return min(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return None
 
 
 def _has_server_extra() -> bool:
@@ -259,6 +275,10 @@ def table(results: dict[str, Any]) -> str:
         from benchmarks import host
 
         rows += host.rows(results["host"])
+    if "web_memory" in results:
+        from benchmarks import web_memory
+
+        rows += web_memory.rows(results["web_memory"])
     if "concurrency" in results:
         c = results["concurrency"]
         rows.append(
@@ -275,7 +295,8 @@ def table(results: dict[str, Any]) -> str:
 
 
 def charts(results: dict[str, Any], folder: Path) -> list[Path]:
-    """SVG charts: tokens evaluated against K (both approaches); resume latency against context."""
+    """SVG charts: tokens evaluated against K (both approaches); resume latency against
+    context; peak memory of ``qwq-agent web`` against tabs (shared model, own copies)."""
     written: list[Path] = []
     if "episodes" in results:
         ks = [e["k"] for e in results["episodes"]]
@@ -321,6 +342,24 @@ def charts(results: dict[str, Any], folder: Path) -> list[Path]:
                         (float(k), v * 1000)
                         for k, v in results["resume"]["reprefill_seconds_by_context"].items()
                     ],
+                },
+            )
+        )
+        written.append(path)
+    if "web_memory" in results:
+        memory = results["web_memory"]
+        setups = {"qwq-agent web (one model host)": memory["shared"]}
+        if "own_copies" in memory:
+            setups["a model per tab (before the host)"] = memory["own_copies"]
+        path = folder / "web_memory.svg"
+        path.write_text(
+            line_chart(
+                f"Peak memory (PSS) of qwq-agent web, model file {memory['model_mb']} MB",
+                "browser tabs",
+                "MB",
+                {
+                    name: [(float(n), phases[n]["pss_mb"]) for n in ("1", "3")]
+                    for name, phases in setups.items()
                 },
             )
         )
