@@ -513,11 +513,11 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
             "`qwq-agent web`: peak PSS, 3 tabs ÷ 1 tab",
             f"{round(three['pss_mb'] / one['pss_mb'], 2)}",
             f"{three['pss_mb']} MB vs {one['pss_mb']} MB (RSS {three['rss_mb']} vs "
-            f"{one['rss_mb']} MB); model file {model} MB, mapped by {three['model_mappers']} "
-            f"process(es); each extra tab adds {s['added_per_extra_tab_mb']} MB "
-            f"(2 tabs: {s['added_to_model']} of a model; the host: "
-            f"{s['role_growth_mb']} MB, {s['role_growth_to_model']} of a model; goal: 3 tabs "
-            "cost one model's worth)",
+            f"{one['rss_mb']} MB); (3 tabs − 1 tab) ÷ model file ({model} MB) = "
+            f"{s['added_to_model']}: each extra tab adds {s['added_per_extra_tab_mb']} MB, "
+            f"its chat process (Python, Textual), while the model host grows "
+            f"{s['role_growth_mb']} MB; the GGUF is mapped by {three['model_mappers']} "
+            "process (goal: 3 tabs cost one model's worth)",
         )
     ]
     if "own_copies" in results:
