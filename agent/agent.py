@@ -21,6 +21,7 @@ from agent.executor import ToolExecutor
 from agent.loop import DEFAULT_MAX_STEPS, Limits, RunState, run_loop
 from agent.transcript import TranscriptWriter, default_sessions_dir, load_transcript
 from models import Backend, ProgressCallback, Sampling, Usage
+from models.options import BackendOptions
 from tools import ToolContext, ToolError, ToolRegistry, ToolSpec, check_tool_settings
 
 Placement = Literal["interleaved", "template"]
@@ -67,11 +68,13 @@ class Agent:
             :data:`models.llama.kv_state.DEFAULT_SESSION_BYTES`, or a bound in bytes; a state
             over the bound is not written. Only backends that can save their KV state
             (the llama.cpp ones) take part; others ignore it.
-        backend_options: the keyword arguments of :func:`models.catalog.open_backend`, used
-            when ``model`` is a name, a path or a URL: for llama.cpp ``n_ctx``,
+        backend_options: how :func:`models.catalog.open_backend` opens ``model`` when it is a
+            name, a path or a URL: a :class:`models.options.BackendOptions`, or its flat
+            names (:data:`models.options.FLAT_NAMES`): for llama.cpp ``n_ctx``,
             ``n_gpu_layers``, ``flash_attn``, ``type_k``/``type_v``, ``chat_template``,
             ``warm_start``…; for a server ``api_mode`` (``"completions"`` or ``"chat"``),
-            ``model_name``, ``api_key_env``, ``headers``. Unknown keys raise ``ValueError``.
+            ``model_name``, ``api_key_env``, ``headers``, ``api_strict``. Unknown keys raise
+            ``ValueError``. Ignored when ``model`` is a backend.
         mcp_servers: Model Context Protocol servers whose tools join ``tools``: commands
             (``"npx server-x --flag"``), ``http(s)://`` URLs, or ``tools.mcp.McpServerSpec``.
             They are started here and stopped by :meth:`close`; their tools are dangerous
@@ -108,7 +111,7 @@ class Agent:
         transcript: bool | str | Path = True,
         sessions_dir: str | Path | None = None,
         session_kv: bool | int = False,
-        backend_options: Mapping[str, Any] | None = None,
+        backend_options: BackendOptions | Mapping[str, Any] | None = None,
         mcp_servers: Sequence[Any] = (),
     ) -> None:
         if placement not in ("interleaved", "template"):
@@ -125,11 +128,14 @@ class Agent:
         )
         if temperature is not None and temperature < 0:
             raise ValueError(f"temperature must be 0 or more, got {temperature!r}")
-        if backend_options and not isinstance(model, Backend):
-            _check_backend_options(backend_options)
         self._model_spec = model
         self._backend: Backend | None = model if isinstance(model, Backend) else None
-        self._backend_options = dict(backend_options or {})
+        self.backend_options = BackendOptions()
+        """How :meth:`load` opens the model (unused when it was given as a backend)."""
+        if isinstance(backend_options, BackendOptions):
+            self.backend_options = backend_options
+        elif backend_options and self._backend is None:
+            self.backend_options = BackendOptions.from_mapping(backend_options)
         self._mcp: list[Any] = []
         mcp_tools: list[ToolSpec] = []
         if mcp_servers:
@@ -199,7 +205,7 @@ class Agent:
         from models import open_backend
 
         assert isinstance(self._model_spec, str)
-        self._backend = open_backend(self._model_spec, progress=progress, **self._backend_options)
+        self._backend = open_backend(self._model_spec, self.backend_options, progress=progress)
         return self._backend
 
     @property
@@ -436,16 +442,3 @@ def _close(iterator: Iterator[Event]) -> None:
     close: Callable[[], None] | None = getattr(iterator, "close", None)
     if close is not None:
         close()
-
-
-def _check_backend_options(options: Mapping[str, Any]) -> None:
-    """Refuse ``backend_options`` that :func:`models.catalog.open_backend` does not take, now
-    rather than when the model loads."""
-    import inspect
-
-    from models import open_backend
-
-    known = set(inspect.signature(open_backend).parameters) - {"spec", "progress"}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise ValueError(f"unknown backend_options {unknown}; known: {', '.join(sorted(known))}")

@@ -47,13 +47,17 @@ import shlex
 import tomllib
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from agent.errors import InputError
 from agent.toml_places import KeyPath, Place, key_places, locate
 from tools import McpServerSpec
+
+if TYPE_CHECKING:
+    from models.openai.backend import OpenAIBackend
+    from models.openai.options import ServerOptions
 
 ENV_VAR = "QWQ_AGENT_CONFIG"
 """An environment variable that points at another config file."""
@@ -107,25 +111,40 @@ class EndpointConfig(_Section):
         """
         return {name: _expand(value, f"headers.{name}") for name, value in self.headers.items()}
 
-    def backend_options(self) -> dict[str, Any]:
-        """Keyword arguments for :class:`models.openai.backend.OpenAIBackend` (with ``base_url``)."""
-        from models.openai.backend import RetryPolicy
+    def server_options(self, *, strict: bool = False) -> ServerOptions:
+        """The :class:`models.openai.options.ServerOptions` of this endpoint (``strict``: strict
+        mode even when the file does not ask for it, as ``--api-strict`` does).
 
-        options: dict[str, Any] = {
-            "base_url": self.base_url,
-            "model_name": self.model_name,
-            "mode": self.mode,
-            "extended_sampling": not self.strict,
-            "api_key_env": self.api_key_env,
-            "headers": self.resolved_headers(),
-            "opens_thinking": self.opens_thinking,
-            "context_size": self.context_size,
-            "connect_timeout": self.connect_timeout,
-            "read_timeout": self.read_timeout,
-            "retry": RetryPolicy(max_retries=self.max_retries),
-            "trust_env": self.trust_env,
-        }
-        return options
+        Raises:
+            ConfigError: a header refers to a variable that is not set.
+        """
+        from models.openai.backend import RetryPolicy
+        from models.openai.options import ServerOptions
+
+        return ServerOptions(
+            model_name=self.model_name,
+            mode=self.mode,
+            strict=self.strict or strict,
+            api_key_env=self.api_key_env,
+            headers=self.resolved_headers(),
+            opens_thinking=self.opens_thinking,
+            context_size=self.context_size,
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout,
+            retry=RetryPolicy(max_retries=self.max_retries),
+            trust_env=self.trust_env,
+        )
+
+    def open_backend(self, *, strict: bool = False) -> OpenAIBackend:
+        """The backend of this endpoint, at :attr:`base_url` with :meth:`server_options`.
+
+        Raises:
+            ConfigError: a header refers to a variable that is not set.
+            models.errors.BackendError: the server cannot be reached, or its key is not set.
+        """
+        from models.openai.backend import OpenAIBackend
+
+        return OpenAIBackend(self.base_url, self.server_options(strict=strict))
 
 
 class McpConfig(_Section):

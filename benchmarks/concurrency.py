@@ -46,7 +46,7 @@ def batch_speedup(
     gguf: Path, tasks: int = 8, workers: int = 4, tool_s: float = 1.0
 ) -> dict[str, Any]:
     """Wall time of ``tasks`` tasks with 1 worker and with ``workers`` workers."""
-    from models.openai.backend import OpenAIBackend
+    from models.openai.backend import OpenAIBackend, ServerOptions
 
     @tool
     def research(topic: str) -> str:
@@ -66,10 +66,8 @@ def batch_speedup(
         _wait_ready(port, proc)
 
         def one(i: int) -> bool:
-            backend = OpenAIBackend(
-                f"http://127.0.0.1:{port}/v1", model_name="bench", discover=False,
-                opens_thinking=False, context_size=2048,
-            )  # fmt: skip
+            options = ServerOptions(model_name="bench", opens_thinking=False, context_size=2048)
+            backend = OpenAIBackend(f"http://127.0.0.1:{port}/v1", options, discover=False)
             agent = Agent(
                 backend, tools=[research], tool_choice="required", temperature=0, max_steps=2,
                 max_tokens=48, transcript=False,

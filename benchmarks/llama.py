@@ -375,8 +375,9 @@ WARM_SCRIPT = """
 import json, sys, time
 from agent import Agent
 from models.llama.backend import LlamaCppBackend
+from models.llama.options import LlamaOptions
 path, states, tools, threads = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4])
-backend = LlamaCppBackend(path, state_dir=states, n_ctx=4096, n_threads=threads, n_threads_batch=threads)
+backend = LlamaCppBackend(path, LlamaOptions(state_dir=states, n_ctx=4096, n_threads=threads, n_threads_batch=threads))
 agent = Agent(backend, tools=tools, transcript=False, max_tokens=1, approval="deny")
 t0 = time.perf_counter()
 for event in agent.stream("Hi"):

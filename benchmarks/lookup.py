@@ -25,6 +25,7 @@ from typing import Any
 
 from models.base import GenerateOptions, Sampling, Segment, Usage
 from models.llama.backend import LlamaCppBackend
+from models.llama.options import LlamaOptions
 from models.qwq import chat_template
 
 GREEDY = Sampling(temperature=0.0, top_k=0, top_p=1.0)
@@ -236,9 +237,8 @@ def main(argv: list[str] | None = None) -> int:
 
     spec = parse_spec(args.model)
     gguf = model_path(args.model) if spec.kind == "catalog" else spec.value
-    backend = LlamaCppBackend(
-        gguf, n_ctx=args.ctx, n_threads=args.threads, n_threads_batch=args.threads
-    )
+    options = LlamaOptions(n_ctx=args.ctx, n_threads=args.threads, n_threads_batch=args.threads)
+    backend = LlamaCppBackend(gguf, options)
     started = time.perf_counter()
     try:
         result = figures(backend, args.quick)

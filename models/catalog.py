@@ -11,6 +11,8 @@ A spec is one of:
 * ``scripted:FILE.yaml`` — :class:`models.scripted.ScriptedBackend` replaying a script;
 * ``http(s)://…`` — an OpenAI-compatible server (:class:`models.openai.backend.OpenAIBackend`).
 
+How each kind is opened is set by one :class:`models.options.BackendOptions`.
+
 :func:`open_backend` turns a spec into a loaded :class:`~models.base.Backend`; :func:`pull`
 downloads a hub model (``qwq-agent models pull``); :func:`download_plan` says, without the
 network, whether loading a spec would download first and how much (so a person can be asked
@@ -25,12 +27,13 @@ from __future__ import annotations
 import importlib.metadata
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
 from models.base import Backend, BackendError, Sampling
 from models.llama.gguf_file import MetadataValue
+from models.options import BackendOptions
 from models.progress import LoadProgress, ProgressCallback
 
 QWQ_SAMPLING = Sampling(temperature=0.6, top_p=0.95, top_k=40, min_p=0.0)
@@ -274,55 +277,26 @@ def recommended_context(
 
 def open_backend(
     spec: str,
+    options: BackendOptions | None = None,
     *,
-    n_ctx: int | None = None,
-    n_gpu_layers: int | None = None,
-    n_threads: int | None = None,
-    flash_attn: bool | None = None,
-    type_k: str | None = None,
-    type_v: str | None = None,
-    chat_template: str | None = None,
-    lookup: bool = True,
-    warm_start: bool = True,
-    state_dir: str | os.PathLike[str] | None = None,
-    download: bool = True,
-    cache_dir: str | os.PathLike[str] | None = None,
-    endpoint: str | None = None,
-    model_name: str | None = None,
-    api_mode: Literal["completions", "chat"] = "completions",
-    api_key_env: str | None = None,
-    headers: Mapping[str, str] | None = None,
-    api_strict: bool = False,
     progress: ProgressCallback | None = None,
 ) -> Backend:
     """Resolve ``spec`` and open its backend (downloading a hub model the first time).
 
     Args:
         spec: see the module docstring.
-        n_ctx, n_gpu_layers, n_threads, flash_attn, type_k, type_v, chat_template: passed to
-            :class:`models.llama.backend.LlamaCppBackend` (``None``: its defaults).
-        lookup: prompt-lookup decoding in the llama.cpp backend (on where it measures a
-            gain; ``False``: never).
-        warm_start: save and reuse the KV state of the system turn on disk.
-        state_dir: where warm-start states go (default: the user cache, ``kv-states``).
-        download: fetch a missing hub model (else fail with instructions).
-        cache_dir: the huggingface_hub cache (default: its own, ``HF_HUB_CACHE``).
-        endpoint: the hub URL (default: huggingface_hub's, ``HF_ENDPOINT``).
-        model_name, api_mode, api_key_env, headers: for ``http(s)://`` specs, passed to
-            :class:`models.openai.backend.OpenAIBackend` (the model served, ``"completions"`` or
-            ``"chat"``, the environment variable holding the API key, extra headers).
-        api_strict: for ``http(s)://`` specs, send only the fields OpenAI defines (no
-            ``top_k``, ``min_p``, ``repeat_penalty``, ``cache_prompt``); without it the
-            backend turns strict by itself when the server refuses one of them.
+        options: :class:`~models.options.BackendOptions` (default: all defaults); a catalog
+            model or a ``.gguf`` gets ``options.llama`` (with the warm-start folder filled in,
+            see :attr:`~models.options.BackendOptions.warm_start`) and the hub options, an
+            ``http(s)://`` spec ``options.server``, a ``scripted:`` spec nothing.
         progress: told how a download and then the load of a GGUF file go
             (:mod:`models.progress`); without it a download draws a terminal progress bar.
-
-    The llama.cpp options are ignored for ``scripted:`` specs.
 
     Raises:
         BackendError: the model cannot be found, downloaded or loaded; the message says why
             and what to do.
     """
+    options = options or BackendOptions()
     parsed = parse_spec(spec)
     if parsed.kind == "scripted":
         from models.scripted import ScriptedBackend
@@ -331,21 +305,9 @@ def open_backend(
     if parsed.kind == "server":
         from models.openai.backend import OpenAIBackend
 
-        return OpenAIBackend(
-            parsed.value,
-            model_name=model_name,
-            mode=api_mode,
-            api_key_env=api_key_env,
-            headers=headers,
-            chat_template=chat_template,
-            context_size=n_ctx,
-            default_sampling=QWQ_SAMPLING,
-            extended_sampling=not api_strict,
-        )
+        return OpenAIBackend(parsed.value, options.server, default_sampling=QWQ_SAMPLING)
     if parsed.kind == "catalog":
-        path = model_path(
-            spec, download=download, cache_dir=cache_dir, endpoint=endpoint, progress=progress
-        )
+        path = model_path(spec, progress=progress, **options.hub())
     else:
         path = Path(parsed.value)
     from models.llama.backend import LlamaCppBackend
@@ -353,19 +315,15 @@ def open_backend(
     size = path.stat().st_size if path.is_file() else None
     if progress is not None:
         progress(LoadProgress("load", path.name, 0, size))
-    states = (Path(state_dir) if state_dir else _user_cache() / "kv-states") if warm_start else None
+    llama = options.llama
+    if not options.warm_start:
+        llama = replace(llama, state_dir=None)
+    elif llama.state_dir is None:
+        llama = replace(llama, state_dir=_user_cache() / "kv-states")
     backend = LlamaCppBackend(
         path,
-        n_ctx=n_ctx,
-        n_gpu_layers=n_gpu_layers,
-        n_threads=n_threads,
-        flash_attn=flash_attn,
-        type_k=type_k,
-        type_v=type_v,
-        chat_template=chat_template,
-        lookup=lookup,
+        llama,
         name=spec if parsed.kind == "catalog" else None,
-        state_dir=states,
         default_sampling=default_sampling(spec),
     )
     if progress is not None:

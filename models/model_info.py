@@ -85,6 +85,7 @@ def machine_fit(
     server specs. Never downloads.
     """
     from models.llama._load import kv_cache_bytes, probe_machine, read_gguf, resolve_settings
+    from models.llama.options import LlamaOptions
 
     parsed = parse_spec(spec)
     if parsed.kind in ("scripted", "server"):
@@ -120,17 +121,14 @@ def machine_fit(
     machine = machine or probe_machine()
     out["machine"] = machine.as_dict()
     try:
-        settings = resolve_settings(
-            path,
-            metadata,
+        options = LlamaOptions(
             n_ctx=n_ctx,
             n_gpu_layers=n_gpu_layers,
             flash_attn=flash_attn,
             type_k=type_k,
             type_v=type_v,
-            machine=machine,
-            file_bytes=file_bytes,
         )
+        settings = resolve_settings(path, metadata, options, machine=machine, file_bytes=file_bytes)
     except BackendError as exc:
         out.update(fits=False, problem=str(exc))
         return out

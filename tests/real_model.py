@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from models.base import BackendError
+from models.base import BackendError, Sampling
 from models.llama.backend import LlamaCppBackend
+from models.llama.options import LlamaOptions
 
 TINY_SPEC = "smollm2-135m"
 """The catalog name of the tiny model."""
@@ -51,12 +52,20 @@ requires_tiny_model = pytest.mark.skipif(
 )
 
 
-def open_tiny(gguf: Path, **options: Any) -> LlamaCppBackend:
-    """A new backend of the tiny model on :data:`TINY_THREADS` threads; ``options`` go to
-    :class:`LlamaCppBackend`. For tests of loading itself; others use ``tiny_backend``."""
+def open_tiny(
+    gguf: Path,
+    *,
+    name: str | None = None,
+    default_sampling: Sampling | None = None,
+    **options: Any,
+) -> LlamaCppBackend:
+    """A new backend of the tiny model on :data:`TINY_THREADS` threads; ``options`` are its
+    :class:`LlamaOptions`. For tests of loading itself; others use ``tiny_backend``."""
     options.setdefault("n_threads", TINY_THREADS)
     options.setdefault("n_threads_batch", TINY_THREADS)
-    return LlamaCppBackend(gguf, **options)
+    return LlamaCppBackend(
+        gguf, LlamaOptions(**options), name=name, default_sampling=default_sampling
+    )
 
 
 class TinyModel:

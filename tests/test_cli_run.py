@@ -23,6 +23,7 @@ from agent.tasks.progress import PlainReporter, RichReporter, make_reporter, pri
 from agent.tasks.results import TaskResult, read_results
 from agent.transcript import load_transcript
 from models.base import BackendError, Usage
+from models.options import BackendOptions
 from models.scripted import call
 from tests.real_model import requires_tiny_model
 
@@ -212,10 +213,10 @@ def test_resume_warns_about_lines_that_are_not_results_and_goes_on(
 def test_a_context_the_model_cannot_take_points_at_the_task_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    def factory(spec: str, options: Any) -> Any:
+    def factory(spec: str, options: BackendOptions) -> Any:
         limit = 8192
         raise BackendError(
-            f"a context of {options['n_ctx']} tokens is more than this model supports "
+            f"a context of {options.llama.n_ctx} tokens is more than this model supports "
             f"({limit}); use --ctx {limit} or less"
         )
 

@@ -109,6 +109,27 @@ def test_the_tui_uses_only_the_public_face_of_agent() -> None:
     assert not wrong, "the TUI imports past `from agent import …`:\n" + "\n".join(wrong)
 
 
+def private_across_packages(module: str, target: str) -> bool:
+    """Whether ``module`` imports a private module (a ``_name`` part) of another top-level
+    package: ``agent.cli.tools`` importing ``tools._sandbox_layers``."""
+    return target.split(".")[0] != module.split(".")[0] and any(
+        part.startswith("_") for part in target.split(".")[1:]
+    )
+
+
+def test_no_package_imports_another_package_s_private_modules() -> None:
+    """A package uses another through the names it exports (``from tools import
+    kernel_layers``), never through its private modules."""
+    wrong = [
+        f"{module}:{line} imports {target}"
+        for module, target, line in project_imports()
+        if private_across_packages(module, target)
+    ]
+    assert not wrong, "imports of another package's private modules:\n" + "\n".join(wrong)
+    assert private_across_packages("agent.cli.tools", "tools._sandbox_layers")
+    assert not private_across_packages("tools.python_tool", "tools._sandbox_layers")
+
+
 def test_the_checker_sees_a_forbidden_import(tmp_path: Path) -> None:
     """The walk finds imports inside functions, relative ones and ``from pkg import mod``."""
     path = tmp_path / "mod.py"

@@ -22,6 +22,7 @@ from agent.tasks.taskfile import TaskPlan, load_task_file
 from agent.transcript import load_transcript
 from models.base import Backend, BackendError, BackendInfo, GenerateOptions, Segment, StopReason
 from models.base import Usage as UsageCounters
+from models.options import BackendOptions
 from models.scripted import ScriptedBackend, call
 from tests.conftest import HANG_BOUND
 
@@ -89,10 +90,10 @@ class Models:
     def __init__(self, backend_class: type[ScriptedBackend] = ScriptedBackend) -> None:
         self.backend_class = backend_class
         self.opened: dict[str, ScriptedBackend] = {}
-        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.calls: list[tuple[str, BackendOptions]] = []
 
-    def __call__(self, spec: str, options: Mapping[str, Any]) -> Backend:
-        self.calls.append((spec, dict(options)))
+    def __call__(self, spec: str, options: BackendOptions) -> Backend:
+        self.calls.append((spec, options))
         if "broken" in spec:
             raise BackendError(f"cannot load {spec}")
         backend = self.backend_class.from_yaml(spec.removeprefix("scripted:"))
@@ -178,7 +179,8 @@ def test_a_model_is_loaded_once_per_spec_and_closed_after_its_last_task(tmp_path
         closed_when_c_starts.append(models.opened["shared"].closed) if task_id == "c" else None
     )
     run(plans, tmp_path, reporter, models)
-    assert models.calls == [(shared, {"n_ctx": 4096}), (other, {"n_ctx": 4096})]
+    loaded = BackendOptions.from_mapping({"n_ctx": 4096})
+    assert models.calls == [(shared, loaded), (other, loaded)]
     assert closed_when_c_starts == [True]
     assert models.opened["shared"].remaining == 0 and models.opened["other"].closed
 
@@ -357,9 +359,9 @@ def test_a_model_that_fails_to_load_is_an_error_of_its_tasks(tmp_path: Path) -> 
 
 
 def test_a_load_error_names_the_task_file_key_that_caused_it(tmp_path: Path) -> None:
-    def factory(spec: str, options: Mapping[str, Any]) -> Backend:
+    def factory(spec: str, options: BackendOptions) -> Backend:
         raise BackendError(
-            f"{options.get('n_ctx')} tokens: not enough memory. Use a smaller --ctx, "
+            f"{options.llama.n_ctx} tokens: not enough memory. Use a smaller --ctx, "
             "or fewer GPU layers (--n-gpu-layers), or the CPU (--n-gpu-layers 0)"
         )
 
@@ -408,7 +410,7 @@ def test_an_unexpected_exception_is_recorded_and_the_batch_goes_on(tmp_path: Pat
         model=script(tmp_path, "good", ANSWER),
     )
 
-    def factory(spec: str, options: Mapping[str, Any]) -> Backend:
+    def factory(spec: str, options: BackendOptions) -> Backend:
         if spec.endswith("x.yaml"):
             return Exploding.from_yaml(spec.removeprefix("scripted:"))
         return open_model(spec, options)

@@ -8,9 +8,7 @@ each task has a session of its own, the tasks run at once, and every session is 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -19,6 +17,7 @@ from agent.tasks.results import ResultsFile
 from agent.tasks.runner import Runner, SessionHost, open_model
 from models.base import Backend
 from models.llama.host import LlamaHost
+from models.options import BackendOptions
 from models.scripted import call
 from tests.conftest import HANG_BOUND
 from tests.models.host_fakes import FakeDecoder, ScriptModel, fake_host
@@ -51,7 +50,7 @@ def test_tasks_share_one_host_at_once_each_in_its_own_session(
     decoder = FakeDecoder(ScriptModel(scripts), n_seq_max=2)
     opened: list[LlamaHost] = []
 
-    def factory(spec: str, options: Mapping[str, Any]) -> Backend | SessionHost:
+    def factory(spec: str, options: BackendOptions) -> Backend | SessionHost:
         opened.append(fake_host(decoder))
         return opened[-1]
 

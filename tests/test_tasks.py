@@ -11,6 +11,8 @@ import pytest
 from agent.tasks import safe_yaml
 from agent.tasks.planning import plan_tasks
 from agent.tasks.taskfile import Settings, TaskFileError, load_task_file, read_task_file
+from models.llama.options import LlamaOptions
+from models.options import BackendOptions
 
 SCRIPT = 'turns:\n  - "</think>\\n\\nok"\n'
 
@@ -96,7 +98,10 @@ def test_every_field_is_planned(tmp_path: Path) -> None:
     first, second = plan_tasks(load_task_file(path), cwd=tmp_path)
     assert first.model == f"scripted:{tmp_path / 'models/one.yaml'}"
     assert (first.n_ctx, first.n_gpu_layers) == (4096, -1)
-    assert first.backend_options() == {"n_ctx": 4096, "n_gpu_layers": -1}
+    assert first.backend_options().llama == LlamaOptions(n_ctx=4096, n_gpu_layers=-1)
+    assert first.backend_options() == BackendOptions.from_mapping(
+        {"n_ctx": 4096, "n_gpu_layers": -1}
+    )
     assert dict(first.sampling) == {
         "temperature": 0.5,
         "top_p": 0.9,
@@ -115,7 +120,7 @@ def test_every_field_is_planned(tmp_path: Path) -> None:
 
     assert second.model == f"scripted:{tmp_path / 'models/two.yaml'}"
     assert second.model_key != first.model_key
-    assert second.backend_options() == {"n_ctx": 2048, "n_gpu_layers": 0}
+    assert second.backend_options().llama == LlamaOptions(n_ctx=2048, n_gpu_layers=0)
     assert second.sampling["temperature"] == 1 and second.sampling["top_k"] == 0
     assert second.tools == ("calculator", "read_file") and second.approve == ()
     assert (second.placement, second.tool_choice) == ("interleaved", "auto")

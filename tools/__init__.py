@@ -12,6 +12,9 @@
 - :mod:`tools.mcp`: tools from Model Context Protocol servers.
 - :mod:`tools.output` (a result made text, capped and made inert) and :mod:`tools.display`
   (text made safe to show on a terminal).
+- What the python sandbox can apply on this machine: ``kernel_layers()`` (the layers a
+  throwaway child manages to apply), ``required_layers(mode)`` and ``bwrap_available()``
+  (``qwq-agent tools`` shows them).
 
 Other packages import the names below from here. ``tools`` imports ``models`` (for the
 QwQ control tokens and secret redaction) and never ``agent`` or ``tui``.
@@ -19,6 +22,8 @@ QwQ control tokens and secret redaction) and never ``agent`` or ``tui``.
 
 from __future__ import annotations
 
+from tools._sandbox_layers import kernel_layers, required_layers
+from tools._sandbox_run import bwrap_available
 from tools.base import Risk, Tool, ToolContext, tool
 from tools.display import escape_for_display
 from tools.errors import ToolArgumentError, ToolCancelledError, ToolError, UnknownToolError
@@ -40,10 +45,13 @@ __all__ = [
     "ToolSpec",
     "UnknownToolError",
     "builtin",
+    "bwrap_available",
     "cap",
     "check_tool_settings",
     "close_all",
     "connect_mcp",
     "escape_for_display",
+    "kernel_layers",
+    "required_layers",
     "tool",
 ]

@@ -90,13 +90,8 @@ def agent_from_args(args: argparse.Namespace, **overrides: Any) -> Agent:
     model_spec = str(pick("model"))
     model: Any = model_spec
     endpoint = config.endpoint(model_spec)
-    if endpoint is not None:
-        from models.openai.backend import OpenAIBackend
-
-        endpoint_options = endpoint.backend_options()
-        if getattr(args, "api_strict", None):  # the flag makes a configured endpoint strict too
-            endpoint_options["extended_sampling"] = False
-        model = OpenAIBackend(**endpoint_options)
+    if endpoint is not None:  # --api-strict makes a configured endpoint strict too
+        model = endpoint.open_backend(strict=bool(getattr(args, "api_strict", None)))
     elif model_spec.startswith(("http://", "https://")):
         backend_options.update(server_options(args))
     approval: Any = settings.get("approval", "ask")

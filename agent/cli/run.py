@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from agent.tasks.runner import BackendFactory, Runner
     from agent.tasks.taskfile import Settings, TaskPlan
     from models import Backend
+    from models.options import BackendOptions
 
 _OPTIONS = {
     "model": "model",
@@ -272,24 +273,20 @@ def _server_options(args: argparse.Namespace) -> dict[str, Any]:
 def _opener(
     config: Config, server: Mapping[str, Any], *, lookup: bool = True, sessions: int = 1
 ) -> BackendFactory:
-    """How the batch opens models: config endpoints by name, URLs with the server flags,
-    anything else through :func:`agent.tasks.runner.open_model` (``lookup=False``: --no-lookup;
-    ``sessions > 1``: --concurrency, an embedded model opens as a model host)."""
+    """How the batch opens models: config endpoints by name, URLs with the server flags
+    (``server``: :func:`agent.cli.build.server_options`), anything else through
+    :func:`agent.tasks.runner.open_model` (``lookup=False``: --no-lookup; ``sessions > 1``:
+    --concurrency, an embedded model opens as a model host)."""
     from agent.tasks.runner import SessionHost, open_model
 
-    def open_backend(spec: str, options: Mapping[str, Any]) -> Backend | SessionHost:
+    def open_backend(spec: str, options: BackendOptions) -> Backend | SessionHost:
         endpoint = config.endpoint(spec)
-        if endpoint is not None:
-            from models.openai.backend import OpenAIBackend
-
-            endpoint_options = endpoint.backend_options()
-            if server.get("api_strict"):  # --api-strict makes a configured endpoint strict too
-                endpoint_options["extended_sampling"] = False
-            return OpenAIBackend(**endpoint_options)
+        if endpoint is not None:  # --api-strict makes a configured endpoint strict too
+            return endpoint.open_backend(strict=bool(server.get("api_strict")))
         if spec.startswith(("http://", "https://")):
-            options = {**options, **server}
+            options = options.merged(server)
         elif not lookup:
-            options = {**options, "lookup": False}
+            options = options.merged({"lookup": False})
         return open_model(spec, options, sessions=sessions)
 
     return open_backend

@@ -1,7 +1,7 @@
 """``qwq-agent tools``: the built-in tools with their risk, and the python sandbox's layers.
 
 The layers are those this machine actually applies: a throwaway child confines itself with
-the kernel layer and reports what took (:func:`tools._sandbox_layers.kernel_layers`), so a
+the kernel layer and reports what took (:func:`tools.kernel_layers`), so a
 container that forbids Landlock or seccomp shows it here before a run fails on it.
 """
 
@@ -23,8 +23,7 @@ LAYER_TEXT = {
 
 def sandbox_status() -> dict[str, Any]:
     """What ``os_sandbox="auto"`` gets on this machine: layers applied, missing, and why."""
-    from tools._sandbox_layers import kernel_layers, required_layers
-    from tools._sandbox_run import bwrap_available
+    from tools import bwrap_available, kernel_layers, required_layers
 
     probe = kernel_layers()
     applied = [x for x in probe.get("applied", []) if isinstance(x, str)]

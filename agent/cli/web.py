@@ -59,6 +59,8 @@ from agent.config import ConfigError, load_config
 from models import BackendError, model_path, parse_spec
 from models.llama.host import is_embedded, open_host
 from models.llama.host_server import HostServer
+from models.llama.options import LlamaOptions
+from models.options import BackendOptions
 
 TOKEN_PARAMETER = "token"
 """The query parameter that carries the token."""
@@ -322,13 +324,10 @@ def open_shared_host(args: argparse.Namespace, spec: str) -> Any:
             print("qwq-agent web: the model is not downloaded yet; each tab opens it", flush=True)
             return None
     print(f"qwq-agent web: loading {spec} once, for every tab…", flush=True)
-    host = open_host(
-        spec,
-        n_seq_max=TAB_SEQUENCES,
-        n_ctx=getattr(args, "ctx", None),
-        n_gpu_layers=getattr(args, "n_gpu_layers", None),
-        download=False,
+    llama = LlamaOptions(
+        n_ctx=getattr(args, "ctx", None), n_gpu_layers=getattr(args, "n_gpu_layers", None)
     )
+    host = open_host(spec, BackendOptions(llama, download=False), n_seq_max=TAB_SEQUENCES)
     key = secrets.token_urlsafe(32)
     os.environ[HOST_KEY_ENV] = key  # inherited by the tabs' chat processes only
     return HostServer(host, api_key=key, owns_host=True)

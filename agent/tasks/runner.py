@@ -29,7 +29,7 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,6 +43,7 @@ from agent.tasks.progress import Reporter
 from agent.tasks.results import ResultsFile, TaskResult
 from agent.tasks.taskfile import TaskPlan
 from models import Backend, BackendError, BackendInfo, Sampling, Usage
+from models.options import BackendOptions
 from tools import Tool
 
 
@@ -59,14 +60,12 @@ class SessionHost(Protocol):
     def close(self) -> None: ...
 
 
-BackendFactory = Callable[[str, Mapping[str, Any]], Backend | SessionHost]
+BackendFactory = Callable[[str, BackendOptions], Backend | SessionHost]
 """Opens a model: ``(spec, load options) -> Backend`` (default: the model catalog), or a
 :class:`SessionHost` whose sessions the tasks use."""
 
 
-def open_model(
-    spec: str, options: Mapping[str, Any], *, sessions: int = 1
-) -> Backend | SessionHost:
+def open_model(spec: str, options: BackendOptions, *, sessions: int = 1) -> Backend | SessionHost:
     """The default :data:`BackendFactory`: :func:`models.catalog.open_backend`; with
     ``sessions > 1`` an embedded model (a catalog name or a .gguf path) is opened as a model
     host serving that many tasks at once (:func:`models.llama.host.open_host`)."""
@@ -75,10 +74,10 @@ def open_model(
     if sessions > 1 and is_embedded(spec):
         from models.llama.host import open_host
 
-        return open_host(spec, n_seq_max=sessions, **options)
+        return open_host(spec, options, n_seq_max=sessions)
     from models import open_backend
 
-    return open_backend(spec, **options)
+    return open_backend(spec, options)
 
 
 ModelKey = tuple[str, int | None, int | None]

@@ -38,6 +38,7 @@ from agent.tasks.safe_yaml import (
     dotted,
     load_yaml,
 )
+from models.options import BackendOptions
 
 Placement = Literal["interleaved", "template"]
 ToolChoice = Literal["auto", "required"]
@@ -151,10 +152,10 @@ class TaskPlan:
         """Tasks with the same key share one loaded model."""
         return (self.model, self.n_ctx, self.n_gpu_layers)
 
-    def backend_options(self) -> dict[str, Any]:
-        """The load options given for the model (for ``open_backend``)."""
+    def backend_options(self) -> BackendOptions:
+        """The load options given for the model (for :func:`models.catalog.open_backend`)."""
         options = {"n_ctx": self.n_ctx, "n_gpu_layers": self.n_gpu_layers}
-        return {k: v for k, v in options.items() if v is not None}
+        return BackendOptions.from_mapping({k: v for k, v in options.items() if v is not None})
 
 
 def read_task_file(path: str | Path) -> TaskFileSpec:

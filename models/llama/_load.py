@@ -31,6 +31,7 @@ from models.base import BackendError
 from models.catalog import recommended_context
 from models.llama._fit import KV_CACHE_TYPES, METAL_SHARE, FitRequest, Machine, ModelShape, plan
 from models.llama.gguf_file import GGUFError, MetadataValue, context_length, read_metadata
+from models.llama.options import LlamaOptions
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -183,22 +184,14 @@ def read_gguf(path: str | os.PathLike[str]) -> dict[str, MetadataValue]:
 
 
 def open_model_file(
-    model_path: str | os.PathLike[str],
-    *,
-    n_ctx: int | None = None,
-    n_gpu_layers: int | None = None,
-    n_threads: int | None = None,
-    n_threads_batch: int | None = None,
-    n_batch: int = 512,
-    flash_attn: bool | None = None,
-    type_k: str | None = None,
-    type_v: str | None = None,
+    model_path: str | os.PathLike[str], options: LlamaOptions | None = None
 ) -> tuple[Path, dict[str, MetadataValue], LoadSettings]:
-    """The path, metadata and load settings (:func:`resolve_settings`) of the GGUF file at
-    ``model_path``: what every loader of a model file starts with.
+    """The path, metadata and load settings (:func:`resolve_settings` of ``options``, default
+    :class:`~models.llama.options.LlamaOptions`) of the GGUF file at ``model_path``: what
+    every loader of a model file starts with.
 
     Raises:
-        BackendError: no file there, not a GGUF, or an invalid option.
+        BackendError: no file there, not a GGUF, or options this file cannot take.
     """
     path = Path(model_path).expanduser()
     if not path.is_file():
@@ -207,37 +200,19 @@ def open_model_file(
             "name (see `qwq-agent models`)"
         )
     metadata = read_gguf(path)
-    settings = resolve_settings(
-        path,
-        metadata,
-        n_ctx=n_ctx,
-        n_gpu_layers=n_gpu_layers,
-        n_threads=n_threads,
-        n_threads_batch=n_threads_batch,
-        n_batch=n_batch,
-        flash_attn=flash_attn,
-        type_k=type_k,
-        type_v=type_v,
-    )
-    return path, metadata, settings
+    return path, metadata, resolve_settings(path, metadata, options)
 
 
 def resolve_settings(
     path: str | os.PathLike[str],
     metadata: dict[str, MetadataValue],
+    options: LlamaOptions | None = None,
     *,
-    n_ctx: int | None = None,
-    n_gpu_layers: int | None = None,
-    n_threads: int | None = None,
-    n_threads_batch: int | None = None,
-    n_batch: int = 512,
-    flash_attn: bool | None = None,
-    type_k: str | None = None,
-    type_v: str | None = None,
     machine: Machine | None = None,
     file_bytes: int | None = None,
 ) -> LoadSettings:
-    """Decide the load settings; ``None`` options get the defaults described in the module.
+    """Decide the load settings of ``options`` (default: all decided here); ``None`` fields
+    get the defaults described in the module.
 
     ``n_ctx``, ``n_gpu_layers``, ``flash_attn``, ``type_k`` and ``type_v`` set explicitly are
     kept; the others are fitted to ``machine`` (default: :func:`probe_machine`) by
@@ -249,6 +224,8 @@ def resolve_settings(
         BackendError: an option is out of range, the combination cannot work, or the model
             cannot fit this machine (the message says what to try instead).
     """
+    options = options or LlamaOptions()
+    n_ctx, n_threads, n_threads_batch = options.n_ctx, options.n_threads, options.n_threads_batch
     train_ctx = context_length(metadata)
     qwq = is_qwq_like(path, metadata)
     explicit_ctx = n_ctx is not None
@@ -263,10 +240,8 @@ def resolve_settings(
             f"a context of {n_ctx} tokens is more than this model supports ({limit}); "
             f"use --ctx {limit} or less"
         )
-    if type_k is not None:
-        type_k = _kv_type(type_k, "type_k")
-    if type_v is not None:
-        type_v = _kv_type(type_v, "type_v")
+    type_k = options.type_k.lower() if options.type_k is not None else None
+    type_v = options.type_v.lower() if options.type_v is not None else None
     if machine is None:
         machine = probe_machine()
     if file_bytes is None:
@@ -277,8 +252,8 @@ def resolve_settings(
         FitRequest(
             n_ctx=n_ctx,
             ctx_explicit=explicit_ctx,
-            n_gpu_layers=n_gpu_layers,
-            flash_attn=flash_attn,
+            n_gpu_layers=options.n_gpu_layers,
+            flash_attn=options.flash_attn,
             type_k=type_k,
             type_v=type_v,
             smaller_model="a smaller quantization (e.g. qwq-32b:Q3_K_M)"
@@ -297,21 +272,16 @@ def resolve_settings(
             f"a quantized V cache ({fit.type_v!r}) needs flash attention in llama.cpp; "
             "turn flash attention on, or keep the V cache at f16"
         )
-    cores = physical_cores()
-    threads = n_threads if n_threads is not None else cores
-    if threads < 1:
-        raise BackendError(f"the thread count must be at least 1, not {threads}")
+    threads = n_threads if n_threads is not None else physical_cores()
     batch_threads = (
         n_threads_batch if n_threads_batch is not None else max(threads, len(_allowed_cpus()))
     )
-    if batch_threads < 1:
-        raise BackendError(f"the batch thread count must be at least 1, not {batch_threads}")
     return LoadSettings(
         n_ctx=fit.n_ctx,
         n_gpu_layers=fit.n_gpu_layers,
         n_threads=threads,
         n_threads_batch=batch_threads,
-        n_batch=max(1, min(n_batch, fit.n_ctx)),
+        n_batch=max(1, min(options.n_batch, fit.n_ctx)),
         flash_attn=fit.flash_attn,
         type_k=fit.type_k,
         type_v=fit.type_v,
@@ -328,15 +298,6 @@ def _allowed_cpus() -> list[int]:
         return sorted(os.sched_getaffinity(0))
     except AttributeError:
         return list(range(os.cpu_count() or 1))
-
-
-def _kv_type(name: str | None, option: str) -> str:
-    name = (name or "f16").lower()
-    if name not in KV_CACHE_TYPES:
-        raise BackendError(
-            f"unknown KV-cache type {name!r} for {option}; use one of {', '.join(KV_CACHE_TYPES)}"
-        )
-    return name
 
 
 def kv_cache_bytes(metadata: dict[str, MetadataValue], settings: LoadSettings) -> int | None:

@@ -22,7 +22,7 @@ called from several threads at once. Two modes:
 
 Strict mode: beyond OpenAI's fields, requests carry the samplers QwQ wants and llama.cpp,
 vLLM and SGLang read (:data:`EXTENDED_FIELDS`: ``top_k``, ``min_p``, ``repeat_penalty`` and
-vLLM's ``repetition_penalty``, ``cache_prompt``). ``extended_sampling=False`` (``api_strict``,
+vLLM's ``repetition_penalty``, ``cache_prompt``). ``ServerOptions(strict=True)`` (``api_strict``,
 ``--api-strict``, ``strict = true`` in a config endpoint) leaves them out, for servers that
 refuse what OpenAI does not define. A server that answers HTTP 400 or 422 naming one of them
 switches the backend to strict by itself: the request is sent again once without them, and
@@ -60,7 +60,7 @@ import os
 import re
 import threading
 from collections.abc import Callable, Generator, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 
@@ -94,15 +94,20 @@ from models.openai._support import (
     usable_template,
 )
 from models.openai._usage import Attempt, UsageMeter
+from models.openai.options import DEFAULT_STOP, Mode, ServerOptions
 from models.qwq import chat_template as templates
 
-__all__ = ["DEFAULT_STOP", "EXTENDED_FIELDS", "Mode", "OpenAIBackend", "RetryPolicy"]
+__all__ = [
+    "DEFAULT_STOP",
+    "EXTENDED_FIELDS",
+    "Mode",
+    "OpenAIBackend",
+    "RetryPolicy",
+    "ServerOptions",
+]
 
 log = logging.getLogger(__name__)
 
-Mode = Literal["completions", "chat"]
-DEFAULT_STOP = ("<|im_end|>", "<|endoftext|>")
-"""End-of-turn strings of ChatML models (QwQ, Qwen, SmolLM2)."""
 EXTENDED_FIELDS = ("top_k", "min_p", "repeat_penalty", "repetition_penalty", "cache_prompt")
 """The request fields beyond OpenAI's API sent with ``extended_sampling`` (strict mode: none)."""
 _NAMES_EXTENDED = re.compile(r"\b(?:" + "|".join(EXTENDED_FIELDS) + r")\b")
@@ -114,30 +119,10 @@ class OpenAIBackend:
     Args:
         base_url: the API root, e.g. ``http://127.0.0.1:8080/v1`` (a bare ``http://host:port``
             gets ``/v1``).
-        model_name: the ``model`` sent with each request (default: the first model the
-            server lists at ``GET /models``).
-        mode: ``"completions"`` or ``"chat"``.
-        api_key_env: the name of the environment variable holding the API key (sent as a
-            bearer token); ``None``: no key.
-        headers: extra headers for every request.
-        chat_template: the model's Jinja chat template, for rendering prompts in completions
-            mode (default: the server's ``/props`` ``chat_template`` when it has one, else
-            the built-in QwQ template). In chat mode the server renders; this only tells
-            whether its generation prompt opens a thinking block.
-        opens_thinking: overrides what the template says about an open ``<think>``.
-        context_size: the window in tokens (default: ``/props`` ``n_ctx``, else 0: unknown).
-        supports_grammar: whether to send ``GenerateOptions.grammar`` (default: in
-            completions mode yes, in chat mode no).
+        options: how to talk to it (:class:`~models.openai.options.ServerOptions`: model,
+            mode, key, headers, strict mode, template, timeouts, retries); default: its
+            defaults (completions mode, the server's first model, no key).
         default_sampling: the model's recommended sampling (default: QwQ's).
-        extended_sampling: send the samplers beyond OpenAI's (:data:`EXTENDED_FIELDS`);
-            ``False`` is strict mode, for servers that reject them. Turned off by itself when
-            the server refuses one of them by name (module docstring).
-        stop: end-of-turn strings (sent to the server, never yielded).
-        connect_timeout: seconds to open a connection.
-        read_timeout: seconds without a byte from the server (first byte included) before
-            giving up.
-        retry: the retry policy (retries, backoff, the longest ``Retry-After`` honoured).
-        trust_env: honour proxy environment variables (httpx's ``trust_env``).
         transport: the httpx transport that carries the requests (default: httpx's own, over
             the network). Tests pass an ``httpx.MockTransport`` to script the server; a
             caller can pass one with its own TLS, proxy or retry settings.
@@ -145,35 +130,22 @@ class OpenAIBackend:
         name: a display name (default: ``MODEL @ URL``).
 
     Raises:
-        BackendError: an invalid mode or URL, an API key variable that is not set, or a
-            server that cannot be reached when the model must be discovered.
+        BackendError: an invalid URL, an API key variable that is not set, or a server that
+            cannot be reached when the model must be discovered.
     """
 
     def __init__(
         self,
         base_url: str,
+        options: ServerOptions | None = None,
         *,
-        model_name: str | None = None,
-        mode: Mode = "completions",
-        api_key_env: str | None = None,
-        headers: Mapping[str, str] | None = None,
-        chat_template: str | None = None,
-        opens_thinking: bool | None = None,
-        context_size: int | None = None,
-        supports_grammar: bool | None = None,
         default_sampling: Sampling | None = None,
-        extended_sampling: bool = True,
-        stop: Sequence[str] = DEFAULT_STOP,
-        connect_timeout: float = 10.0,
-        read_timeout: float = 300.0,
-        retry: RetryPolicy | None = None,
-        trust_env: bool = True,
         transport: httpx.BaseTransport | None = None,
         discover: bool = True,
         name: str | None = None,
     ) -> None:
-        if mode not in ("completions", "chat"):
-            raise BackendError(f"unknown server mode {mode!r}; use 'completions' or 'chat'")
+        options = options or ServerOptions()
+        mode, headers, api_key_env = options.mode, options.headers, options.api_key_env
         redact.register(headers=headers, url=base_url)
         url = base_url.strip().rstrip("/")
         if not url.startswith(("http://", "https://")):
@@ -193,18 +165,18 @@ class OpenAIBackend:
             redact.register(api_key=api_key)
         self.base_url = url
         self.mode: Mode = mode
-        self.extended_sampling = extended_sampling
+        self.extended_sampling = not options.strict
         self._strict_lock = threading.Lock()
-        self.stop = tuple(stop)
+        self.stop = tuple(options.stop)
         self._http = HttpSession(
             url,
-            headers=dict(headers or {}),
+            headers=dict(headers),
             api_key=api_key,
             api_key_env=api_key_env,
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            retry=retry or RetryPolicy(),
-            trust_env=trust_env,
+            connect_timeout=options.connect_timeout,
+            read_timeout=options.read_timeout,
+            retry=options.retry or RetryPolicy(),
+            trust_env=options.trust_env,
             transport=transport,
         )
         self._meter = UsageMeter()
@@ -212,13 +184,16 @@ class OpenAIBackend:
         try:
             with redact.scrubbed():
                 props = self._props() if discover else {}
-                self.model_name = model_name or (self.server_models()[0] if discover else "")
+                self.model_name = options.model_name or (
+                    self.server_models()[0] if discover else ""
+                )
         except BaseException:
             self._http.close()
             raise
         server_template = usable_template(props.get("chat_template"))
-        template = chat_template or server_template
+        template = options.chat_template or server_template
         probe = template or templates.qwq_template()
+        opens_thinking = options.opens_thinking
         if opens_thinking is None:
             opens_thinking = opens_thinking_of(probe)
         self._info = BackendInfo(
@@ -227,10 +202,10 @@ class OpenAIBackend:
             else f"{short_model(self.model_name)} @ {self.shown_url}",
             chat_template=template if mode == "completions" else None,
             opens_thinking=opens_thinking,
-            context_size=context_size or n_ctx(props),
+            context_size=options.context_size or n_ctx(props),
             supports_grammar=(mode == "completions")
-            if supports_grammar is None
-            else supports_grammar,
+            if options.supports_grammar is None
+            else options.supports_grammar,
             template_supports_tools=(
                 templates.template_supports_tools(probe) if mode == "completions" else True
             ),

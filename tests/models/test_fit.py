@@ -19,6 +19,7 @@ from models.llama import _load as _llama_load
 from models.llama._fit import MARGIN, FitRequest, Machine, ModelShape, plan
 from models.llama._load import LoadSettings, parse_nvidia_smi, resolve_settings
 from models.llama.gguf_file import MetadataValue
+from models.llama.options import LlamaOptions
 
 GB = 10**9
 QWQ: dict[str, MetadataValue] = dict(catalog.CATALOG["qwq-32b"].architecture)
@@ -46,7 +47,9 @@ def cpu(ram_gb: float, available_gb: float | None = None) -> Machine:
 
 
 def fit(machine: Machine, file_bytes: int = Q4_K_M, **options: Any) -> LoadSettings:
-    return resolve_settings(QWQ_FILE, QWQ, machine=machine, file_bytes=file_bytes, **options)
+    return resolve_settings(
+        QWQ_FILE, QWQ, LlamaOptions(**options), machine=machine, file_bytes=file_bytes
+    )
 
 
 class TestGPU:

@@ -14,7 +14,7 @@ import pytest
 
 from models.base import GenerateOptions, Sampling, Segment, StopReason
 from models.llama.host_server import HostServer
-from models.openai.backend import OpenAIBackend
+from models.openai.backend import OpenAIBackend, ServerOptions
 from tests.models.host_fakes import FakeDecoder, ScriptModel, fake_host
 
 GREEDY = GenerateOptions(sampling=Sampling(temperature=0))
@@ -41,7 +41,7 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[HostServer]:
 
 
 def tab(server: HostServer) -> OpenAIBackend:
-    return OpenAIBackend(server.url, mode="completions", api_key_env="QWQ_TEST_KEY")
+    return OpenAIBackend(server.url, ServerOptions(mode="completions", api_key_env="QWQ_TEST_KEY"))
 
 
 def test_each_tab_keeps_its_prompt_cache_on_one_host(server: HostServer) -> None:

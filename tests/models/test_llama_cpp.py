@@ -26,6 +26,7 @@ from models.base import (
 )
 from models.catalog import default_sampling
 from models.llama.backend import LlamaCppBackend
+from models.llama.options import LlamaOptions
 from models.qwq import chat_template as ct
 from models.qwq.grammar import tool_call_grammar
 from tests.real_model import TINY_CTX, TINY_SPEC, TinyModel, open_tiny
@@ -425,7 +426,7 @@ class TestLoadErrors:
         copy = tmp_path / "m.gguf"
         shutil.copyfile(gguf, copy)
         with pytest.raises(BackendError, match="flash attention"):
-            LlamaCppBackend(copy, type_v="q8_0", flash_attn=False)
+            LlamaCppBackend(copy, LlamaOptions(type_v="q8_0", flash_attn=False))
 
     def test_too_large_a_context(self, gguf: Path) -> None:
         with pytest.raises(BackendError, match="--ctx 8192 or less"):

@@ -4,15 +4,28 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from models.base import BackendError, Segment
 from models.llama._fit import Machine
-from models.llama._load import YARN_ORIGINAL_CTX, kv_cache_bytes, resolve_settings
+from models.llama._load import (
+    YARN_ORIGINAL_CTX,
+    LoadSettings,
+    kv_cache_bytes,
+    resolve_settings,
+)
 from models.llama._tokens import split_protected
-from models.llama.gguf_file import GGUFError, context_length, is_gguf, read_metadata
+from models.llama.gguf_file import (
+    GGUFError,
+    MetadataValue,
+    context_length,
+    is_gguf,
+    read_metadata,
+)
 from models.llama.kv_state import PrefixStateStore, system_turn_end
+from models.llama.options import LlamaOptions
 from models.qwq.grammar import GrammarError, tool_call_grammar
 
 
@@ -76,10 +89,17 @@ ROOMY = Machine(gpu_offload=False, ram_total=10**12, ram_available=10**12)
 """A CPU machine with far more RAM than any test asks for."""
 
 
+def resolve(
+    path: Path, metadata: dict[str, MetadataValue], *, machine: Machine, **options: Any
+) -> LoadSettings:
+    """:func:`resolve_settings` of the :class:`LlamaOptions` ``options`` on ``machine``."""
+    return resolve_settings(path, metadata, LlamaOptions(**options), machine=machine)
+
+
 class TestSettings:
     def test_defaults_on_cpu(self, tmp_path: Path) -> None:
         path = write_gguf(tmp_path / "qwq-32b-q4_k_m.gguf")
-        s = resolve_settings(path, read_metadata(path), n_gpu_layers=0, machine=ROOMY)
+        s = resolve(path, read_metadata(path), n_gpu_layers=0, machine=ROOMY)
         assert s.n_ctx == 32768 and not s.yarn and not s.flash_attn  # QwQ: its recommended
         assert (s.type_k, s.type_v) == ("f16", "f16")
         assert s.n_threads >= 1 and s.n_threads_batch >= s.n_threads
@@ -87,54 +107,46 @@ class TestSettings:
     def test_thread_counts_are_kept_when_given_and_checked(self, tmp_path: Path) -> None:
         path = write_gguf(tmp_path / "m.gguf")
         meta = read_metadata(path)
-        one = resolve_settings(
-            path, meta, n_threads=1, n_threads_batch=1, n_gpu_layers=0, machine=ROOMY
-        )
+        one = resolve(path, meta, n_threads=1, n_threads_batch=1, n_gpu_layers=0, machine=ROOMY)
         assert (one.n_threads, one.n_threads_batch) == (1, 1)
         with pytest.raises(BackendError, match="batch thread count must be at least 1, not 0"):
-            resolve_settings(path, meta, n_threads_batch=0, n_gpu_layers=0, machine=ROOMY)
+            resolve(path, meta, n_threads_batch=0, n_gpu_layers=0, machine=ROOMY)
 
     def test_default_context_is_the_training_context_when_smaller(self, tmp_path: Path) -> None:
         path = write_gguf(tmp_path / "tiny.gguf", name="tiny", ctx=2048)
-        assert (
-            resolve_settings(path, read_metadata(path), n_gpu_layers=0, machine=ROOMY).n_ctx == 2048
-        )
+        assert resolve(path, read_metadata(path), n_gpu_layers=0, machine=ROOMY).n_ctx == 2048
 
     def test_yarn_only_above_32k_for_qwq(self, tmp_path: Path) -> None:
         path = write_gguf(tmp_path / "m.gguf")
         meta = read_metadata(path)
-        at_limit = resolve_settings(
-            path, meta, n_ctx=YARN_ORIGINAL_CTX, n_gpu_layers=0, machine=ROOMY
-        )
+        at_limit = resolve(path, meta, n_ctx=YARN_ORIGINAL_CTX, n_gpu_layers=0, machine=ROOMY)
         assert not at_limit.yarn
-        above = resolve_settings(path, meta, n_ctx=65536, n_gpu_layers=0, machine=ROOMY)
+        above = resolve(path, meta, n_ctx=65536, n_gpu_layers=0, machine=ROOMY)
         assert above.yarn
         with pytest.raises(BackendError, match="--ctx 131072 or less"):
-            resolve_settings(path, meta, n_ctx=262144, n_gpu_layers=0, machine=ROOMY)
+            resolve(path, meta, n_ctx=262144, n_gpu_layers=0, machine=ROOMY)
 
     def test_other_models_keep_their_training_context(self, tmp_path: Path) -> None:
         path = write_gguf(tmp_path / "other.gguf", name="Other", ctx=32768)
         with pytest.raises(BackendError, match="--ctx 32768 or less"):
-            resolve_settings(path, read_metadata(path), n_ctx=65536, n_gpu_layers=0, machine=ROOMY)
+            resolve(path, read_metadata(path), n_ctx=65536, n_gpu_layers=0, machine=ROOMY)
 
     def test_kv_cache_options(self, tmp_path: Path) -> None:
         path = write_gguf(tmp_path / "m.gguf")
         meta = read_metadata(path)
-        s = resolve_settings(
+        s = resolve(
             path, meta, type_k="Q8_0", type_v="q8_0", flash_attn=True, n_gpu_layers=0, machine=ROOMY
         )
         assert (s.type_k, s.type_v) == ("q8_0", "q8_0")
         with pytest.raises(BackendError, match="unknown KV-cache type 'q3'"):
-            resolve_settings(path, meta, type_k="q3", n_gpu_layers=0, machine=ROOMY)
+            resolve(path, meta, type_k="q3", n_gpu_layers=0, machine=ROOMY)
         with pytest.raises(BackendError, match="needs flash attention"):
-            resolve_settings(
-                path, meta, type_v="q4_0", flash_attn=False, n_gpu_layers=0, machine=ROOMY
-            )
+            resolve(path, meta, type_v="q4_0", flash_attn=False, n_gpu_layers=0, machine=ROOMY)
 
     def test_kv_cache_size_estimate(self, tmp_path: Path) -> None:
         path = write_gguf(tmp_path / "m.gguf")
         meta = read_metadata(path)
-        s = resolve_settings(path, meta, n_ctx=32768, n_gpu_layers=0, machine=ROOMY)
+        s = resolve(path, meta, n_ctx=32768, n_gpu_layers=0, machine=ROOMY)
         # QwQ-32B: 64 layers x 8 KV heads x 128 dims x (K + V) x 2 bytes = 256 KiB per token
         assert kv_cache_bytes(meta, s) == 64 * 8 * 128 * 2 * 2 * 32768
 

@@ -24,6 +24,8 @@ from models.llama._lookup import (
     best_draft,
     cut_after_stops,
 )
+from models.llama.options import LlamaOptions
+from models.options import BackendOptions
 
 Cost = Callable[[int], float]
 CPU: Cost = lambda k: 1.0 + BATCH_FIXED + BATCH_PER_TOKEN * k  # noqa: E731  (this project's CPU)
@@ -282,19 +284,22 @@ def test_no_lookup_reaches_the_backend_options(
     monkeypatch.chdir(tmp_path)
     (tmp_path / "config.toml").write_text("", encoding="utf-8")
     common = ["ask", "q", "--model", "smollm2-135m", "--config", str(tmp_path / "config.toml")]
-    assert "lookup" not in agent_from_args(build_parser().parse_args(common))._backend_options
+    assert agent_from_args(build_parser().parse_args(common)).backend_options.llama.lookup is True
     off = agent_from_args(build_parser().parse_args([*common, "--no-lookup"]))
-    assert off._backend_options["lookup"] is False
+    assert off.backend_options.llama.lookup is False
 
-    opened: list[tuple[str, dict[str, object]]] = []
+    opened: list[tuple[str, BackendOptions]] = []
 
-    def open_model(spec: str, options: dict[str, object], *, sessions: int = 1) -> object:
-        opened.append((spec, dict(options)))
+    def open_model(spec: str, options: BackendOptions, *, sessions: int = 1) -> object:
+        opened.append((spec, options))
         return object()
 
     monkeypatch.setattr("agent.tasks.runner.open_model", open_model)
     config = load_config(str(tmp_path / "config.toml"))
-    _opener(config, {}, lookup=False)("smollm2-135m", {"n_ctx": 512})
-    _opener(config, {})("smollm2-135m", {})
-    assert opened == [("smollm2-135m", {"n_ctx": 512, "lookup": False}), ("smollm2-135m", {})]
+    _opener(config, {}, lookup=False)("smollm2-135m", BackendOptions(LlamaOptions(n_ctx=512)))
+    _opener(config, {})("smollm2-135m", BackendOptions())
+    assert opened == [
+        ("smollm2-135m", BackendOptions(LlamaOptions(n_ctx=512, lookup=False))),
+        ("smollm2-135m", BackendOptions()),
+    ]
     Agent("smollm2-135m", backend_options={"lookup": False})  # a known option: no error

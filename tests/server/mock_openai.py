@@ -21,10 +21,20 @@ from typing import Any
 
 import httpx
 
-from models.openai.backend import OpenAIBackend
+from models.openai.backend import OpenAIBackend, ServerOptions
 from tests.server.fake_openai import Reply, Request
 
-__all__ = ["MockServer"]
+__all__ = ["MockServer", "open_server_backend"]
+
+_OWN = ("default_sampling", "transport", "discover", "name")
+"""The keyword arguments of :class:`OpenAIBackend` that are not :class:`ServerOptions`."""
+
+
+def open_server_backend(url: str, **options: Any) -> OpenAIBackend:
+    """``OpenAIBackend(url, ServerOptions(...), ...)`` from one set of keywords: the
+    :class:`ServerOptions` fields and the backend's own (``transport``, ``discover``…)."""
+    own = {k: options.pop(k) for k in _OWN if k in options}
+    return OpenAIBackend(url, ServerOptions(**options), **own)
 
 
 class MockServer:
@@ -52,7 +62,7 @@ class MockServer:
 
     def backend(self, **options: Any) -> OpenAIBackend:
         """An :class:`OpenAIBackend` whose requests go to this server."""
-        return OpenAIBackend(self.url, transport=self.transport, **options)
+        return open_server_backend(self.url, transport=self.transport, **options)
 
     def _handle(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path

@@ -8,7 +8,6 @@ import pytest
 
 from agent import Agent
 from agent.config import ENV_VAR, ConfigError, config_path, load_config
-from models.openai.backend import OpenAIBackend
 from tests.server.fake_openai import FakeServer, Reply, completion_events
 
 EXAMPLE = """
@@ -109,7 +108,7 @@ def test_an_endpoint_from_the_file_drives_the_server_backend(
         config = load_config(write(tmp_path, EXAMPLE.format(url=server.url)))
         endpoint = config.endpoint("local")
         assert endpoint is not None
-        backend = OpenAIBackend(**endpoint.backend_options())
+        backend = endpoint.open_backend()
         agent = Agent(backend, workspace=tmp_path, **config.agent_options())
         result = agent.run("hi")
         agent.close()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from agent import Agent
-from models.openai.backend import OpenAIBackend, RetryPolicy
+from models.openai.backend import OpenAIBackend, RetryPolicy, ServerOptions
 from models.scripted import call
 from tests.conftest import add
 from tests.server.fake_openai import FakeServer, Reply, chat_events, completion_events
@@ -43,7 +43,9 @@ def test_interleaved_call_inside_thinking_over_completions(
         Reply(events=first, event_delay=0.01),
         Reply(events=completion_events("So 5.\n</think>\n\nThe answer is 5.")),
     )
-    agent = Agent(OpenAIBackend(fake.url, retry=FAST), tools=[add], workspace=tmp_path)
+    agent = Agent(
+        OpenAIBackend(fake.url, ServerOptions(retry=FAST)), tools=[add], workspace=tmp_path
+    )
     result = agent.run("What is 2 + 3?")
     agent.close()
     assert result.ok and result.answer == "The answer is 5."

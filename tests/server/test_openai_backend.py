@@ -26,7 +26,7 @@ from tests.server.fake_openai import (
     completion_events,
     wait_for,
 )
-from tests.server.mock_openai import MockServer
+from tests.server.mock_openai import MockServer, open_server_backend
 
 FAST = RetryPolicy(max_retries=2, backoff=0.01, max_backoff=0.05, max_retry_after=5.0)
 PROMPT = "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n<think>\n"
@@ -49,7 +49,7 @@ def backend(server: MockServer | FakeServer, **options: Any) -> OpenAIBackend:
     options.setdefault("read_timeout", 5.0)
     if isinstance(server, MockServer):
         return server.backend(**options)
-    return OpenAIBackend(server.url, **options)
+    return open_server_backend(server.url, **options)
 
 
 def drain(gen: Iterator[str]) -> tuple[str, object]:
@@ -280,7 +280,7 @@ def test_a_stall_in_the_middle_of_a_stream_times_out(fake: FakeServer) -> None:
 def test_nothing_listening_is_a_clear_error_after_the_retries() -> None:
     with FakeServer() as fake:
         url = fake.url
-    b = OpenAIBackend(url, model_name="m", discover=False, retry=FAST, connect_timeout=1.0)
+    b = open_server_backend(url, model_name="m", discover=False, retry=FAST, connect_timeout=1.0)
     with pytest.raises(BackendError, match=r"cannot reach the server.*after 3 attempts.*running"):
         drain(b.generate(CONTEXT, GenerateOptions()))
     b.close()
@@ -290,7 +290,7 @@ def test_discovery_failure_is_a_clear_error_at_construction() -> None:
     with FakeServer() as fake:
         url = fake.url
     with pytest.raises(BackendError, match="cannot reach the server"):
-        OpenAIBackend(url, retry=FAST, connect_timeout=1.0)
+        open_server_backend(url, retry=FAST, connect_timeout=1.0)
 
 
 @pytest.mark.parametrize(

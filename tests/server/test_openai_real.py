@@ -26,7 +26,7 @@ from agent import Agent
 from agent.events import ToolResult
 from models.base import GenerateOptions, Sampling, Segment
 from models.llama.gguf_file import read_metadata
-from models.openai.backend import OpenAIBackend
+from models.openai.backend import OpenAIBackend, ServerOptions
 from tests.conftest import HANG_BOUND, add
 from tests.real_model import TINY_THREADS
 
@@ -114,7 +114,7 @@ def smol_template(gguf: Path) -> str:
 
 
 def test_completions_stream_close_and_prefix_reuse(server_url: str, smol_template: str) -> None:
-    backend = OpenAIBackend(server_url, chat_template=smol_template)
+    backend = OpenAIBackend(server_url, ServerOptions(chat_template=smol_template))
     assert backend.info.opens_thinking is False and backend.info.supports_grammar
     context = [
         Segment(
@@ -137,7 +137,7 @@ def test_completions_stream_close_and_prefix_reuse(server_url: str, smol_templat
 def test_agent_makes_a_real_tool_call_in_completions_mode(
     server_url: str, smol_template: str, tmp_path: Path
 ) -> None:
-    backend = OpenAIBackend(server_url, chat_template=smol_template)
+    backend = OpenAIBackend(server_url, ServerOptions(chat_template=smol_template))
     agent = Agent(
         backend,
         tools=[add],
@@ -160,7 +160,8 @@ def test_agent_makes_a_real_tool_call_in_completions_mode(
 def test_agent_makes_a_real_tool_call_in_chat_mode(server_url: str, tmp_path: Path) -> None:
     # llama-cpp-python's chat endpoint accepts a GBNF grammar too; the server renders the
     # prompt with the GGUF's template, whose generation prompt opens no thinking.
-    backend = OpenAIBackend(server_url, mode="chat", opens_thinking=False, supports_grammar=True)
+    options = ServerOptions(mode="chat", opens_thinking=False, supports_grammar=True)
+    backend = OpenAIBackend(server_url, options)
     agent = Agent(
         backend,
         tools=[add],

@@ -22,6 +22,7 @@ from models.openai.backend import OpenAIBackend
 from models.redact import HIDDEN, blank_settings, redact, redact_url, register
 from tests.conftest import HANG_BOUND
 from tests.server.fake_openai import FakeServer, Reply, completion_events
+from tests.server.mock_openai import open_server_backend
 
 KEY = "sk-test-key-7f3a9c"
 TEAM = "team-secret-4242"
@@ -46,11 +47,11 @@ def with_userinfo(url: str) -> str:
 
 
 def backend(url: str, **options: object) -> OpenAIBackend:
-    return OpenAIBackend(
+    return open_server_backend(
         with_userinfo(url),
         api_key_env="QWQ_SECRET_TEST_KEY",
         headers={"X-Team": TEAM, "Authorization-Extra": f"Bearer {TOKEN}"},
-        **options,  # type: ignore[arg-type]
+        **options,
     )
 
 

@@ -53,7 +53,7 @@ def test_strict_mode_sends_only_openai_fields(server: MockServer, mode: str) -> 
     reply = completion_events("ok") if mode == "completions" else chat_events({"content": "ok"})
     server.push(Reply(events=reply), Reply(events=reply))
     loose = server.backend(mode=mode, retry=FAST)
-    strict = server.backend(mode=mode, retry=FAST, extended_sampling=False)
+    strict = server.backend(mode=mode, retry=FAST, strict=True)
     drain(loose.generate(CONTEXT, OPTIONS))
     drain(strict.generate(CONTEXT, OPTIONS))
     assert extended(server.requests[0].body) == set(EXTENDED_FIELDS)
@@ -112,7 +112,7 @@ def test_the_strict_request_is_tried_once_only(server: MockServer) -> None:
 
 def test_a_strict_backend_never_falls_back(server: MockServer) -> None:
     server.push(Reply(status=400, body=OPENAI_400))  # a server that names it anyway
-    backend = server.backend(mode="chat", retry=FAST, extended_sampling=False)
+    backend = server.backend(mode="chat", retry=FAST, strict=True)
     with pytest.raises(BackendError, match="top_k"):
         drain(backend.generate(CONTEXT, OPTIONS))
     assert len(server.requests) == 1

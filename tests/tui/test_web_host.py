@@ -62,8 +62,8 @@ def test_web_loads_the_model_once_and_every_tab_uses_it(
     gguf.write_bytes(b"")
     hosts: list[LlamaHost] = []
 
-    def open_host(spec: str, **options: Any) -> LlamaHost:
-        assert spec == str(gguf) and options["n_seq_max"] == web.TAB_SEQUENCES
+    def open_host(spec: str, options: Any = None, **keywords: Any) -> LlamaHost:
+        assert spec == str(gguf) and keywords["n_seq_max"] == web.TAB_SEQUENCES
         hosts.append(fake_host(FakeDecoder(ScriptModel({"hi": ["hello"]}))))
         return hosts[-1]
 
