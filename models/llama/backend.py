@@ -85,6 +85,7 @@ from models.llama.kv_state import (
     set_seq_state,
     system_turn_end,
 )
+from models.llama.options import LlamaOptions
 from models.qwq import chat_template as templates
 from models.qwq.tags import CALL_CLOSE, RESPONSE_OPEN, TOKEN_TAGS
 
@@ -99,28 +100,15 @@ class LlamaCppBackend:
 
     Args:
         model_path: a local GGUF file.
-        n_ctx: context window in tokens (default 8192, or the model's training context when
-            smaller; QwQ above 32,768 switches on YaRN).
-        n_gpu_layers: layers to offload (default: all when the build supports GPU offload,
-            else 0).
-        n_threads: decode threads (default: the machine's physical cores).
-        n_threads_batch: prompt-evaluation threads (default: the larger of ``n_threads`` and
-            the CPUs this process may use). On a machine shared with other busy work, 1 for
-            both is often much faster for a small model: llama.cpp's threads wait on each
-            other by spinning.
-        n_batch: prefill batch size.
-        flash_attn: flash attention (default: on when offloading to a GPU).
-        type_k: KV-cache type of K (``"f16"`` default, ``"q8_0"``, ``"q4_0"``…).
-        type_v: KV-cache type of V (quantized types need flash attention).
-        chat_template: overrides the template stored in the GGUF.
+        options: how to load it (:class:`~models.llama.options.LlamaOptions`: context,
+            offload, threads, KV cache, chat template, prompt lookup, warm-start folder);
+            default: everything fitted to the machine, prompt lookup on, no warm start.
         name: display name (default: the file name).
-        state_dir: folder for warm-start states (``None``: no warm start).
         default_sampling: the model's recommended sampling, reported in
             :attr:`BackendInfo.default_sampling` (default: QwQ's, :class:`Sampling`).
-        lookup: prompt-lookup decoding (:mod:`models.llama._lookup`): ``True`` (default)
-            drafts where it measures a gain, ``False`` never drafts, a
-            :class:`~models.llama._lookup.LookupSettings` tunes it. Off on models whose KV
-            cache cannot drop a suffix (recurrent ones).
+
+    Prompt lookup is off on models whose KV cache cannot drop a suffix (recurrent ones).
+    Warm start: see the module docstring.
 
     Raises:
         BackendError: the file is missing or not a GGUF, an option is invalid, or llama.cpp
@@ -130,32 +118,14 @@ class LlamaCppBackend:
     def __init__(
         self,
         model_path: str | os.PathLike[str],
+        options: LlamaOptions | None = None,
         *,
-        n_ctx: int | None = None,
-        n_gpu_layers: int | None = None,
-        n_threads: int | None = None,
-        n_threads_batch: int | None = None,
-        n_batch: int = 512,
-        flash_attn: bool | None = None,
-        type_k: str | None = None,
-        type_v: str | None = None,
-        chat_template: str | None = None,
         name: str | None = None,
-        state_dir: str | os.PathLike[str] | None = None,
         default_sampling: Sampling | None = None,
-        lookup: bool | LookupSettings = True,
     ) -> None:
-        path, metadata, self.settings = open_model_file(
-            model_path,
-            n_ctx=n_ctx,
-            n_gpu_layers=n_gpu_layers,
-            n_threads=n_threads,
-            n_threads_batch=n_threads_batch,
-            n_batch=n_batch,
-            flash_attn=flash_attn,
-            type_k=type_k,
-            type_v=type_v,
-        )
+        options = options or LlamaOptions()
+        chat_template, state_dir, lookup = options.chat_template, options.state_dir, options.lookup
+        path, metadata, self.settings = open_model_file(model_path, options)
         started = time.perf_counter()
         self._llm = load_llama(path, metadata, self.settings)
         self.load_seconds = time.perf_counter() - started

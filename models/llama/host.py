@@ -46,6 +46,8 @@ from models.llama._batch import Decoder
 from models.llama._host_scheduler import HostLimits, Job, Scheduler
 from models.llama._record import ContextRecord
 from models.llama._tokens import StopMatcher
+from models.llama.options import LlamaOptions
+from models.options import BackendOptions
 from models.qwq.tags import TOKEN_TAGS
 
 if TYPE_CHECKING:
@@ -111,24 +113,17 @@ class LlamaHost:
     def open(
         cls,
         model_path: str | os.PathLike[str],
+        options: LlamaOptions | None = None,
         *,
         n_seq_max: int = DEFAULT_SEQUENCES,
-        n_ctx: int | None = None,
-        n_gpu_layers: int | None = None,
-        n_threads: int | None = None,
-        n_threads_batch: int | None = None,
-        n_batch: int = 512,
-        flash_attn: bool | None = None,
-        type_k: str | None = None,
-        type_v: str | None = None,
-        chat_template: str | None = None,
         name: str | None = None,
         default_sampling: Sampling | None = None,
         limits: HostLimits | None = None,
     ) -> LlamaHost:
         """Load ``model_path`` once for ``n_seq_max`` sequences in a unified KV cache of
-        ``n_ctx`` cells (default: what :func:`models.llama._load.resolve_settings` fits for one
-        conversation; a sequence may use all of it while the others are swapped out).
+        ``options.n_ctx`` cells (default: what :func:`models.llama._load.resolve_settings`
+        fits for one conversation; a sequence may use all of it while the others are swapped
+        out). ``options.lookup`` and ``options.state_dir`` do not apply to a host.
 
         Raises:
             BackendError: the file is missing or not a GGUF, an option is invalid, or
@@ -140,17 +135,9 @@ class LlamaHost:
 
         if n_seq_max < 1:
             raise BackendError(f"n_seq_max must be at least 1, not {n_seq_max!r}")
-        path, metadata, settings = open_model_file(
-            model_path,
-            n_ctx=n_ctx,
-            n_gpu_layers=n_gpu_layers,
-            n_threads=n_threads,
-            n_threads_batch=n_threads_batch,
-            n_batch=n_batch,
-            flash_attn=flash_attn,
-            type_k=type_k,
-            type_v=type_v,
-        )
+        options = options or LlamaOptions()
+        chat_template = options.chat_template
+        path, metadata, settings = open_model_file(model_path, options)
         stub = dataclasses.replace(
             settings, n_ctx=STUB_CTX, n_batch=min(settings.n_batch, STUB_CTX)
         )
@@ -468,24 +455,15 @@ class HostedLlamaBackend:
 
 def open_host(
     spec: str,
+    options: BackendOptions | None = None,
     *,
     n_seq_max: int = DEFAULT_SEQUENCES,
-    n_ctx: int | None = None,
-    n_gpu_layers: int | None = None,
-    n_threads: int | None = None,
-    flash_attn: bool | None = None,
-    type_k: str | None = None,
-    type_v: str | None = None,
-    chat_template: str | None = None,
-    download: bool = True,
-    cache_dir: str | os.PathLike[str] | None = None,
-    endpoint: str | None = None,
     limits: HostLimits | None = None,
-    **ignored: object,
 ) -> LlamaHost:
     """A host for an embedded model spec (a catalog name or a ``.gguf`` path), resolved as
-    :func:`models.catalog.open_backend` resolves it. Options that only a single-conversation
-    backend has (``lookup``, ``warm_start``, ``state_dir``, ``progress``…) are ``ignored``.
+    :func:`models.catalog.open_backend` resolves it, with ``options.llama`` and the hub
+    options of ``options`` (:class:`models.options.BackendOptions`; the server options and
+    what only a single-conversation backend has, prompt lookup and warm start, do not apply).
 
     Raises:
         BackendError: ``spec`` is not an embedded model, or it cannot be found, downloaded or
@@ -493,26 +471,18 @@ def open_host(
     """
     from models.catalog import default_sampling, model_path, parse_spec
 
+    options = options or BackendOptions()
     parsed = parse_spec(spec)
     if parsed.kind not in ("catalog", "path"):
         raise BackendError(
             f"{spec!r} is not an embedded model: a model host loads a catalog name or a .gguf "
             "file (a server already serves several conversations; use it directly)"
         )
-    if parsed.kind == "catalog":
-        path = model_path(spec, download=download, cache_dir=cache_dir, endpoint=endpoint)
-    else:
-        path = Path(parsed.value)
+    path = model_path(spec, **options.hub()) if parsed.kind == "catalog" else Path(parsed.value)
     return LlamaHost.open(
         path,
+        options.llama,
         n_seq_max=n_seq_max,
-        n_ctx=n_ctx,
-        n_gpu_layers=n_gpu_layers,
-        n_threads=n_threads,
-        flash_attn=flash_attn,
-        type_k=type_k,
-        type_v=type_v,
-        chat_template=chat_template,
         name=spec if parsed.kind == "catalog" else None,
         default_sampling=default_sampling(spec),
         limits=limits,
