@@ -18,480 +18,378 @@ One step may be several generations (:mod:`agent.step`): the thinking budget clo
 thinking and lets the model answer, a thinking that repeats itself is restarted with a higher
 presence penalty, and a full window is compacted (the reasoning of finished steps dropped)
 before it ends the run with ``context_overflow``.
+
+Following one run
+-----------------
+The control flow of a run is in five files of ``agent/``, then the backend; in order:
+
+1. ``agent/agent.py``: :meth:`agent.Agent.stream` builds a :class:`~agent.state.RunState`
+   (backend, tools, executor, limits, approval policy; data only, in ``agent/state.py``) and
+   iterates :func:`run_loop`, writing each event to the transcript as it passes it on; at
+   the end it adds ``state.new_messages`` to the conversation.
+2. ``agent/loop.py`` (this module): :func:`run_loop` renders the prompt (:func:`_open`),
+   takes steps until one ends the run, and finishes (:func:`_finish`). Each step
+   (:func:`_take_step`) checks the limits (:func:`_limit_reached`), generates
+   (:func:`_generate`), and acts on what the model did: a call made inside the thinking runs
+   and its result goes right after it (:func:`_continue_thought`: the same turn goes on); a
+   step stopped early ends the run (:func:`_stopped`); a turn without calls is the answer
+   (:func:`_answered`); the calls of a finished turn run and their results go back as a new
+   turn (:func:`_tool_turn`). Each step returns an :data:`Outcome`: :class:`Next` (the run
+   goes on) or an :class:`~agent.state.Ending` (what its ``Finished`` event says).
+3. ``agent/step.py``: :func:`~agent.step.generate_step` runs the generations of one step
+   (thinking budget, repetition, compaction), reads them with the streaming parser
+   (:mod:`agent.parser`) and returns a :class:`~agent.step.StepResult`.
+4. ``agent/calls.py``: :func:`~agent.calls.run_calls` judges the calls of a step (parse
+   errors, repeats, the per-step cap, the approval of :mod:`agent.approval`) and has the
+   executor run the approved ones.
+5. ``agent/executor.py``: :class:`~agent.executor.ToolExecutor` validates the calls
+   (``prepare``) and runs them concurrently (``run``), with their timeouts.
+
+The backend (:class:`models.Backend`, its contract in :mod:`models.base`) is where ``step.py``
+goes: ``models/llama/backend.py`` in process, ``models/openai/`` over HTTP,
+``models/scripted.py`` in the tests; ``generate`` continues the context and streams text.
 """
 
 from __future__ import annotations
 
-import json
-import re
-import threading
 import time
 from collections import Counter
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from enum import Enum
 from typing import Any
 
-import prompts
-from agent.approval import ApprovalCallback, ApprovalPolicy, DataFlow, ask_callback
 from agent.call_formats import unrun_feedback
+from agent.calls import record_tool_turn, run_calls
 from agent.compaction import Compactor
-from agent.events import (
-    Approval,
-    Error,
-    Event,
-    Finished,
-    FinishReason,
-    Text,
-    Thinking,
-    ToolCall,
-    ToolCallEvent,
-    ToolResult,
-    UsageEvent,
+from agent.events import Error, Event, Finished, Text, Thinking, UsageEvent
+from agent.parser import AnswerText, CallError, ParsedCall, ThinkingText
+from agent.state import (
+    DEFAULT_MAX_STEPS,
+    Ending,
+    Limits,
+    RunState,
+    build_messages,
+    inert,
+    render_prompt,
 )
-from agent.executor import PreparedCall, ToolExecutor
-from agent.parser import AnswerText, CallError, ParsedCall, StreamParser, ThinkingText
-from agent.step import Step, generate_step
+from agent.step import StepResult, generate_step
 from agent.thinking_budget import ThinkingBudget
-from models import (
-    Backend,
-    BackendError,
-    ContextOverflowError,
-    Neutraliser,
-    Sampling,
-    Segment,
-    Usage,
-    neutraliser,
-)
+from models import BackendError, ContextOverflowError, Segment, Usage
 from models.qwq import chat_template
-from models.qwq.observations import Feedback, inline_result_segments, tool_results_segments
+from models.qwq.observations import inline_result_segments, tool_results_segments
 from models.qwq.tags import CALL_CLOSE, CALL_OPEN
-from tools import ToolRegistry
 
-_CALL_BLOCK = re.compile(rf"{CALL_OPEN}.*?(?:{CALL_CLOSE}|$)", re.DOTALL)
+__all__ = [
+    "DEFAULT_MAX_STEPS",
+    "Ending",
+    "Limits",
+    "Next",
+    "Outcome",
+    "RunState",
+    "build_messages",
+    "inert",
+    "render_prompt",
+    "run_loop",
+]
 
 
-DEFAULT_MAX_STEPS = 20
-"""Model generations per run unless told otherwise (the one place this default is set)."""
+class Next(Enum):
+    """Where the run goes after a step that did not end it."""
+
+    SAME_TURN = "same_turn"
+    """A call made inside the thinking ran and its result follows it: the model continues
+    the same thought."""
+    NEW_TURN = "new_turn"
+    """The calls of the model's turn ran and their results went back as a user turn: the
+    model starts a new turn (inside the thinking when the model opens one)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """The numbers that bound one run; breaking one ends the run with its reason."""
-
-    max_steps: int = DEFAULT_MAX_STEPS
-    max_tokens: int | None = None
-    timeout: float | None = None
-    max_repeated_calls: int = 3
-    max_calls_per_step: int = 16
-    """Calls run from one generation; the rest get an error observation (one step cannot
-    start thousands of tools or sandboxes)."""
-    thinking_budget: int | None = None
-    """Thinking tokens per run; then the runtime closes the thinking and the model answers
-    (:mod:`agent.thinking_budget`). ``None``: no budget."""
-
-    def __post_init__(self) -> None:
-        """Raises ``ValueError`` for a limit that could never be met (zero, negative)."""
-        if self.max_steps < 1:
-            raise ValueError(f"max_steps must be at least 1, got {self.max_steps!r}")
-        if self.max_tokens is not None and self.max_tokens < 1:
-            raise ValueError(f"max_tokens must be at least 1 (or None), got {self.max_tokens!r}")
-        if self.timeout is not None and not self.timeout > 0:
-            raise ValueError(f"timeout must be more than 0 seconds (or None), got {self.timeout!r}")
-        if self.max_calls_per_step < 1:
-            raise ValueError(
-                f"max_calls_per_step must be at least 1, got {self.max_calls_per_step!r}"
-            )
-        if self.max_repeated_calls < 1:
-            raise ValueError(
-                f"max_repeated_calls must be at least 1, got {self.max_repeated_calls!r}"
-            )
-        if self.thinking_budget is not None and self.thinking_budget < 0:
-            raise ValueError(
-                f"thinking_budget must be 0 or more tokens (or None), got {self.thinking_budget!r}"
-            )
+Outcome = Next | Ending
+"""What a step of the run (or the opening of its prompt) leads to."""
 
 
 @dataclass
-class RunState:
-    """Everything one run needs, and what it leaves behind (``usage``, ``new_messages``)."""
+class _Run:
+    """What the loop keeps between the steps of one run."""
 
-    backend: Backend
-    registry: ToolRegistry
-    executor: ToolExecutor
-    policy: ApprovalPolicy
-    approval_callback: ApprovalCallback | None
-    placement: str
-    limits: Limits
-    sampling: Sampling
-    tool_choice: str
-    system: str | None
-    workspace: Path | None
-    cancel: threading.Event
-    usage: Usage = field(default_factory=Usage)
-    new_messages: list[dict[str, Any]] = field(default_factory=list)
-    started: float = 0.0
-    """``time.monotonic()`` when the run began."""
-    flow: DataFlow = field(default_factory=DataFlow)
-    """The private reads so far, for the exfiltration gate (:mod:`agent.approval`)."""
-    budget: ThinkingBudget = field(default_factory=lambda: ThinkingBudget(None))
-    """The run's thinking tokens against ``limits.thinking_budget`` (set by :func:`run_loop`)."""
-    usage_start: Usage = field(default_factory=Usage)
-    """The backend's counters when the run began (the run's usage is the difference)."""
+    deadline: float | None
+    """``time.monotonic()`` past which the run times out (``None``: no timeout)."""
+    context: list[Segment] = field(default_factory=list)
+    """What the model has read (the prompt, its text, the observations), append-only but
+    for compaction."""
+    compactor: Compactor = field(init=False)
+    steps: int = 0
+    turn: list[str] = field(default_factory=list)
+    """The raw text of the assistant turn so far (recorded in the conversation when it ends)."""
+    ids: Iterator[int] = field(default_factory=lambda: iter(range(1, 1_000_000)))
+    """The numbers of the run's call ids."""
+    repeats: Counter[str] = field(default_factory=Counter)
+    """How often each (tool, arguments) was called."""
+    told: set[str] = field(default_factory=set)
+    """Answers already fed back as near-miss calls."""
 
-
-def build_messages(
-    state: RunState, history: Sequence[dict[str, Any]], prompt: str
-) -> list[dict[str, Any]]:
-    """The OpenAI-style messages of a new run: system, the conversation so far, the prompt."""
-    system = state.system
-    if system is None:
-        system = prompts.render(
-            "system",
-            tools=len(state.registry) > 0,
-            placement=state.placement,
-            required=state.tool_choice == "required",
-            workspace=any(n in state.registry for n in ("read_file", "write_file", "list_dir")),
-        )
-    # Control tokens in the conversation are made inert where it is rendered (render_prompt).
-    return [{"role": "system", "content": system}, *history, {"role": "user", "content": prompt}]
-
-
-def inert(state: RunState) -> Neutraliser:
-    """What makes untrusted text inert for this run's model (its own control tokens too)."""
-    return neutraliser(state.backend.info.control_tokens)
-
-
-def render_prompt(state: RunState, messages: list[dict[str, Any]]) -> str:
-    """The prompt text through the model's own chat template (QwQ's when it has none), every
-    untrusted string in it made inert (:func:`models.qwq.chat_template.render_safe`)."""
-    info = state.backend.info
-    return chat_template.render_safe(
-        info.chat_template or chat_template.qwq_template(),
-        messages,
-        state.registry.specs() or None,
-        inert=inert(state),
-        declare_in_system=not info.template_supports_tools,
-    )
+    def __post_init__(self) -> None:
+        self.compactor = Compactor(self.context)
 
 
 def run_loop(state: RunState, history: Sequence[dict[str, Any]], prompt: str) -> Iterator[Event]:
-    """Run one task; yield its events; always end with exactly one ``Finished``."""
-    backend, limits = state.backend, state.limits
-    started = state.started = time.monotonic()
-    deadline = started + limits.timeout if limits.timeout is not None else None
-    usage_start = state.usage_start = backend.usage.copy()
+    """Run one task; yield its events; always end with exactly one ``Finished``.
+
+    The prompt is rendered, then steps are taken, each continuing where the previous one left
+    the model (:class:`Next`), until one returns an :class:`Ending`; that becomes the
+    ``Finished`` event. What the run adds to the conversation is in ``state.new_messages``,
+    its usage in ``state.usage``.
+    """
+    run = _begin(state, history, prompt)
+    outcome = yield from _open(state, run, history, prompt)
+    while isinstance(outcome, Next):
+        outcome = yield from _take_step(state, run, outcome)
+    yield from _finish(state, run, outcome)
+
+
+def _begin(state: RunState, history: Sequence[dict[str, Any]], prompt: str) -> _Run:
+    """Start the run's clock, usage and thinking budget, and record the prompt."""
+    limits = state.limits
+    state.started = time.monotonic()
+    state.usage_start = state.backend.usage.copy()
     state.budget = ThinkingBudget(limits.thinking_budget)
     state.flow.note_history(history, state.registry)
     state.new_messages.append({"role": "user", "content": prompt})
+    return _Run(None if limits.timeout is None else state.started + limits.timeout)
+
+
+def _open(
+    state: RunState, run: _Run, history: Sequence[dict[str, Any]], prompt: str
+) -> Generator[Event, None, Outcome]:
+    """Render the prompt into the context: :attr:`Next.NEW_TURN` (the model's first turn),
+    or an ``"error"`` :class:`Ending` after a fatal ``Error`` event when the template fails."""
     try:
-        context = [
-            Segment(render_prompt(state, build_messages(state, history, prompt)), "template")
-        ]
-        compactor = Compactor(context)
+        text = render_prompt(state, build_messages(state, history, prompt))
     except chat_template.TemplateError as exc:
         yield Error(f"the prompt could not be rendered: {exc}", "template", fatal=True)
-        yield Finished("error", "", detail=str(exc), duration=time.monotonic() - started)
-        return
-
-    ids = iter(range(1, 1_000_000))
-    repeats: Counter[str] = Counter()
-    told: set[str] = set()  # answers already fed back as near-miss calls
-    turn_raw: list[str] = []
-    new_turn = True
-    steps = 0
-    while True:
-        reason, detail = _limit_reached(state, steps, deadline)
-        if reason is not None:
-            yield from _finish(state, turn_raw, reason, "", detail)
-            return
-        steps += 1
-        in_thinking = backend.info.opens_thinking if new_turn else True
-        parser = StreamParser(
-            in_thinking=in_thinking, calls_in_thinking=state.placement == "interleaved"
-        )
-        step = Step(parser)
-        try:
-            yield from generate_step(
-                state, context, compactor, step, grammar_allowed=steps == 1, deadline=deadline
-            )
-        except ContextOverflowError as exc:
-            yield Error(str(exc), "context_overflow", fatal=True)
-            yield from _finish(state, turn_raw, "context_overflow", "", str(exc))
-            return
-        except BackendError as exc:
-            yield Error(str(exc), "backend", fatal=True)
-            yield from _finish(state, turn_raw, "error", "", str(exc))
-            return
-        parser = step.parser  # a new one when the budget closed the thinking
-        for segment, thought in zip(step.segments, step.thoughts, strict=True):
-            if thought:
-                compactor.note(len(context))
-            context.append(segment)
-        if step.text:
-            turn_raw.append(step.text)
-        state.usage = _run_usage(state, usage_start)
-        yield UsageEvent(state.usage.copy(), steps)
-
-        if step.thinking_call is not None:  # interleaved: result goes right here
-            results, stop = yield from _run_calls(
-                state, [step.thinking_call], ids, repeats, deadline
-            )
-            if stop is not None:
-                yield from _finish(state, turn_raw, *stop)
-                return
-            observation = inline_result_segments(results[0], inert=inert(state))
-            context.extend(observation)
-            turn_raw.append("".join(s.text for s in observation))
-            new_turn = False
-            continue
-
-        if step.reason in (
-            "cancelled",
-            "timeout",
-            "length",
-            "context_full",
-            "repetition",
-            "thinking_budget",
-        ):
-            ending: dict[str, tuple[FinishReason, str]] = {
-                "cancelled": ("cancelled", "the run was cancelled"),
-                "timeout": ("timeout", f"the run took longer than its {limits.timeout} s limit"),
-                "length": ("max_tokens", _budget_detail(state, step)),
-                "context_full": (
-                    "context_overflow",
-                    "the context window is full even with the reasoning of finished steps "
-                    "dropped; start a new session or raise --ctx",
-                ),
-                "repetition": ("repetition", _repetition_detail(step)),
-                "thinking_budget": (
-                    "max_tokens",
-                    f"the thinking used its budget of {limits.thinking_budget} tokens, and this "
-                    "backend cannot close the thinking inside its turn (a chat-only server); "
-                    "use the completions API mode to have the model answer",
-                ),
-            }
-            why, text = ending[str(step.reason)]
-            yield from _finish(state, turn_raw, why, "".join(step.answer).strip(), text)
-            return
-
-        for item in parser.finish() if step.invented_at is None else ():
-            if isinstance(item, AnswerText):
-                step.answer.append(item.text)
-                yield Text(item.text)
-            elif isinstance(item, ThinkingText):
-                yield Thinking(item.text)
-            elif isinstance(item, ParsedCall | CallError):
-                step.items.append(item)
-
-        answer = "".join(step.answer).strip()
-        if not step.items:
-            feedback = unrun_feedback(
-                answer,
-                state.registry.names(),
-                invented_response=step.invented_at is not None,
-                already_told=told,
-                end=len(step.text),
-            )
-            if feedback is not None:
-                step.items.append(feedback)
-        if not step.items:
-            detail = ""
-            if not answer and parser.in_thinking and backend.info.opens_thinking:
-                detail = "the model ended its turn without closing its thinking (no </think>), so it gave no separate answer"
-            elif not answer:
-                detail = "the model gave an empty answer"
-            state.new_messages.append({"role": "assistant", "content": "".join(turn_raw)})
-            yield Finished("completed", answer, detail=detail, duration=time.monotonic() - started)
-            return
-
-        outputs, stop = yield from _run_calls(state, step.items, ids, repeats, deadline)
-        _record_tool_turn(state, "".join(turn_raw), step.items, outputs)
-        if stop is not None:
-            yield from _finish(state, [], *stop)
-            return
-        context.extend(
-            tool_results_segments(
-                outputs, opens_thinking=backend.info.opens_thinking, inert=inert(state)
-            )
-        )
-        turn_raw = []
-        new_turn = True
+        return Ending("error", detail=str(exc))
+    run.context.append(Segment(text, "template"))
+    return Next.NEW_TURN
 
 
-def _limit_reached(
-    state: RunState, steps: int, deadline: float | None
-) -> tuple[FinishReason | None, str]:
+def _take_step(state: RunState, run: _Run, turn: Next) -> Generator[Event, None, Outcome]:
+    """One step: check the limits, generate, and act on what the model did.
+
+    Returns :attr:`Next.SAME_TURN` after a call made inside the thinking ran,
+    :attr:`Next.NEW_TURN` after the calls of a finished turn ran, or the :class:`Ending`: a
+    limit, a failure, a repeated call, an answer.
+    """
+    if (ending := _limit_reached(state, run)) is not None:
+        return ending
+    step = yield from _generate(state, run, new_turn=turn is Next.NEW_TURN)
+    if isinstance(step, Ending):
+        return step
+    if step.thinking_call is not None:
+        return (yield from _continue_thought(state, run, step.thinking_call))
+    if (ending := _stopped(state, step)) is not None:
+        return ending
+    items, answer = yield from _turn_calls(state, run, step)
+    if not items:
+        return _answered(state, run, step, answer)
+    return (yield from _tool_turn(state, run, items))
+
+
+def _limit_reached(state: RunState, run: _Run) -> Ending | None:
+    """The :class:`Ending` of a run that must not take another step (cancelled, out of time,
+    steps or tokens); ``None`` when it may."""
     limits = state.limits
     if state.cancel.is_set():
-        return "cancelled", "the run was cancelled"
-    if deadline is not None and time.monotonic() >= deadline:
-        return "timeout", f"the run took longer than its {limits.timeout} s limit"
-    if steps >= limits.max_steps:
-        return "max_steps", (
-            f"the model used all {limits.max_steps} steps without finishing its answer; "
-            "raise max_steps or simplify the task"
+        return Ending("cancelled", detail="the run was cancelled")
+    if run.deadline is not None and time.monotonic() >= run.deadline:
+        return Ending("timeout", detail=f"the run took longer than its {limits.timeout} s limit")
+    if run.steps >= limits.max_steps:
+        return Ending(
+            "max_steps",
+            detail=f"the model used all {limits.max_steps} steps without finishing its answer; "
+            "raise max_steps or simplify the task",
         )
     if limits.max_tokens is not None and state.usage.completion_tokens >= limits.max_tokens:
-        return "max_tokens", f"the run used its budget of {limits.max_tokens} generated tokens"
-    return None, ""
-
-
-def _repetition_detail(step: Step) -> str:
-    repeat = step.repeat
-    what = f" (a span of {repeat.period} characters, {repeat.repeats:.0f} times)" if repeat else ""
-    return (
-        f"the model's thinking kept repeating itself{what} after the presence penalty was "
-        "raised; try again (another seed), or simplify the task"
-    )
-
-
-def _budget_detail(state: RunState, step: Step) -> str:
-    where = (
-        " (in the middle of a tool call, which was not run)"
-        if _ends_in_open_call(step.text)
-        else ""
-    )
-    return f"the run used its budget of {state.limits.max_tokens} generated tokens{where}"
-
-
-def _ends_in_open_call(text: str) -> bool:
-    return text.rfind(CALL_OPEN) > text.rfind(CALL_CLOSE)
-
-
-def _run_calls(
-    state: RunState,
-    items: Sequence[ParsedCall | CallError],
-    ids: Iterator[int],
-    repeats: Counter[str],
-    deadline: float | None,
-) -> Generator[Event, None, tuple[list[str], tuple[FinishReason, str, str] | None]]:
-    """Judge and run the calls of one step; return their observations in call order, and
-    ``(reason, answer, detail)`` when the run must end."""
-    observations: dict[int, str] = {}
-    runnable: list[tuple[int, PreparedCall]] = []
-    executor = state.executor
-    calls = 0
-    for index, item in enumerate(items):
-        call_id = f"call_{next(ids)}"
-        if isinstance(item, CallError):
-            message = (
-                f"the tool call could not be parsed: {item.message}"
-                if item.kind == "malformed"
-                else item.message
-            )
-            yield Error(message, "parse", call_id=call_id)
-            observations[index] = Feedback(f"Error: {message}")
-            continue
-        call = ToolCall(call_id, item.name, item.arguments, item.placement, item.raw)
-        yield ToolCallEvent(call)
-        key = item.name + "\x00" + json.dumps(item.arguments, sort_keys=True, ensure_ascii=False)
-        repeats[key] += 1
-        if repeats[key] > state.limits.max_repeated_calls:
-            detail = (
-                f"the model called {item.name!r} with the same arguments "
-                f"{repeats[key]} times; the run was stopped to avoid a loop"
-            )
-            yield Error(detail, "repeated", fatal=True, call_id=call_id)
-            return [], ("repeated_call", "", detail)
-        calls += 1
-        if calls > state.limits.max_calls_per_step:
-            skipped = executor.error(
-                call,
-                f"not run: at most {state.limits.max_calls_per_step} calls run per step and "
-                f"this was call {calls}; make fewer calls at a time",
-                "limit",
-            )
-            yield skipped
-            observations[index] = f"Error: {skipped.error}"
-            continue
-        prepared = executor.prepare(call)
-        if isinstance(prepared, ToolResult):
-            yield prepared
-            observations[index] = f"Error: {prepared.error}"
-            continue
-        approved, gate = yield from _approve(state, prepared)
-        if not approved:
-            denied = executor.error(
-                call,
-                f"the user denied this call to {call.name!r}"
-                + (f" (it needed a yes because {gate})" if gate else "")
-                + "; do not repeat it, continue without it or explain what you need",
-                "denied",
-            )
-            yield denied
-            observations[index] = f"Error: {denied.error}"
-            continue
-        runnable.append((index, prepared))
-    if runnable:
-        t0 = time.monotonic()
-        by_id = {p.call.id: (i, p) for i, p in runnable}
-        for result in executor.run([p for _, p in runnable], deadline):
-            index, ran = by_id[result.call_id]
-            if result.error_type not in ("timeout", "cancelled"):  # what it gave reaches the model
-                state.flow.note(ran.call, ran.tool)
-            yield result
-            observations[index] = (
-                result.output if result.output is not None else f"Error: {result.error}"
-            )
-        state.usage.tool_seconds += time.monotonic() - t0
-    return [observations[i] for i in range(len(items))], None
-
-
-def _approve(
-    state: RunState, prepared: PreparedCall
-) -> Generator[Event, None, tuple[bool, str | None]]:
-    """Whether the call may run, and why the data flow held it (``None``: it did not)."""
-    call, tool = prepared.call, prepared.tool
-    gate = state.flow.gate(tool)
-    decision = state.policy.decide(call, tool, gate)
-    reason = (
-        "; ".join(
-            r for r in (gate, tool.approval_note(call.arguments, state.executor.context)) if r
+        return Ending(
+            "max_tokens", detail=f"the run used its budget of {limits.max_tokens} generated tokens"
         )
-        or None
+    return None
+
+
+def _generate(
+    state: RunState, run: _Run, *, new_turn: bool
+) -> Generator[Event, None, StepResult | Ending]:
+    """Generate one step (:func:`agent.step.generate_step`), add what it wrote to the context
+    and the turn, and yield the run's usage after it.
+
+    Returns the step, or (after a fatal ``Error`` event) the :class:`Ending` of a backend that
+    failed or a context that does not fit even compacted.
+    """
+    run.steps += 1
+    try:
+        step = yield from generate_step(
+            state,
+            run.context,
+            run.compactor,
+            in_thinking=state.backend.info.opens_thinking if new_turn else True,
+            grammar_allowed=run.steps == 1,
+            deadline=run.deadline,
+        )
+    except ContextOverflowError as exc:
+        yield Error(str(exc), "context_overflow", fatal=True)
+        return Ending("context_overflow", detail=str(exc))
+    except BackendError as exc:
+        yield Error(str(exc), "backend", fatal=True)
+        return Ending("error", detail=str(exc))
+    for segment, thought in zip(step.segments, step.thoughts, strict=True):
+        if thought:
+            run.compactor.note(len(run.context))
+        run.context.append(segment)
+    if step.text:
+        run.turn.append(step.text)
+    state.usage = _run_usage(state)
+    yield UsageEvent(state.usage.copy(), run.steps)
+    return step
+
+
+def _continue_thought(
+    state: RunState, run: _Run, call: ParsedCall | CallError
+) -> Generator[Event, None, Outcome]:
+    """Run the call made inside the thinking and put its result right after it:
+    :attr:`Next.SAME_TURN`, or the :class:`Ending` of a call repeated too often."""
+    results = yield from run_calls(state, [call], run.ids, run.repeats, run.deadline)
+    if isinstance(results, Ending):
+        return results
+    observation = inline_result_segments(results[0], inert=inert(state))
+    run.context.extend(observation)
+    run.turn.append("".join(s.text for s in observation))
+    return Next.SAME_TURN
+
+
+def _stopped(state: RunState, step: StepResult) -> Ending | None:
+    """The :class:`Ending` of a step that stopped before the model ended its turn
+    (cancelled, timed out, out of tokens or window, repeating itself); ``None`` otherwise."""
+    limits = state.limits
+    answer = step.answer.strip()
+    if step.reason == "cancelled":
+        return Ending("cancelled", answer, "the run was cancelled")
+    if step.reason == "timeout":
+        return Ending("timeout", answer, f"the run took longer than its {limits.timeout} s limit")
+    if step.reason == "length":
+        where = " (in the middle of a tool call, which was not run)" if _open_call(step) else ""
+        detail = f"the run used its budget of {limits.max_tokens} generated tokens{where}"
+        return Ending("max_tokens", answer, detail)
+    if step.reason == "context_full":
+        detail = (
+            "the context window is full even with the reasoning of finished steps dropped; "
+            "start a new session or raise --ctx"
+        )
+        return Ending("context_overflow", answer, detail)
+    if step.reason == "repetition":
+        repeat = step.repeat
+        what = (
+            f" (a span of {repeat.period} characters, {repeat.repeats:.0f} times)" if repeat else ""
+        )
+        detail = (
+            f"the model's thinking kept repeating itself{what} after the presence penalty was "
+            "raised; try again (another seed), or simplify the task"
+        )
+        return Ending("repetition", answer, detail)
+    if step.reason == "thinking_budget":
+        detail = (
+            f"the thinking used its budget of {limits.thinking_budget} tokens, and this "
+            "backend cannot close the thinking inside its turn (a chat-only server); "
+            "use the completions API mode to have the model answer"
+        )
+        return Ending("max_tokens", answer, detail)
+    return None
+
+
+def _open_call(step: StepResult) -> bool:
+    """Whether the step's text ends inside a ``<tool_call>`` block."""
+    return step.text.rfind(CALL_OPEN) > step.text.rfind(CALL_CLOSE)
+
+
+def _turn_calls(
+    state: RunState, run: _Run, step: StepResult
+) -> Generator[Event, None, tuple[list[ParsedCall | CallError], str]]:
+    """The model ended its turn: the calls to run, and its answer (stripped).
+
+    The parser gives up what it held back (its text is yielded); when the turn made no call,
+    an answer that looks like a call that did not run is fed back as one
+    (:func:`agent.call_formats.unrun_feedback`, once per answer).
+    """
+    items = list(step.items)
+    answer = [step.answer]
+    for item in step.parser.finish() if step.invented_at is None else ():
+        if isinstance(item, AnswerText):
+            answer.append(item.text)
+            yield Text(item.text)
+        elif isinstance(item, ThinkingText):
+            yield Thinking(item.text)
+        elif isinstance(item, ParsedCall | CallError):
+            items.append(item)
+    text = "".join(answer).strip()
+    if not items:
+        feedback = unrun_feedback(
+            text,
+            state.registry.names(),
+            invented_response=step.invented_at is not None,
+            already_told=run.told,
+            end=len(step.text),
+        )
+        if feedback is not None:
+            items.append(feedback)
+    return items, text
+
+
+def _answered(state: RunState, run: _Run, step: StepResult, answer: str) -> Ending:
+    """The model ended its turn with no call: the turn is recorded and the run is
+    ``"completed"`` (the detail says why when the answer is empty)."""
+    detail = ""
+    if not answer and step.parser.in_thinking and state.backend.info.opens_thinking:
+        detail = "the model ended its turn without closing its thinking (no </think>), so it gave no separate answer"
+    elif not answer:
+        detail = "the model gave an empty answer"
+    state.new_messages.append({"role": "assistant", "content": "".join(run.turn)})
+    run.turn.clear()
+    return Ending("completed", answer, detail)
+
+
+def _tool_turn(
+    state: RunState, run: _Run, items: Sequence[ParsedCall | CallError]
+) -> Generator[Event, None, Outcome]:
+    """Run the calls of the turn the model ended, record the turn and their results in the
+    conversation, and send the results back as one user turn: :attr:`Next.NEW_TURN`, or the
+    :class:`Ending` of a call repeated too often (the turn is recorded without results)."""
+    outputs = yield from run_calls(state, items, run.ids, run.repeats, run.deadline)
+    ran = [] if isinstance(outputs, Ending) else outputs
+    record_tool_turn(state, "".join(run.turn), items, ran)
+    run.turn.clear()
+    if isinstance(outputs, Ending):
+        return outputs
+    run.context.extend(
+        tool_results_segments(
+            outputs, opens_thinking=state.backend.info.opens_thinking, inert=inert(state)
+        )
     )
-    if decision == "ask" and state.approval_callback is not None:
-        allowed = ask_callback(state.approval_callback, call, reason)
-        yield Approval(call, tool.risk, allowed, "callback", reason)
-        return allowed, gate
-    if decision == "ask":
-        event = Approval(call, tool.risk, reason=reason)
-        yield event  # the consumer may answer before asking for the next event
-        if event.decision is None:
-            event.decision, event.decided_by = False, "default"
-        return event.decision, gate
-    if tool.risk == "dangerous" or gate is not None:
-        yield Approval(call, tool.risk, decision == "allow", "policy", reason)
-    return decision == "allow", gate
+    return Next.NEW_TURN
 
 
-def _record_tool_turn(
-    state: RunState, raw: str, items: Sequence[ParsedCall | CallError], outputs: Sequence[str]
-) -> None:
-    """Add the assistant turn with its calls, and the tool results, to the conversation."""
-    calls = [
-        {"type": "function", "function": {"name": i.name, "arguments": i.arguments}}
-        for i in items
-        if isinstance(i, ParsedCall)
-    ]
-    content = _CALL_BLOCK.sub("", raw).rstrip() if calls else raw
-    message: dict[str, Any] = {"role": "assistant", "content": content}
-    if calls:
-        message["tool_calls"] = calls
-    state.new_messages.append(message)
-    state.new_messages.extend({"role": "tool", "content": o} for o in outputs)
+def _finish(state: RunState, run: _Run, ending: Ending) -> Iterator[Event]:
+    """Record the turn left unrecorded (if any) and yield the run's one ``Finished`` event."""
+    if run.turn:
+        state.new_messages.append({"role": "assistant", "content": "".join(run.turn)})
+    yield Finished(
+        ending.reason,
+        ending.answer,
+        detail=ending.detail,
+        duration=time.monotonic() - state.started,
+    )
 
 
-def _finish(
-    state: RunState, turn_raw: Sequence[str], reason: FinishReason, answer: str, detail: str
-) -> Iterator[Event]:
-    if turn_raw:
-        state.new_messages.append({"role": "assistant", "content": "".join(turn_raw)})
-    yield Finished(reason, answer, detail=detail, duration=time.monotonic() - state.started)
-
-
-def _run_usage(state: RunState, usage_start: Usage) -> Usage:
-    usage = state.backend.usage.since(usage_start)
+def _run_usage(state: RunState) -> Usage:
+    """The run's usage so far: the backend's counters since the run began, and the tools' time."""
+    usage = state.backend.usage.since(state.usage_start)
     usage.tool_seconds = state.usage.tool_seconds
     return usage

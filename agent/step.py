@@ -19,17 +19,19 @@ previous one stopped (the backend evaluates only what is new), when the runtime 
   evaluated once (a zero-token generation), :class:`~agent.events.Compacted` is emitted, and
   generation goes on. Only when nothing is left to drop does the window end the run.
 
-What the step adds to the context is in :attr:`Step.segments` (the model's text and any text
-the runtime inserted, in order); the loop appends them once the step is over.
+:func:`generate_step` returns what the step produced as a :class:`StepResult` (the value of
+``yield from``): what it adds to the context (:attr:`StepResult.segments`, the model's text and
+any text the runtime inserted, in order), why it stopped, and the calls and answer it found.
+The loop appends the segments once the step is over and acts on the rest (:mod:`agent.loop`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
 
+import prompts
 from agent.compaction import Compactor
 from agent.events import Compacted, Event, Repetition, Text, Thinking, ThinkingClosed
 from agent.parser import (
@@ -42,48 +44,75 @@ from agent.parser import (
     ThinkingText,
 )
 from agent.repetition import Repeat, RepetitionDetector
+from agent.state import RunState
 from agent.thinking_budget import closing_text
 from models import ContextOverflowError, GenerateOptions, Sampling, Segment, StopReason
+from models.qwq.grammar import tool_call_grammar
 from models.qwq.tags import CALL_OPEN
-
-if TYPE_CHECKING:
-    from agent.loop import RunState
 
 REPETITION_PRESENCE_PENALTY = 1.5
 """The presence penalty a repeating thinking gets for the rest of its step (QwQ's model card
 allows 0 to 2)."""
 
 
-@dataclass
-class Step:
-    """What one step produced. Offsets (``invented_at``) are in :attr:`text`."""
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    """What one step produced. Offsets (``invented_at``, a call's ``end``) are in :attr:`text`."""
 
     parser: StreamParser
-    """The parser of the text being generated (a new one after the budget closed the
-    thinking: it starts in the answer)."""
+    """The parser of the step's last text (a new one, in the answer, after the budget closed
+    the thinking); it may hold text back until ``finish()``."""
+    reason: StopReason | str
+    """The backend's :data:`models.StopReason` (an interrupted one is ``"cancelled"`` or
+    ``"timeout"``), ``"repetition"``, or ``"thinking_budget"`` (a backend that cannot close
+    the thinking inside its turn used the budget up)."""
+    text: str
+    """What the step adds to the context: the model's text and the runtime's, in order."""
+    segments: tuple[Segment, ...]
+    """:attr:`text` as segments."""
+    thoughts: tuple[bool, ...]
+    """For each segment: a model segment that began inside the thinking (compactable)."""
+    items: tuple[ParsedCall | CallError, ...]
+    """The calls (and call errors) the parser reported, except :attr:`thinking_call`."""
+    thinking_call: ParsedCall | CallError | None
+    """A call made inside the thinking ("interleaved"): generation stopped right after it."""
+    answer: str
+    """The answer text reported so far (not stripped)."""
+    invented_at: int | None
+    """Where the model began a ``<tool_response>`` of its own; generation stopped there."""
+    repeat: Repeat | None
+    """The repetition that ended the step (``reason == "repetition"``)."""
+
+
+@dataclass
+class _Draft:
+    """The step being generated (private to this module; the loop gets a :class:`StepResult`)."""
+
+    parser: StreamParser
     text: str = ""
-    """Everything the step adds to the context, in order: what the model wrote and what the
-    runtime inserted."""
     segments: list[Segment] = field(default_factory=list)
     thoughts: list[bool] = field(default_factory=list)
-    """For each segment: a model segment that began inside the thinking (compactable)."""
     base: int = 0
     """Where the text :attr:`parser` reads begins, in :attr:`text`."""
-    reason: StopReason | str = "end_of_turn"
     items: list[ParsedCall | CallError] = field(default_factory=list)
-    thinking_call: ParsedCall | CallError | None = None
     answer: list[str] = field(default_factory=list)
-    thought_ended: bool = False
+    thinking_call: ParsedCall | CallError | None = None
     invented_at: int | None = None
-    """Where the model began a ``<tool_response>`` of its own; generation stopped there."""
-    repeat: Repeat | None = None
-    """The repetition that ended the step (``reason == "repetition"``)."""
 
     def add(self, segment: Segment, *, thought: bool) -> None:
         """Append ``segment`` to what the step adds to the context."""
         self.segments.append(segment)
         self.thoughts.append(thought)
         self.text += segment.text
+
+    def absorb(self, out: _Generation, *, thought: bool) -> None:
+        """Take in one generation: its text (a model segment) and what the parser found in it."""
+        if out.text:
+            self.add(Segment(out.text, "model"), thought=thought)
+        self.answer.extend(out.answer)
+        self.items.extend(out.items)
+        self.thinking_call = out.thinking_call
+        self.invented_at = out.invented_at
 
     def truncate(self, at: int) -> None:
         """Keep only the first ``at`` characters of :attr:`text` (and of the segments)."""
@@ -96,26 +125,57 @@ class Step:
             self.segments[-1] = Segment(last.text[: len(last.text) - (total - at)], last.role)
         self.text = self.text[:at]
 
+    def result(self, reason: StopReason | str, repeat: Repeat | None = None) -> StepResult:
+        """The finished step, stopped for ``reason``."""
+        return StepResult(
+            parser=self.parser,
+            reason=reason,
+            text=self.text,
+            segments=tuple(self.segments),
+            thoughts=tuple(self.thoughts),
+            items=tuple(self.items),
+            thinking_call=self.thinking_call,
+            answer="".join(self.answer),
+            invented_at=self.invented_at,
+            repeat=repeat,
+        )
+
 
 @dataclass
 class _Generation:
+    """What one generation produced (:func:`_stream`); offsets are in the step's text."""
+
     reason: StopReason | str = "end_of_turn"
     text: str = ""
     thinking_chars: int | None = None
     """Characters of ``text`` before the thinking ended (``None``: it did not end)."""
     repeat: Repeat | None = None
+    answer: list[str] = field(default_factory=list)
+    items: list[ParsedCall | CallError] = field(default_factory=list)
+    thinking_call: ParsedCall | CallError | None = None
+    invented_at: int | None = None
 
 
 def generate_step(
     state: RunState,
     context: list[Segment],
     compactor: Compactor,
-    step: Step,
     *,
+    in_thinking: bool,
     grammar_allowed: bool,
     deadline: float | None,
-) -> Generator[Event, None, None]:
-    """Run the generations of one step into ``step``, yielding their events.
+) -> Generator[Event, None, StepResult]:
+    """Run the generations of one step after ``context``, yielding their events; return what
+    the step produced. ``context`` itself changes only when it is compacted.
+
+    Args:
+        state: the run.
+        context: what the model has read so far (the loop's list).
+        compactor: compacts ``context`` when the window is full.
+        in_thinking: the step begins inside the thinking.
+        grammar_allowed: the step may be constrained by the tool-call grammar
+            (``tool_choice="required"``; the first step of a run only).
+        deadline: ``time.monotonic()`` past which the run times out (``None``: never).
 
     Raises:
         ContextOverflowError: the context does not fit even once compacted.
@@ -123,67 +183,70 @@ def generate_step(
     """
     backend = state.backend
     sampling = state.sampling
+    restartable = backend.info.continues_in_turn
+    draft = _Draft(
+        StreamParser(in_thinking=in_thinking, calls_in_thinking=state.placement == "interleaved")
+    )
     detector = RepetitionDetector()
     penalised = False
     first = grammar_allowed
     while True:
-        if (
-            step.parser.in_thinking
-            and state.budget.spent
-            and not (yield from _close_thinking(state, step))
-        ):
-            return
+        if draft.parser.in_thinking and state.budget.spent:
+            if not restartable:  # a chat-only server cannot take the closing text
+                return draft.result("thinking_budget")
+            yield from _close_thinking(state, draft)
+        thinking = draft.parser.in_thinking
         options, capped = _options(
-            state, sampling, grammar=first, deadline=deadline, thinking=step.parser.in_thinking
+            state, sampling, grammar=first, deadline=deadline, thinking=thinking
         )
-        in_thinking = step.parser.in_thinking
         before = backend.usage.completion_tokens
-        restartable = backend.info.continues_in_turn
         try:  # a server says the context does not fit once asked (the first next())
-            gen = backend.generate([*context, *step.segments], options)
+            gen = backend.generate([*context, *draft.segments], options)
             out = yield from _stream(
-                state, gen, step, detector, deadline, stop_on_repeat=penalised or restartable
+                state,
+                gen,
+                draft.parser,
+                base=draft.base,
+                start=len(draft.text),
+                detector=detector,
+                deadline=deadline,
+                stop_on_repeat=penalised or restartable,
             )
         except ContextOverflowError as exc:
-            if not (yield from _compact(state, context, compactor, step, exc.needed, deadline)):
+            if not (yield from _compact(state, compactor, draft.segments, exc.needed, deadline)):
                 raise
             continue
         first = False
-        if in_thinking:
+        if thinking:
             generated = backend.usage.completion_tokens - before
-            thinking = len(out.text) if out.thinking_chars is None else out.thinking_chars
-            state.budget.account(generated, out.text, thinking)
-        if out.text:
-            step.add(Segment(out.text, "model"), thought=in_thinking)
+            chars = len(out.text) if out.thinking_chars is None else out.thinking_chars
+            state.budget.account(generated, out.text, chars)
+        draft.absorb(out, thought=thinking)
         if out.repeat is not None:
-            repeat = out.repeat
             if penalised or not restartable:
-                step.reason, step.repeat = "repetition", repeat
-                yield _repetition_event(repeat, "stopped", sampling)
-                return
+                yield _repetition_event(out.repeat, "stopped", sampling)
+                return draft.result("repetition", out.repeat)
             sampling = _penalised(sampling)
             penalised = True
             detector.reset()
-            yield _repetition_event(repeat, "presence_penalty", sampling)
+            yield _repetition_event(out.repeat, "presence_penalty", sampling)
             continue
-        if step.thinking_call is not None or step.invented_at is not None:
-            step.reason = out.reason
-            return
+        if draft.thinking_call is not None or draft.invented_at is not None:
+            return draft.result(out.reason)
         if out.reason == "length" and capped and not restartable:
             # A chat-only server's turn cannot be continued (its stream closes the thinking
             # itself when it stops): the step ends here.
-            step.reason = "length" if "".join(step.answer).strip() else "thinking_budget"
-            return
+            answered = "".join(draft.answer).strip()
+            return draft.result("length" if answered else "thinking_budget")
         if out.reason == "length" and capped:
-            if step.parser.in_thinking and not (yield from _close_thinking(state, step)):
-                return
-            continue  # the thinking ended before the cap: the answer goes on
+            if draft.parser.in_thinking:
+                yield from _close_thinking(state, draft)
+            continue  # the thinking closed, or it ended before the cap: the answer goes on
         if out.reason == "context_full":
             full = backend.usage.context_tokens
-            if (yield from _compact(state, context, compactor, step, full, deadline)):
+            if (yield from _compact(state, compactor, draft.segments, full, deadline)):
                 continue
-        step.reason = out.reason
-        return
+        return draft.result(out.reason)
 
 
 def _options(
@@ -198,8 +261,6 @@ def _options(
     constraint = None
     info = state.backend.info
     if grammar and state.tool_choice == "required" and info.supports_grammar and state.registry:
-        from models.qwq.grammar import tool_call_grammar
-
         constraint = tool_call_grammar(state.registry.specs(), allow_thinking=info.opens_thinking)
     capped = False
     if thinking and constraint is None:  # a grammar's state could not survive a restart
@@ -218,17 +279,22 @@ def _options(
 def _stream(
     state: RunState,
     gen: Generator[str, None, StopReason],
-    step: Step,
+    parser: StreamParser,
+    *,
+    base: int,
+    start: int,
     detector: RepetitionDetector,
     deadline: float | None,
-    *,
     stop_on_repeat: bool,
 ) -> Generator[Event, None, _Generation]:
-    """Stream one generation into ``step``; return what it produced (its text cut where a
-    call made inside the thinking or an invented response ends it)."""
+    """Stream one generation through ``parser``, yielding its events; return what it produced
+    (its text cut where a call made inside the thinking or an invented response ends it).
+
+    ``base`` is where the text ``parser`` reads begins in the step's text, ``start`` where this
+    generation's text begins (the offsets of what it returns are in the step's text). A
+    backend that refuses the context raises before its first chunk.
+    """
     out = _Generation()
-    parser = step.parser
-    start = len(step.text)  # where this generation's text begins in step.text
     fed: list[str] = []
     n_fed = 0
     reported = False  # a repetition reported without stopping (a chat-only backend)
@@ -254,23 +320,22 @@ def _stream(
                             detector.reset()
                             yield _repetition_event(found, "presence_penalty", state.sampling)
                 elif isinstance(item, AnswerText):
-                    step.answer.append(item.text)
+                    out.answer.append(item.text)
                     yield Text(item.text)
                 elif isinstance(item, ThinkingEnded):
-                    step.thought_ended = True
                     if out.thinking_chars is None:
                         out.thinking_chars = n_fed
                 elif isinstance(item, InventedResponse):
-                    step.invented_at = step.base + item.at  # its text is dropped
+                    out.invented_at = base + item.at  # its text is dropped
                     if parser.in_thinking and state.placement == "interleaved":
-                        step.thinking_call = _no_call_made(step.base + item.at)
+                        out.thinking_call = _no_call_made(base + item.at)
                     break
                 elif item.placement == "thinking" and state.placement == "interleaved":
-                    step.thinking_call = replace(item, end=step.base + item.end)
+                    out.thinking_call = replace(item, end=base + item.end)
                     break
                 else:
-                    step.items.append(item)
-            if step.thinking_call is not None or step.invented_at is not None:
+                    out.items.append(item)
+            if out.thinking_call is not None or out.invented_at is not None:
                 break
             if out.repeat is not None:
                 out.reason = "repetition"
@@ -284,52 +349,48 @@ def _stream(
     finally:
         gen.close()
     text = "".join(fed)
-    if step.thinking_call is not None:
-        text = text[: step.thinking_call.end - start]
-    elif step.invented_at is not None:
-        text = text[: step.invented_at - start]
+    if out.thinking_call is not None:
+        text = text[: out.thinking_call.end - start]
+    elif out.invented_at is not None:
+        text = text[: out.invented_at - start]
     out.text = text
     if out.thinking_chars is not None:
         out.thinking_chars = min(out.thinking_chars, len(text))
     return out
 
 
-def _close_thinking(state: RunState, step: Step) -> Generator[Event, None, bool]:
-    """Close the thinking at the end of ``step`` (the budget is spent); ``False`` when the
-    backend cannot take inserted text (a chat-only server): the step then ends."""
-    if not state.backend.info.continues_in_turn:
-        step.reason = "thinking_budget"
-        return False
-    parser = step.parser
+def _close_thinking(state: RunState, draft: _Draft) -> Generator[Event, None, None]:
+    """Close the thinking at the end of ``draft`` (the budget is spent): a call still being
+    written is dropped, the closing text is added, and a new parser reads the answer.
+
+    Only for a backend that continues inside its turn (``info.continues_in_turn``)."""
+    parser = draft.parser
     if parser.in_call:  # a call still being written: dropped, it will not run
-        cut = step.text.rfind(CALL_OPEN, step.base)
+        cut = draft.text.rfind(CALL_OPEN, draft.base)
         if cut >= 0:
-            step.truncate(cut)
+            draft.truncate(cut)
     else:
         for item in parser.finish():
             if isinstance(item, ThinkingText):
                 yield Thinking(item.text)
     text = closing_text()
-    step.add(Segment(text, "template"), thought=False)
-    step.parser = StreamParser(
+    draft.add(Segment(text, "template"), thought=False)
+    draft.parser = StreamParser(
         in_thinking=False, calls_in_thinking=state.placement == "interleaved"
     )
-    step.base = len(step.text)
-    step.thought_ended = True
+    draft.base = len(draft.text)
     yield ThinkingClosed("budget", state.budget.used, text)
-    return True
 
 
 def _compact(
     state: RunState,
-    context: list[Segment],
     compactor: Compactor,
-    step: Step,
+    pending: Sequence[Segment],
     needed: int,
     deadline: float | None,
 ) -> Generator[Event, None, bool]:
-    """Compact ``context`` (``needed`` tokens did not fit) and evaluate it once; ``False``
-    when there was nothing to drop.
+    """Compact the context (``needed`` tokens did not fit) and evaluate it, followed by
+    ``pending`` (the step so far), once; ``False`` when there was nothing to drop.
 
     Raises:
         ContextOverflowError: the compacted context does not fit either.
@@ -340,7 +401,7 @@ def _compact(
     backend = state.backend
     before = backend.usage.copy()
     options, _ = _options(state, state.sampling, grammar=False, deadline=deadline, thinking=False)
-    gen = backend.generate([*context, *step.segments], replace(options, max_tokens=0))
+    gen = backend.generate([*compactor.context, *pending], replace(options, max_tokens=0))
     try:
         for _ in gen:  # a zero-token generation: the prefill only
             pass
@@ -353,7 +414,7 @@ def _compact(
     if evaluated:
         tokens_after = after.context_tokens
     else:  # a server evaluates nothing until the next request: estimate from characters
-        extra = len(step.text)
+        extra = sum(len(s.text) for s in pending)
         tokens_after = round(needed * (done.chars_after + extra) / (done.chars_before + extra))
     yield Compacted(needed, tokens_after, done.segments, estimated=not evaluated)
     return True
@@ -377,8 +438,6 @@ def _repetition_event(repeat: Repeat, action: str, sampling: Sampling) -> Repeti
 
 def _no_call_made(at: int) -> CallError:
     """The result of a ``<tool_response>`` the model opened with no call before it."""
-    import prompts
-
     return CallError(
         prompts.render("invented_response"), "thinking", "", True, at, kind="invented_response"
     )

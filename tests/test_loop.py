@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from agent import Agent, Approval, ToolCall, tool
-from agent.events import Finished, ToolCallEvent, ToolResult
+from agent.events import Error, Finished, ToolCallEvent, ToolResult
+from models import BackendInfo
 from models.qwq.chat_template import qwq_template, render
 from models.scripted import ScriptedBackend, call
 from tests.conftest import HANG_BOUND, MakeAgent, add
@@ -508,3 +511,91 @@ def test_a_looping_script_answers_every_question(tmp_path: Path) -> None:
     assert once.run("one").ok
     second = once.run("two")
     assert second.finish_reason == "error" and "has no turn 2" in second.detail
+
+
+# -- each way a run ends, as the loop's outcomes (agent/loop.py) -----------------------------
+
+
+class BrokenTemplate(ScriptedBackend):
+    """A scripted model whose own chat template does not parse."""
+
+    @property
+    def info(self) -> BackendInfo:
+        return replace(super().info, chat_template="{% if %}")
+
+
+def test_a_prompt_the_template_cannot_render_ends_the_run_before_generating(
+    tmp_path: Path,
+) -> None:
+    backend = BrokenTemplate([ANSWER])
+    agent = Agent(backend, tools=[add], transcript=False, workspace=tmp_path)
+    events = list(agent.stream("q"))
+    assert [e.kind for e in events] == ["error", "finished"]
+    error, finished = events
+    assert isinstance(error, Error) and error.fatal and error.error_type == "template"
+    assert "the prompt could not be rendered" in error.message
+    assert isinstance(finished, Finished) and finished.reason == "error" and finished.detail
+    assert backend.prompts == []  # nothing was generated
+    assert [m["role"] for m in agent.history] == ["user", "assistant"]
+
+
+def test_a_turn_with_no_text_is_recorded_as_it_was(tmp_path: Path) -> None:
+    """An empty turn still ends the run as completed and is kept as an empty assistant turn
+    (not as a run stopped before its answer)."""
+    agent = Agent(ScriptedBackend([""]), transcript=False, workspace=tmp_path)
+    result = agent.run("q")
+    assert result.finish_reason == "completed" and result.answer == ""
+    assert "no </think>" in result.detail
+    assert agent.history == [
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": ""},
+    ]
+
+
+def test_a_call_repeated_after_the_thinking_ends_the_run_with_its_turn_recorded(
+    make_agent: MakeAgent,
+) -> None:
+    turn = "</think>\n\n" + call("add", a=1, b=1)
+    agent, backend = make_agent([turn] * 3, placement="template", max_repeated_calls=2)
+    events = list(agent.stream("q"))
+    assert [e.kind for e in events[-3:]] == ["tool_call", "error", "finished"]
+    error, finished = events[-2:]
+    assert isinstance(error, Error) and error.fatal and error.error_type == "repeated"
+    assert isinstance(finished, Finished) and finished.reason == "repeated_call"
+    assert "3 times" in finished.detail and len(backend.prompts) == 3
+    # Two calls ran and their results went back; the third turn is kept with its call and
+    # no result (the run ended before it ran).
+    roles = [m["role"] for m in agent.history]
+    assert roles == ["user", "assistant", "tool", "assistant", "tool", "assistant"]
+    assert [m.get("tool_calls") is not None for m in agent.history[1::2]] == [True] * 3
+    assert [m["content"] for m in agent.history if m["role"] == "tool"] == ["2", "2"]
+
+
+def test_a_call_repeated_in_the_thinking_ends_the_run_and_keeps_the_thought(
+    make_agent: MakeAgent,
+) -> None:
+    thought = "Add them.\n" + call("add", a=1, b=1)
+    agent, backend = make_agent([thought] * 3, max_repeated_calls=2)
+    result = agent.run("q")
+    assert result.finish_reason == "repeated_call"
+    assert [c.output for c in result.tool_calls] == ["2", "2", None]
+    # One assistant turn: the thought with both results inserted, and the third call.
+    assert [m["role"] for m in agent.history] == ["user", "assistant"]
+    kept = agent.history[1]["content"]
+    assert kept == (thought + backend.observations[0]) * 2 + thought
+
+
+def test_the_walk_through_a_run_names_real_files_and_functions() -> None:
+    """agent/loop.py's docstring walks a newcomer through one run; every file it names exists
+    and every function of the loop it names is one."""
+    import agent.loop
+
+    doc = agent.loop.__doc__ or ""
+    walk = doc[doc.index("Following one run") :]
+    root = Path(__file__).resolve().parent.parent
+    files = re.findall(r"``((?:agent|models)/[\w/]*\.py)``", walk)
+    assert len(files) >= 5, walk
+    assert [f for f in files if not (root / f).is_file()] == []
+    named = re.findall(r":func:`(_\w+)`", walk)
+    assert len(named) >= 8, walk
+    assert [n for n in named if not callable(getattr(agent.loop, n, None))] == []
