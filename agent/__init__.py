@@ -23,13 +23,14 @@ Besides the embedding API, the face exports the few names the TUI (:mod:`tui`) n
 that it depends on nothing else: model loading progress and download plans, session files,
 and the text cleaners for what a model or a tool wrote.
 
-What lives in the package: the core of a run (``agent.py`` the :class:`Agent`; ``loop.py`` and
-``step.py`` one run and one generation step; ``parser.py``, ``call_json.py``,
-``call_formats.py`` reading the model's stream; ``executor.py`` and ``approval.py`` running
-tool calls; ``events.py`` the typed events; ``transcript.py``; ``compaction.py``,
-``repetition.py``, ``thinking_budget.py`` the run's guards; ``config.py`` the config file;
-``errors.py`` the exception tree and :class:`InputError`), and two sub-packages: :mod:`agent.tasks` (task files) and
-:mod:`agent.cli` (the command line, the only importer of :mod:`tui`).
+What lives in the package: the core of a run (``agent.py`` the :class:`Agent`; ``loop.py``
+one run as named steps, ``step.py`` one generation step, ``calls.py`` a step's tool calls,
+``state.py`` a run's limits and state; ``parser.py``, ``call_json.py``, ``call_formats.py``
+reading the model's stream; ``executor.py`` and ``approval.py`` running tool calls;
+``events.py`` the typed events; ``transcript.py``; ``compaction.py``, ``repetition.py``,
+``thinking_budget.py`` the run's guards; ``config.py`` the config file; ``errors.py`` the
+exception tree and :class:`InputError`), and two sub-packages: :mod:`agent.tasks` (task files)
+and :mod:`agent.cli` (the command line, the only importer of :mod:`tui`).
 """
 
 from __future__ import annotations
