@@ -13,7 +13,10 @@ still readable to the model, never a token. What it recognises:
 * the tokens a backend lists for its model (:attr:`models.base.BackendInfo.control_tokens`:
   the embedded backend reads them from the loaded vocabulary);
 * in tool output and other data only, the tags of the QwQ format (:data:`FORMAT_TAGS`, any
-  case, spaces allowed), which the model's own turns legitimately contain.
+  case, spaces allowed), which the model's own turns legitimately contain;
+* in the runtime's own feedback (:meth:`Neutraliser.feedback`), the tags only the runtime
+  writes as markup (``<tool_response>``, ``<tools>`` and their closings), so a quoted
+  ``</tool_response>`` cannot end the observation it is quoted in.
 
 Every pattern is a lookahead that consumes one character, so a pass is linear in the text and
 applying it twice changes nothing more. :func:`neutraliser` caches one per token list.
@@ -70,6 +73,7 @@ COMMON_CONTROL_TOKENS = (
 
 _BARRED = r"<(?=\s*+[|｜][^|｜<>\n]{0,64}[|｜]\s*+>)"
 _TAGS = r"(?i:<(?=\s*+/?\s*+(?:think|tool_call|tool_response|tools)\s*+>))"
+_RUNTIME_TAGS = r"(?i:<(?=\s*+/?\s*+(?:tool_response|tools)\s*+>))"
 _FOLDED_TAGS = frozenset(t.casefold() for t in FORMAT_TAGS)
 
 
@@ -120,6 +124,7 @@ class Neutraliser:
         common = "|".join(p for p in (_BARRED, literal) if p)
         self._conversation = re.compile(common, re.DOTALL)
         self._data = re.compile(f"{_TAGS}|{common}", re.DOTALL)
+        self._feedback = re.compile(f"{_RUNTIME_TAGS}|{common}", re.DOTALL)
 
     def data(self, text: str) -> str:
         """``text`` from outside (tool output, errors, declarations) with every known token
@@ -130,6 +135,14 @@ class Neutraliser:
         """Conversation text (the prompt, earlier turns) re-rendered into a prompt: control
         tokens made inert, the format's tags (the model's ``</think>``…) left as they are."""
         return self._conversation.sub(_inert, text)
+
+    def feedback(self, text: str) -> str:
+        """The runtime's own message to the model (a parse error quoting the model's call,
+        how to write a call): as :meth:`conversation`, so its hints keep ``<tool_call>`` and
+        ``</think>`` real, but the observation tags (``<tool_response>``, ``<tools>``, any case,
+        spaces allowed) are made inert too: only the runtime writes them, around the feedback,
+        never inside it."""
+        return self._feedback.sub(_inert, text)
 
     def data_value(self, value: Any) -> Any:
         """A JSON-like value (a tool declaration…) with :meth:`data` applied to every string

@@ -21,9 +21,10 @@ class Feedback(str):
     """An observation the runtime wrote itself (a parse error, how to write a call), which may
     quote the model's own output back to it.
 
-    The builders below make it inert with :meth:`Neutraliser.conversation` (every control
-    token, so a quoted ``<|im_start|>system`` opens nothing) and keep the format's tags, so
-    the hints it gives (``<tool_call>`` …) reach the model exactly. Every other observation
+    The builders below make it inert with :meth:`Neutraliser.feedback` (every control
+    token, so a quoted ``<|im_start|>system`` opens nothing, and the observation tags, so a
+    quoted ``</tool_response>`` ends nothing) and keep the call and thinking tags, so the
+    hints it gives (``<tool_call>`` …) reach the model exactly. Every other observation
     is tool output or error text from outside and goes through :meth:`Neutraliser.data`. A
     string operation on a ``Feedback`` gives a plain ``str``, i.e. the stricter treatment.
     """
@@ -32,7 +33,7 @@ class Feedback(str):
 
 
 def _observation(output: str, inert: Neutraliser) -> Segment:
-    text = inert.conversation(output) if isinstance(output, Feedback) else inert.data(output)
+    text = inert.feedback(output) if isinstance(output, Feedback) else inert.data(output)
     return Segment(text, "data")
 
 
@@ -44,7 +45,7 @@ def tool_results_segments(
     Its text equals what the QwQ template renders for the end of that assistant message, the
     following ``tool`` messages (one user turn of ``<tool_response>`` blocks) and the next
     generation prompt. The outputs, made inert here (:meth:`Neutraliser.data`, or
-    :meth:`Neutraliser.conversation` for :class:`Feedback`), are ``"data"`` segments, the
+    :meth:`Neutraliser.feedback` for :class:`Feedback`), are ``"data"`` segments, the
     markup around them ``"template"`` segments.
     """
     segments: list[Segment] = []
