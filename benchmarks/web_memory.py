@@ -13,7 +13,7 @@ Two setups, each measured in two phases, one after the other in one run:
   loading the model.
 
 Phase 1 opens one tab, phase 2 two more (three open). In each phase every new tab waits for
-the prompt box, types :data:`PROMPT` and Enter, and the phase ends when each of its tabs has
+the prompt box, types :data:`benchmarks.web_tabs.PROMPT` and Enter (:func:`benchmarks.web_tabs.use`), and the phase ends when each of its tabs has
 finished its run (a ``finished`` record in its transcript, with the tokens the model
 generated). Meanwhile :class:`benchmarks.process_memory.Sampler` samples the whole tree: PSS
 summed (shared weight pages divided among their mappers), RSS summed (counted once per mapper),
@@ -46,96 +46,21 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import aiohttp
 
 from benchmarks import process_memory as pm
+from benchmarks import web_tabs
 
-PROMPT = "Say hello."
-"""What each tab types."""
 TAB_OPTIONS = ("--tools", "", "--max-tokens", "16", "--temperature", "0", "--ctx", "2048")
 """The options given to ``web`` (and the own-copy chats): no tools, a short greedy answer,
 a small context (the host's KV cache for :data:`agent.cli.web.TAB_SEQUENCES` tabs)."""
-READY = re.compile(r"Ask\s*the\s*agent")
-"""The prompt box's placeholder in a tab's screen, with escape sequences removed."""
-WAIT_S = 180.0
-"""Seconds any one wait (server up, prompt box shown, answer) may take before it is a hang:
-generous, because these figures are not about speed (a loaded machine starts Python slowly)."""
-SIZE = (100, 30)
-"""Columns and rows of each tab's terminal."""
 ROLE_WEB = "web server + model host"
 ROLE_TAB = "tab chat (host client)"
 ROLE_OWN = "chat with its own model"
 _URL = re.compile(r"(http://127\.0\.0\.1:\d+)/\?token=[A-Za-z0-9_-]+")
-_ESCAPE = re.compile(r"\x1b(\[[0-9;?<>=]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[@-Z\\-_])")
 MB = 1e6
-
-
-class Tab(Protocol):
-    """A running tab: what it has drawn so far, and typing into it."""
-
-    output: bytearray
-
-    async def send(self, text: str) -> None: ...
-
-    async def close(self) -> None: ...
-
-
-def screen_text(output: bytes) -> str:
-    """The text of a terminal stream, its escape sequences removed."""
-    return _ESCAPE.sub("", output.decode("utf-8", "replace"))
-
-
-def finished_runs(sessions: Path) -> dict[str, int]:
-    """For each transcript in ``sessions`` whose run finished: the tokens the model generated
-    (from its last ``usage`` record; 0 when it has none)."""
-    runs: dict[str, int] = {}
-    for path in sorted(sessions.glob("*.jsonl")):
-        tokens, finished = 0, False
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:  # a line being written
-                continue
-            if record.get("kind") == "usage":
-                tokens = int(record.get("usage", {}).get("completion_tokens", 0))
-            finished = finished or record.get("kind") == "finished"
-        if finished:
-            runs[path.name] = tokens
-    return runs
-
-
-async def _until(what: str, check: Callable[[], bool], alive: Callable[[], str | None]) -> None:
-    """Wait until ``check()``; raise when ``alive()`` says something died, or after
-    :data:`WAIT_S`."""
-    deadline = time.monotonic() + WAIT_S
-    while not check():
-        if (problem := alive()) is not None:
-            raise RuntimeError(f"{what}: {problem}")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{what}: not within {WAIT_S} s (a hang? see the log above)")
-        await asyncio.sleep(0.1)
-
-
-async def _use(tabs: list[Tab], sessions: Path, alive: Callable[[], str | None]) -> None:
-    """Each of ``tabs`` (just opened) waits for its prompt box and sends :data:`PROMPT`; then
-    wait until every tab opened so far has finished a run."""
-    before = len(finished_runs(sessions))
-    for number, tab in enumerate(tabs):
-        await _until(f"tab {number + 1}'s prompt box", _drawn(tab), alive)
-        await tab.send(PROMPT)
-        await tab.send("\r")
-    await _until(
-        f"{before + len(tabs)} finished runs",
-        lambda: len(finished_runs(sessions)) >= before + len(tabs),
-        alive,
-    )
-
-
-def _drawn(tab: Tab) -> Callable[[], bool]:
-    """Whether ``tab`` shows its prompt box (:data:`READY`) yet."""
-    return lambda: bool(READY.search(screen_text(bytes(tab.output))))
 
 
 def _peak(sampler: pm.Sampler, seconds: float) -> dict[str, Any]:
@@ -158,7 +83,7 @@ def _peak(sampler: pm.Sampler, seconds: float) -> dict[str, Any]:
 
 
 async def _phases(
-    open_tab: Callable[[], Awaitable[Tab]],
+    open_tab: Callable[[], Awaitable[web_tabs.Tab]],
     make_sampler: Callable[[], pm.Sampler],
     sessions: Path,
     alive: Callable[[], str | None],
@@ -166,7 +91,7 @@ async def _phases(
     before_first: Callable[[], Awaitable[None]] | None = None,
 ) -> dict[str, Any]:
     """Phase 1 (one tab) and phase 2 (two more), each sampled on its own."""
-    tabs: list[Tab] = []
+    tabs: list[web_tabs.Tab] = []
     peaks: dict[str, Any] = {}
     try:
         for name, count in (("1", 1), ("3", 2)):
@@ -178,7 +103,7 @@ async def _phases(
                     await before_first()
                 new = [await open_tab() for _ in range(count)]
                 tabs += new
-                await _use(new, sessions, alive)
+                await web_tabs.use(new, sessions, alive)
             finally:
                 sampler.stop()
                 seen.update(sampler.seen)
@@ -187,47 +112,11 @@ async def _phases(
         for tab in tabs:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(tab.close(), 15)
-    peaks["generated_tokens"] = sorted(finished_runs(sessions).values())
+    peaks["generated_tokens"] = sorted(web_tabs.finished_runs(sessions).values())
     return peaks
 
 
 # -- shared: the real ``qwq-agent web`` --------------------------------------------------------
-
-
-class WebTab:
-    """A browser tab: the page (for the token cookie), then its websocket."""
-
-    def __init__(self, session: aiohttp.ClientSession, base: str) -> None:
-        self.output = bytearray()
-        self._session = session
-        self._base = base
-        self._socket: aiohttp.ClientWebSocketResponse | None = None
-        self._reader: asyncio.Task[None] | None = None
-
-    async def open(self) -> WebTab:
-        width, height = SIZE
-        url = f"{self._base.replace('http', 'ws', 1)}/ws?width={width}&height={height}"
-        self._socket = await self._session.ws_connect(url, headers={"Origin": self._base})
-        self._reader = asyncio.create_task(self._read())
-        return self
-
-    async def _read(self) -> None:
-        assert self._socket is not None
-        async for message in self._socket:
-            if message.type == aiohttp.WSMsgType.BINARY:
-                self.output += message.data
-
-    async def send(self, text: str) -> None:
-        assert self._socket is not None
-        await self._socket.send_json(["stdin", text])
-
-    async def close(self) -> None:
-        if self._socket is not None:
-            await self._socket.close()
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
 
 
 def _web_roles(root: int) -> list[tuple[int, str]]:
@@ -243,32 +132,6 @@ def _web_roles(root: int) -> list[tuple[int, str]]:
     return found
 
 
-def _stop_group(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to the process group, then SIGKILL to whatever of it is left."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=10)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait(timeout=10)
-
-
-def _isolated(environment: dict[str, str], folder: Path) -> dict[str, str]:
-    """``environment`` with its own config, data and transcripts folders under ``folder``."""
-    isolated = {**environment, "XDG_CONFIG_HOME": str(folder / "config")}
-    isolated["XDG_DATA_HOME"] = str(folder / "data")
-    isolated["QWQ_AGENT_SESSIONS"] = str(folder / "sessions")
-    isolated.pop("QWQ_AGENT_CONFIG", None)
-    return isolated
-
-
-def _pin(cpu: int | None) -> Callable[[], None] | None:
-    if cpu is None:
-        return None
-    return lambda: os.sched_setaffinity(0, {cpu})
-
-
 async def shared(
     gguf: Path, folder: Path, seen: dict[int, tuple[int | None, str]], cpu: int | None
 ) -> dict[str, Any]:
@@ -279,11 +142,11 @@ async def shared(
         process = subprocess.Popen(
             [*command, *TAB_OPTIONS],
             cwd=Path(__file__).resolve().parents[1],
-            env=_isolated(dict(os.environ), folder),
+            env=web_tabs.isolated(dict(os.environ), folder),
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: the tabs' chats join it
-            preexec_fn=_pin(cpu),
+            preexec_fn=web_tabs.pin(cpu),
         )
     try:
 
@@ -307,24 +170,26 @@ async def shared(
                     found[:] = [m for m in [_URL.search(log.read_text(errors="replace"))] if m]
                     return bool(found)
 
-                await _until("web's URL", printed, alive)
+                await web_tabs.until("web's URL", printed, alive)
                 base = found[0].group(1)
-                for _ in range(int(WAIT_S * 10)):  # the URL is printed just before it listens
+                for _ in range(
+                    int(web_tabs.WAIT_S * 10)
+                ):  # the URL is printed just before it listens
                     with contextlib.suppress(aiohttp.ClientConnectionError):
                         async with session.get(found[0].group(0)) as page:
                             if page.status == 200:
                                 return
                     await asyncio.sleep(0.1)
-                raise RuntimeError(f"web did not serve its page within {WAIT_S} s")
+                raise RuntimeError(f"web did not serve its page within {web_tabs.WAIT_S} s")
 
-            async def open_tab() -> Tab:
-                return await WebTab(session, base).open()
+            async def open_tab() -> web_tabs.Tab:
+                return await web_tabs.WebTab(session, base).open()
 
             return await _phases(
                 open_tab, sampler, folder / "sessions", alive, seen, before_first=serve_page
             )
     finally:
-        _stop_group(process)
+        web_tabs.stop_group(process)
 
 
 # -- counterfactual: every tab's chat loads its own model ------------------------------------
@@ -334,65 +199,26 @@ async def own_copies(
     gguf: Path, folder: Path, seen: dict[int, tuple[int | None, str]], cpu: int | None
 ) -> dict[str, Any]:
     """Both phases with chats that each load ``gguf``, run as ``web`` runs a tab's chat."""
-    from textual_serve.download_manager import DownloadManager
-
     from agent.cli.entry import build_parser
-    from agent.cli.web import ChatService, chat_command
+    from agent.cli.web import chat_command
 
     args = build_parser().parse_args(["web", "--model", str(gguf), *TAB_OPTIONS])
     command = "exec " + shlex.join(chat_command(args))
-    tabs: list[OwnModelTab] = []
+    tabs: list[Any] = []
 
-    class OwnModelTab(ChatService):
-        """A tab's chat process, in its own process group (killed with it), pinned to
-        ``cpu``; ``output`` is what it drew."""
-
-        output: bytearray
-
-        def _build_environment(self, width: int = 80, height: int = 24) -> dict[str, str]:
-            return _isolated(super()._build_environment(width, height), folder)
-
-        async def _open_app_process(self, width: int = 80, height: int = 24) -> Any:
-            self._process = process = await asyncio.create_subprocess_shell(
-                self.command,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                env=self._build_environment(width=width, height=height),
-                start_new_session=True,
-                preexec_fn=_pin(cpu),
-            )
-            assert process.stdin is not None
-            self._stdin = process.stdin
-            return process
-
-        async def send(self, text: str) -> None:
-            await self.send_bytes(text.encode("utf-8"))
-
-        async def close(self) -> None:
-            await self.stop()
-
-    async def open_tab() -> Tab:
-        tab = OwnModelTab(
-            command,
-            write_bytes=lambda data: _append(tab, data),
-            write_str=_ignore,
-            close=_nothing,
-            download_manager=DownloadManager(),
-        )
-        tab.output = bytearray()
+    async def open_tab() -> web_tabs.Tab:
+        tab = web_tabs.own_model_tab(command, folder, cpu)
         tabs.append(tab)
-        await tab.start(*SIZE)
-        return tab
+        await tab.start(*web_tabs.SIZE)
+        typed: web_tabs.Tab = tab  # a ChatService that is a Tab
+        return typed
 
     def processes() -> list[tuple[int, str]]:
-        return [(t._process.pid, ROLE_OWN) for t in tabs if t._process is not None]
+        return [(t.pid, ROLE_OWN) for t in tabs if t.pid is not None]
 
     def alive() -> str | None:
-        for t in tabs:
-            if t._process is not None and t._process.returncode is not None:
-                return f"a chat exited ({t._process.returncode})"
-        return None
+        codes = [t.exited() for t in tabs if t.exited() is not None]
+        return f"a chat exited ({codes[0]})" if codes else None
 
     try:
         return await _phases(
@@ -403,24 +229,8 @@ async def own_copies(
             seen,
         )
     finally:
-        for t in tabs:
-            if t._process is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(t._process.pid, signal.SIGKILL)
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(t._process.wait(), 10)
-
-
-async def _append(tab: Tab, data: bytes) -> None:
-    tab.output += data
-
-
-async def _ignore(_: str) -> None:
-    return None
-
-
-async def _nothing() -> None:
-    return None
+        for tab in tabs:
+            await tab.kill()
 
 
 # -- the figures -------------------------------------------------------------------------------

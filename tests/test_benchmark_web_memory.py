@@ -1,4 +1,4 @@
-"""benchmarks/web_memory.py: the peak memory of ``qwq-agent web`` with 1 and 3 tabs.
+"""benchmarks/web_memory.py (and web_tabs.py, process_memory.py): the peak memory of ``qwq-agent web`` with 1 and 3 tabs.
 
 The real-model tests start the real ``qwq-agent web`` on the tiny model, pinned to one CPU,
 and drive its tabs over websockets. They assert structure and the properties that hold
@@ -22,7 +22,7 @@ import pytest
 
 from benchmarks import __main__ as bench
 from benchmarks import process_memory as pm
-from benchmarks import web_memory
+from benchmarks import web_memory, web_tabs
 from tests.conftest import HANG_BOUND
 from tests.real_model import requires_tiny_model, tiny_gguf
 
@@ -35,8 +35,8 @@ def _one_cpu() -> int:
 
 def test_screen_text_drops_escape_sequences() -> None:
     drawn = b"\x1b[?25l\x1b[38;2;1;2;3mAsk\x1b[0m the\x1b[1;5H agent\x1b]0;title\x07!"
-    assert web_memory.screen_text(drawn) == "Ask the agent!"
-    assert web_memory.READY.search(web_memory.screen_text(drawn))
+    assert web_tabs.screen_text(drawn) == "Ask the agent!"
+    assert web_tabs.READY.search(web_tabs.screen_text(drawn))
 
 
 def test_finished_runs_counts_finished_transcripts_with_their_tokens(tmp_path: Path) -> None:
@@ -45,7 +45,7 @@ def test_finished_runs_counts_finished_transcripts_with_their_tokens(tmp_path: P
         "\n".join(json.dumps(r) for r in ({"kind": "run_started"}, usage, {"kind": "finished"}))
     )
     (tmp_path / "b.jsonl").write_text(json.dumps({"kind": "run_started"}) + "\n{torn")
-    assert web_memory.finished_runs(tmp_path) == {"a.jsonl": 7}
+    assert web_tabs.finished_runs(tmp_path) == {"a.jsonl": 7}
 
 
 @linux_only
@@ -138,17 +138,15 @@ def test_a_failure_half_way_leaves_no_process(monkeypatch: pytest.MonkeyPatch) -
     benchmark fails: the error comes out and every process it started is gone."""
     gguf = tiny_gguf()
     assert gguf is not None
-    use = web_memory._use
 
     async def fail_when_drawn(tabs: list[Any], sessions: Path, alive: Any) -> None:
-        await web_memory._until("the prompt box", web_memory._drawn(tabs[0]), alive)
+        await web_tabs.until("the prompt box", web_tabs.drawn(tabs[0]), alive)
         raise RuntimeError("injected failure")
 
-    monkeypatch.setattr(web_memory, "_use", fail_when_drawn)
+    monkeypatch.setattr(web_tabs, "use", fail_when_drawn)
     seen: dict[int, tuple[int | None, str]] = {}
     with pytest.raises(RuntimeError, match="injected failure"):
         web_memory.measure(gguf, counterfactual=False, cpu=_one_cpu(), seen=seen)
-    monkeypatch.setattr(web_memory, "_use", use)
     assert {role for _, role in seen.values()} == {web_memory.ROLE_WEB, web_memory.ROLE_TAB}
     deadline = time.monotonic() + HANG_BOUND  # killed already; the kernel may still reap
     while pm.still_running(seen) and time.monotonic() < deadline:
