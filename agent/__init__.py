@@ -28,14 +28,15 @@ one run as named steps, ``step.py`` one generation step, ``calls.py`` a step's t
 ``state.py`` a run's limits and state; ``parser.py``, ``call_json.py``, ``call_formats.py``
 reading the model's stream; ``executor.py`` and ``approval.py`` running tool calls;
 ``events.py`` the typed events; ``transcript.py``; ``compaction.py``, ``repetition.py``,
-``thinking_budget.py`` the run's guards; ``config.py`` the config file; ``errors.py`` the
+``thinking_budget.py`` the run's guards; ``settings.py`` the run settings and their
+defaults; ``config.py`` the config file; ``errors.py`` the
 exception tree and :class:`InputError`), and two sub-packages: :mod:`agent.tasks` (task files)
 and :mod:`agent.cli` (the command line, the only importer of :mod:`tui`).
 """
 
 from __future__ import annotations
 
-from agent.agent import Agent, Placement, ToolChoice
+from agent.agent import Agent
 from agent.approval import ApprovalPolicy
 from agent.errors import InputError
 from agent.events import (
@@ -55,6 +56,7 @@ from agent.events import (
     ToolResult,
     UsageEvent,
 )
+from agent.settings import AgentSettings, Placement, ToolChoice
 from agent.terminal import clean_for_terminal
 from agent.transcript import Transcript, TranscriptRun, list_sessions, load_transcript
 from models import (
@@ -74,6 +76,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Agent",
+    "AgentSettings",
     "Approval",
     "ApprovalPolicy",
     "Backend",

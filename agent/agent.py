@@ -13,121 +13,97 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Unpack
 
-from agent.approval import ApprovalCallback, ApprovalPolicy, ApprovalSetting
+from agent.approval import ApprovalCallback, ApprovalPolicy
 from agent.events import Event, RunResult
 from agent.executor import ToolExecutor
-from agent.loop import DEFAULT_MAX_STEPS, Limits, RunState, run_loop
+from agent.loop import RunState, run_loop
+from agent.settings import (
+    DEFAULT_MODEL,
+    DEFAULTS,
+    AgentSettings,
+    Placement,
+    SettingArguments,
+    ToolChoice,
+)
 from agent.transcript import TranscriptWriter, default_sessions_dir, load_transcript
 from models import Backend, ProgressCallback, Sampling, Usage
 from models.options import BackendOptions
 from tools import ToolContext, ToolError, ToolRegistry, ToolSpec, check_tool_settings
 
-Placement = Literal["interleaved", "template"]
-ToolChoice = Literal["auto", "required"]
-
 
 class Agent:
     """A QwQ agent: a model, tools, and a conversation.
+
+    How it runs is an :class:`agent.settings.AgentSettings` (:attr:`settings`): ``settings``
+    if given, else the defaults, with the setting keyword arguments laid over it (the top
+    layer, see :mod:`agent.settings`). Each setting's meaning and default is documented
+    there; in short:
+
+    * ``placement``: ``"interleaved"`` (calls honoured inside the thinking too) or
+      ``"template"`` (calls only after ``</think>``);
+    * ``approval``: the policy for dangerous tools (see :mod:`agent.approval`);
+    * ``workspace``: the only folder file tools may touch;
+    * limits: ``max_steps``, ``max_tokens``, ``thinking_budget`` (then the runtime closes the
+      thinking, emits ``thinking_closed``, and the model answers), ``timeout``,
+      ``max_repeated_calls``, ``max_calls_per_step``, ``tool_output_chars``;
+    * sampling: ``temperature``, ``seed`` override the model's defaults; ``sampling``
+      replaces them;
+    * ``tool_choice``: ``"required"`` makes the first step a tool call (grammar-constrained
+      where the backend supports grammars);
+    * ``system``: the system prompt (default: ``prompts/system.md.j2``);
+    * ``tool_settings``: per-tool settings (limits) by tool name, seen by tools;
+    * ``transcript``, ``sessions_dir``: where the JSONL transcript goes (or none);
+    * ``session_kv``: keep the conversation's KV state beside its transcript
+      (``TRANSCRIPT.kv``, written after each run) so that :meth:`resume` restores it instead
+      of evaluating the conversation again (llama.cpp backends only; others ignore it).
 
     Args:
         model: a catalog name (``"qwq-32b"``, ``"smollm2-135m"``), a path to a ``.gguf``, an
             ``http(s)://`` endpoint, ``"scripted:FILE.yaml"``, or a :class:`models.base.Backend`.
             A name is loaded on first use (or by :meth:`load`).
         tools: built-in names, ``@tool`` objects or typed functions.
-        placement: ``"interleaved"`` (calls honoured inside the thinking too, results
-            inserted right there) or ``"template"`` (calls only after ``</think>``, results as
-            the official template renders them).
-        approval: the policy for dangerous tools (see :mod:`agent.approval`).
         approval_callback: decides ``"ask"`` calls; without it the stream's
             :class:`agent.events.Approval` event decides, and silence denies.
-        workspace: the only folder file tools may touch.
-        max_steps: model generations per run.
-        max_tokens: sampled tokens per run (``None``: no budget but the window).
-        thinking_budget: thinking tokens per run (tool calls written while thinking count);
-            when reached, the runtime closes the thinking with a short sentence and
-            ``</think>`` (Qwen's recipe, see :mod:`agent.thinking_budget`), emits a
-            ``thinking_closed`` event, and the model answers. ``None``: no budget.
-        timeout: wall-clock seconds per run (``None``: none).
-        temperature, seed: override the model's sampling defaults; ``sampling`` replaces them.
-        tool_choice: ``"required"`` makes the first step a tool call (grammar-constrained
-            where the backend supports grammars).
-        system: the system prompt (default: ``prompts/system.md.j2``).
-        max_repeated_calls: an identical call (same name and arguments) beyond this many
-            times ends the run with ``"repeated_call"``.
-        max_calls_per_step: calls run from one generation; further ones are not run and
-            get an error observation (``error_type`` ``"limit"``).
-        tool_output_chars: cap on each tool result placed in the context.
-        tool_settings: per-tool settings (limits) by tool name, seen by tools.
-        transcript: write a JSONL transcript (``True``), not (``False``), or to this file.
-        sessions_dir: where transcripts go (default: the user data folder).
-        session_kv: keep the conversation's KV state beside its transcript
-            (``TRANSCRIPT.kv``, written after each run) so that :meth:`resume` restores it
-            instead of evaluating the conversation again: ``True`` up to
-            :data:`models.llama.kv_state.DEFAULT_SESSION_BYTES`, or a bound in bytes; a state
-            over the bound is not written. Only backends that can save their KV state
-            (the llama.cpp ones) take part; others ignore it.
         backend_options: how :func:`models.catalog.open_backend` opens ``model`` when it is a
             name, a path or a URL: a :class:`models.options.BackendOptions`, or its flat
             names (:data:`models.options.FLAT_NAMES`): for llama.cpp ``n_ctx``,
             ``n_gpu_layers``, ``flash_attn``, ``type_k``/``type_v``, ``chat_template``,
             ``warm_start``…; for a server ``api_mode`` (``"completions"`` or ``"chat"``),
-            ``model_name``, ``api_key_env``, ``headers``, ``api_strict``. Unknown keys raise
-            ``ValueError``. Ignored when ``model`` is a backend.
+            ``model_name``, ``api_key_env``, ``headers``, ``api_strict``. Ignored when
+            ``model`` is a backend.
         mcp_servers: Model Context Protocol servers whose tools join ``tools``: commands
             (``"npx server-x --flag"``), ``http(s)://`` URLs, or ``tools.mcp.McpServerSpec``.
             They are started here and stopped by :meth:`close`; their tools are dangerous
             unless the spec marks them safe.
+        settings: the settings to start from (default: :data:`agent.settings.DEFAULTS`).
+        **arguments: settings (:class:`agent.settings.SettingArguments`) that override
+            ``settings``.
 
     Raises:
-        ValueError: an unknown option value, a limit that could never be met, unknown
+        TypeError: an unknown keyword argument.
+        ValueError: an unknown setting value, a limit that could never be met, unknown
             ``backend_options``, or ``tool_settings`` a built-in tool does not know.
-        tools.mcp.McpError: an MCP server could not be started or listed.
+        models.errors.BackendError: a backend option no model could take (a thread count
+            of 0, an unknown server mode).
+        tools.mcp.McpError: an MCP server in ``mcp_servers`` could not be started or listed.
     """
 
     def __init__(
         self,
-        model: str | Backend = "qwq-32b",
+        model: str | Backend = DEFAULT_MODEL,
         tools: Sequence[ToolSpec] = (),
         *,
-        placement: Placement = "interleaved",
-        approval: ApprovalSetting = "ask",
         approval_callback: ApprovalCallback | None = None,
-        workspace: str | Path = ".",
-        max_steps: int = DEFAULT_MAX_STEPS,
-        max_tokens: int | None = None,
-        thinking_budget: int | None = None,
-        timeout: float | None = None,
-        temperature: float | None = None,
-        seed: int | None = None,
-        sampling: Sampling | None = None,
-        tool_choice: ToolChoice = "auto",
-        system: str | None = None,
-        max_repeated_calls: int = 3,
-        max_calls_per_step: int = 16,
-        tool_output_chars: int = 20_000,
-        tool_settings: Mapping[str, Mapping[str, Any]] | None = None,
-        transcript: bool | str | Path = True,
-        sessions_dir: str | Path | None = None,
-        session_kv: bool | int = False,
         backend_options: BackendOptions | Mapping[str, Any] | None = None,
         mcp_servers: Sequence[Any] = (),
+        settings: AgentSettings | None = None,
+        **arguments: Unpack[SettingArguments],
     ) -> None:
-        if placement not in ("interleaved", "template"):
-            raise ValueError(f"placement must be 'interleaved' or 'template', got {placement!r}")
-        if tool_choice not in ("auto", "required"):
-            raise ValueError(f"tool_choice must be 'auto' or 'required', got {tool_choice!r}")
-        limits = Limits(
-            max_steps=max_steps,
-            max_tokens=max_tokens,
-            timeout=timeout,
-            max_repeated_calls=max_repeated_calls,
-            max_calls_per_step=max_calls_per_step,
-            thinking_budget=thinking_budget,
-        )
-        if temperature is not None and temperature < 0:
-            raise ValueError(f"temperature must be 0 or more, got {temperature!r}")
+        self.settings = (settings or DEFAULTS).replace(**arguments)
+        """How this agent runs (see :mod:`agent.settings`)."""
+        chosen = self.settings
         self._model_spec = model
         self._backend: Backend | None = model if isinstance(model, Backend) else None
         self.backend_options = BackendOptions()
@@ -144,18 +120,18 @@ class Agent:
             self._mcp, found = connect_mcp(mcp_servers)
             mcp_tools = list(found)
         self.registry = ToolRegistry([*tools, *mcp_tools])
-        self.placement: Placement = placement
-        self.policy = ApprovalPolicy(approval)
+        self.placement: Placement = chosen.placement
+        self.policy = ApprovalPolicy(chosen.approval)
         self.approval_callback = approval_callback
-        self.workspace = Path(workspace).expanduser().resolve()
-        self.limits = limits
-        self._sampling_override = sampling
-        self._temperature = temperature
-        self._seed = seed
-        self.tool_choice: ToolChoice = tool_choice
-        self.system = system
-        self.tool_output_chars = tool_output_chars
-        self.tool_settings: dict[str, Mapping[str, Any]] = dict(tool_settings or {})
+        self.workspace = Path(chosen.workspace).expanduser().resolve()
+        self.limits = chosen.limits
+        self._sampling_override = chosen.sampling
+        self._temperature = chosen.temperature
+        self._seed = chosen.seed
+        self.tool_choice: ToolChoice = chosen.tool_choice
+        self.system = chosen.system
+        self.tool_output_chars = chosen.tool_output_chars
+        self.tool_settings: dict[str, Mapping[str, Any]] = dict(chosen.tool_settings)
         try:
             check_tool_settings(self.tool_settings, self.registry.names())
         except ToolError as exc:
@@ -164,12 +140,12 @@ class Agent:
         self.history: list[dict[str, Any]] = []
         """The conversation so far, as OpenAI-style messages (reasoning included)."""
         self._cancel = threading.Event()
-        self._transcript_setting = transcript
-        self._sessions_dir = Path(sessions_dir) if sessions_dir is not None else None
+        self._transcript_setting = chosen.transcript
+        self._sessions_dir = Path(chosen.sessions_dir) if chosen.sessions_dir is not None else None
         self._writer: TranscriptWriter | None = None
         self.last_usage = Usage()
         """The counters of the last run (also in its ``RunResult``)."""
-        self._session_kv = _session_kv_bytes(session_kv)
+        self._session_kv = _session_kv_bytes(chosen.session_kv)
         self.kv_note: str | None = None
         """What became of the session's KV state at the last :meth:`resume` or run: restored,
         saved, or why not (``None`` when ``session_kv`` is off)."""
@@ -427,14 +403,13 @@ class Agent:
 
 
 def _session_kv_bytes(setting: bool | int) -> int | None:
+    """The bound of a ``session_kv`` setting (checked by :class:`AgentSettings`)."""
     if setting is False:
         return None
     if setting is True:
         from models.llama.kv_state import DEFAULT_SESSION_BYTES
 
         return DEFAULT_SESSION_BYTES
-    if setting < 1:
-        raise ValueError(f"session_kv must be True, False or a size in bytes, got {setting!r}")
     return setting
 
 

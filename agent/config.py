@@ -233,36 +233,26 @@ class Config(_Section):
                 raise ConfigError(f"{self._where()}mcp[{index}]: {exc}") from None
         return specs
 
-    def agent_options(self) -> dict[str, Any]:
-        """:class:`agent.Agent` keyword arguments for what the file sets (nothing else), so
-        that ``Agent(model, **{**config.agent_options(), **flags})`` lets flags win."""
-        options: dict[str, Any] = {}
-        for key in (
-            "tools",
-            "placement",
-            "tool_choice",
-            "temperature",
-            "seed",
-            "workspace",
-            "system",
-        ):
+    def settings_layer(self) -> dict[str, Any]:
+        """The :class:`agent.settings.AgentSettings` this file sets, by setting name (nothing
+        else): its layer for :meth:`agent.settings.AgentSettings.layered`."""
+        layer: dict[str, Any] = {}
+        for key in ("placement", "tool_choice", "temperature", "seed", "workspace", "system"):
             value = getattr(self, key)
             if value is not None:
-                options[key] = value
+                layer[key] = value
         if self.approvals:
-            options["approval"] = dict(self.approvals)
-        limits = self.limits.model_dump(exclude_none=True)
-        options.update(limits)
+            layer["approval"] = dict(self.approvals)
+        layer.update(self.limits.model_dump(exclude_none=True))
         if self.tool_settings:
-            options["tool_settings"] = {k: dict(v) for k, v in self.tool_settings.items()}
-        backend: dict[str, Any] = {}
-        if self.ctx is not None:
-            backend["n_ctx"] = self.ctx
-        if self.n_gpu_layers is not None:
-            backend["n_gpu_layers"] = self.n_gpu_layers
-        if backend:
-            options["backend_options"] = backend
-        return options
+            layer["tool_settings"] = {k: dict(v) for k, v in self.tool_settings.items()}
+        return layer
+
+    def backend_layer(self) -> dict[str, Any]:
+        """The backend options this file sets (``ctx``, ``n_gpu_layers``), by their flat names
+        (:data:`models.options.FLAT_NAMES`)."""
+        options = {"n_ctx": self.ctx, "n_gpu_layers": self.n_gpu_layers}
+        return {k: v for k, v in options.items() if v is not None}
 
     def _where(self) -> str:
         return f"{self.path}: " if self.path is not None else ""

@@ -1,19 +1,32 @@
 """From command-line options and the config file to an :class:`agent.Agent`.
 
-Precedence, highest first: a flag the user typed, the config file (``qwq-agent config
-path``), the built-in :data:`agent.cli.common.DEFAULTS`. A model named like one of the config's
-``[endpoints]`` opens that endpoint with its settings.
+Precedence, highest first: arguments given in code (``agent_from_args(args, max_steps=3)``), a
+flag the user typed, the config file (``qwq-agent config path``), the built-in defaults: the
+run settings are laid by :meth:`agent.settings.AgentSettings.layered` (:func:`layered_settings`
+says where each comes from, for ``config show``), the model, tools and backend options the same
+way here. A model named like one of the config's ``[endpoints]`` opens that endpoint with its
+settings.
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent import Agent
-from agent.cli.common import DEFAULTS
 from agent.errors import InputError
+from agent.settings import (
+    DEFAULT_MODEL,
+    DEFAULT_TOOLS,
+    SETTING_NAMES,
+    AgentSettings,
+    LayeredSettings,
+)
+
+if TYPE_CHECKING:
+    from agent.config import Config
 
 
 class OptionError(InputError):
@@ -48,8 +61,54 @@ def server_options(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in options.items() if v is not None}
 
 
+_SETTING_FLAGS = (
+    "placement",
+    "tool_choice",
+    "temperature",
+    "seed",
+    "workspace",
+    "system",
+    "max_steps",
+    "max_tokens",
+    "thinking_budget",
+    "timeout",
+)
+"""The options of :func:`agent.cli.common.add_agent_options` named like the setting they set."""
+
+
+def command_line_layer(args: argparse.Namespace) -> dict[str, Any]:
+    """The :class:`agent.settings.AgentSettings` the user typed on the command line (only
+    those): the flags named like a setting, ``--yes`` (approval ``"allow"``: every tool of
+    this agent was listed by the user with --tools, --mcp or the config), ``--no-transcript``
+    and ``--session-kv``."""
+    layer = {k: getattr(args, k) for k in _SETTING_FLAGS if getattr(args, k, None) is not None}
+    if getattr(args, "yes", False):
+        layer["approval"] = "allow"
+    if getattr(args, "no_transcript", False):
+        layer["transcript"] = False
+    if getattr(args, "session_kv", False):
+        layer["session_kv"] = True
+    return layer
+
+
+def layered_settings(
+    args: argparse.Namespace, config: Config, arguments: Mapping[str, Any] | None = None
+) -> LayeredSettings:
+    """The run settings of ``args`` over ``config`` over the defaults (``arguments`` over all),
+    with where each comes from.
+
+    Raises:
+        ValueError: a value no run could use.
+    """
+    return AgentSettings.layered(
+        file=config.settings_layer(), command_line=command_line_layer(args), arguments=arguments
+    )
+
+
 def agent_from_args(args: argparse.Namespace, **overrides: Any) -> Agent:
-    """The agent the options describe (its model is loaded on first use).
+    """The agent the options describe (its model is loaded on first use); ``overrides`` are
+    :class:`agent.Agent` keyword arguments that win over everything (settings among them go
+    on top of the layers).
 
     Raises:
         OptionError: a bad ``--header``, config file or MCP server.
@@ -60,76 +119,47 @@ def agent_from_args(args: argparse.Namespace, **overrides: Any) -> Agent:
 
     try:
         config = load_config(getattr(args, "config", None))
-        settings: dict[str, Any] = config.agent_options()
         mcp: list[Any] = [*config.mcp_specs(), *getattr(args, "mcp", [])]
     except ConfigError as exc:
         raise OptionError(str(exc)) from exc
-
-    def pick(key: str) -> Any:
-        """The flag, else the config file, else the built-in default."""
-        value = getattr(args, key, None)
-        if value is not None:
-            return value
-        if key == "model" and config.model is not None:
-            return config.model
-        return settings.get(key, DEFAULTS.get(key))
-
-    tools_value = pick("tools")
-    tools = (
-        [t.strip() for t in tools_value.split(",") if t.strip()]
-        if isinstance(tools_value, str)
-        else list(tools_value)
-    )
-    backend_options: dict[str, Any] = dict(settings.get("backend_options", {}))
-    if args.ctx is not None:
+    arguments = {k: overrides.pop(k) for k in SETTING_NAMES if k in overrides}
+    settings = layered_settings(args, config, arguments).settings
+    flag_tools = getattr(args, "tools", None)
+    tools_value = flag_tools if flag_tools is not None else config.tools
+    if tools_value is None:
+        tools = list(DEFAULT_TOOLS)
+    elif isinstance(tools_value, str):
+        tools = [t.strip() for t in tools_value.split(",") if t.strip()]
+    else:
+        tools = list(tools_value)
+    backend_options: dict[str, Any] = config.backend_layer()
+    if getattr(args, "ctx", None) is not None:
         backend_options["n_ctx"] = args.ctx
-    if args.n_gpu_layers is not None:
+    if getattr(args, "n_gpu_layers", None) is not None:
         backend_options["n_gpu_layers"] = args.n_gpu_layers
     if getattr(args, "no_lookup", False):
         backend_options["lookup"] = False
-    model_spec = str(pick("model"))
+    model_spec = str(getattr(args, "model", None) or config.model or DEFAULT_MODEL)
     model: Any = model_spec
     endpoint = config.endpoint(model_spec)
     if endpoint is not None:  # --api-strict makes a configured endpoint strict too
         model = endpoint.open_backend(strict=bool(getattr(args, "api_strict", None)))
     elif model_spec.startswith(("http://", "https://")):
         backend_options.update(server_options(args))
-    approval: Any = settings.get("approval", "ask")
-    if args.yes:  # every tool of this agent was listed by the user (--tools, --mcp, config)
-        approval = "allow"
-    workspace = Path(str(pick("workspace"))).expanduser()
+    workspace = Path(settings.workspace).expanduser()
     if not workspace.is_dir():
         raise OptionError(
             f"the workspace folder {str(workspace)!r} does not exist (or is not a folder); "
             "create it first, or pass --workspace with an existing folder"
         )
-    options: dict[str, Any] = {
-        "tools": tools,
-        "placement": pick("placement"),
-        "approval": approval,
-        "workspace": workspace,
-        "max_steps": pick("max_steps"),
-        "max_tokens": pick("max_tokens"),
-        "thinking_budget": pick("thinking_budget"),
-        "timeout": pick("timeout"),
-        "temperature": pick("temperature"),
-        "seed": pick("seed"),
-        "tool_choice": pick("tool_choice"),
-        "system": pick("system"),
-        "transcript": not args.no_transcript,
-        "session_kv": bool(getattr(args, "session_kv", False)),
-        "backend_options": backend_options,
-        "mcp_servers": mcp,
-    }
-    if "tool_settings" in settings:
-        options["tool_settings"] = settings["tool_settings"]
+    options: dict[str, Any] = {"backend_options": backend_options, "mcp_servers": mcp}
     options.update(overrides)
     if not mcp:
-        return Agent(model, **options)
+        return Agent(model, tools, settings=settings, **options)
     from tools import McpError
 
     try:
-        return Agent(model, **options)
+        return Agent(model, tools, settings=settings, **options)
     except McpError as exc:
         raise OptionError(f"an MCP server could not be used: {exc}") from exc
 
@@ -146,7 +176,7 @@ def resolved_model(args: argparse.Namespace) -> str | None:
         config = load_config(getattr(args, "config", None))
     except ConfigError:
         return None
-    return config.model or str(DEFAULTS["model"])
+    return config.model or DEFAULT_MODEL
 
 
 def options_problem(args: argparse.Namespace) -> str | None:

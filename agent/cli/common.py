@@ -10,22 +10,21 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from agent.loop import DEFAULT_MAX_STEPS
+from agent.settings import DEFAULT_MODEL, DEFAULT_TOOLS
+from agent.settings import DEFAULTS as SETTINGS
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
-DEFAULT_TOOLS = "calculator"
-
-
 DEFAULTS: dict[str, Any] = {
-    "model": "qwq-32b",
-    "tools": DEFAULT_TOOLS,
-    "workspace": ".",
-    "placement": "interleaved",
-    "max_steps": DEFAULT_MAX_STEPS,
-    "tool_choice": "auto",
+    "model": DEFAULT_MODEL,
+    "tools": ",".join(DEFAULT_TOOLS),
+    "workspace": SETTINGS.workspace,
+    "placement": SETTINGS.placement,
+    "max_steps": SETTINGS.max_steps,
+    "tool_choice": SETTINGS.tool_choice,
 }
-"""Built-in values of options left unset on the command line and in the config file."""
+"""Built-in values of the options whose help shows a default (from :mod:`agent.settings`,
+where each is defined)."""
 
 
 def add_agent_options(parser: argparse.ArgumentParser, *, file_defaults: bool = False) -> None:

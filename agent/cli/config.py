@@ -32,10 +32,31 @@ _BUILT_IN = {
     "system": "the built-in prompt",
     "ctx": "fitted to the machine",
     "n_gpu_layers": "fitted to the machine",
-    "max_repeated_calls": 3,
-    "tool_output_chars": 20_000,
 }
-"""What a setting is when neither a flag nor the file sets it (besides :data:`DEFAULTS`)."""
+"""What a setting left at ``None`` means, in words (the defaults themselves are in
+:mod:`agent.settings` and :data:`agent.cli.common.DEFAULTS`)."""
+
+_ROWS = (
+    "model",
+    "tools",
+    "workspace",
+    "placement",
+    "tool_choice",
+    "max_steps",
+    "max_tokens",
+    "thinking_budget",
+    "timeout",
+    "temperature",
+    "seed",
+    "system",
+    "ctx",
+    "n_gpu_layers",
+    "max_repeated_calls",
+    "tool_output_chars",
+)
+"""The rows of ``config show`` before approvals, in order: the run settings among them come
+from :func:`agent.cli.build.layered_settings`, the others (model, tools, load options) from
+the flag, the file or :data:`agent.cli.common.DEFAULTS`."""
 
 
 def run_config(args: argparse.Namespace) -> int:
@@ -73,33 +94,27 @@ def _which_file(args: argparse.Namespace, config: Config) -> str:
 
 
 def settings_in_effect(args: argparse.Namespace, config: Config) -> list[Row]:
-    """Every setting with the value in effect and its source (see the module docstring)."""
-    limits = config.limits
-    from_file: dict[str, Any] = {
-        "model": config.model,
-        "tools": config.tools,
-        "workspace": config.workspace,
-        "placement": config.placement,
-        "tool_choice": config.tool_choice,
-        "max_steps": limits.max_steps,
-        "max_tokens": limits.max_tokens,
-        "thinking_budget": limits.thinking_budget,
-        "timeout": limits.timeout,
-        "temperature": config.temperature,
-        "seed": config.seed,
-        "system": config.system,
-        "ctx": config.ctx,
-        "n_gpu_layers": config.n_gpu_layers,
-        "max_repeated_calls": limits.max_repeated_calls,
-        "tool_output_chars": limits.tool_output_chars,
-    }
+    """Every setting with the value in effect and its source (see the module docstring): the
+    run settings as :func:`agent.cli.build.layered_settings` lays them, the model, tools and
+    load options as :func:`agent.cli.build.agent_from_args` picks them."""
+    from agent.cli.build import layered_settings
+
+    layered = layered_settings(args, config)
+    settings, sources = layered.settings, layered.sources
     rows: list[Row] = []
-    for name, in_file in from_file.items():
-        flag = getattr(args, name, None)
+    for name in _ROWS:
+        if name in sources:
+            value: Any = getattr(settings, name)
+            source = sources[name]
+            if value is None and source == "default":
+                value = _BUILT_IN[name]
+            rows.append((name, value, source))
+            continue
+        flag, in_file = getattr(args, name, None), getattr(config, name)
         if flag is not None:
-            value: Any = flag
-            if name == "tools":
-                value = [t.strip() for t in str(flag).split(",") if t.strip()]
+            value = (
+                [t.strip() for t in str(flag).split(",") if t.strip()] if name == "tools" else flag
+            )
             rows.append((name, value, "command line"))
         elif in_file is not None:
             rows.append((name, in_file, "file"))
@@ -110,7 +125,7 @@ def settings_in_effect(args: argparse.Namespace, config: Config) -> list[Row]:
     elif config.approvals:
         rows.append(("approvals", dict(config.approvals), "file"))
     else:
-        rows.append(("approvals", {"*": "ask"}, "default"))
+        rows.append(("approvals", {"*": settings.approval}, "default"))
     rows.append(_optional("tool_settings", config.tool_settings))
     endpoints = {
         name: e.model_dump(mode="json", exclude_defaults=True)

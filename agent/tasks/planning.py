@@ -3,7 +3,7 @@ cannot: that models, tools, folders and files exist, that every ``approve:`` lis
 its ``tools:`` enables, and that prompts render.
 
 Each setting of a task comes from the first layer that sets it: the command line, the task,
-the file, then the built-in default (:data:`agent.tasks.taskfile.DEFAULT_MODEL` …). ``system`` and
+the file, then the built-in default (:data:`agent.settings.DEFAULT_MODEL` …). ``system`` and
 ``system_file`` are one setting. Every problem of every task is collected, each located in
 the file (or naming the command-line option), and raised together as a
 :class:`agent.tasks.taskfile.TaskFileError` — before any task runs.
@@ -14,12 +14,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent.loop import DEFAULT_MAX_STEPS
+from agent.settings import DEFAULT_MODEL, DEFAULT_TOOLS, DEFAULTS
 from agent.tasks.problems import in_file_order
 from agent.tasks.safe_yaml import DocPath, YamlLoadError, dotted
 from agent.tasks.taskfile import (
-    DEFAULT_MODEL,
-    DEFAULT_TOOLS,
     SAMPLING_FIELDS,
     Settings,
     Task,
@@ -162,10 +160,10 @@ class Planner:
             sampling=sampling,
             tools=tools,
             approve=approve,
-            placement=pick("placement", "interleaved"),
-            tool_choice=pick("tool_choice", "auto"),
+            placement=pick("placement", DEFAULTS.placement),
+            tool_choice=pick("tool_choice", DEFAULTS.tool_choice),
             workspace=workspace,
-            max_steps=pick("max_steps", DEFAULT_MAX_STEPS),
+            max_steps=pick("max_steps", DEFAULTS.max_steps),
             max_tokens=pick("max_tokens", None),
             thinking_budget=pick("thinking_budget", None),
             timeout_s=pick("timeout_s", None),

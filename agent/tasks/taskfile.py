@@ -43,9 +43,6 @@ from models.options import BackendOptions
 Placement = Literal["interleaved", "template"]
 ToolChoice = Literal["auto", "required"]
 
-DEFAULT_MODEL = "qwq-32b"
-DEFAULT_TOOLS = ("calculator",)
-"""The same defaults as the command line's ``--model`` and ``--tools``."""
 SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "min_p", "presence_penalty", "seed")
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 

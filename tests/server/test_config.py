@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from agent import Agent
+from agent import Agent, AgentSettings
 from agent.config import ENV_VAR, ConfigError, config_path, load_config
 from tests.server.fake_openai import FakeServer, Reply, completion_events
 
@@ -65,7 +65,7 @@ def test_no_file_at_the_default_place_means_defaults(
     monkeypatch.delenv(ENV_VAR, raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
     config = load_config()
-    assert config.path is None and config.agent_options() == {}
+    assert config.path is None and config.settings_layer() == {} and config.backend_layer() == {}
 
 
 def test_an_explicit_file_must_exist(tmp_path: Path) -> None:
@@ -78,16 +78,16 @@ def test_a_full_file_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     file = write(tmp_path, EXAMPLE.format(url="http://127.0.0.1:8080/v1"))
     config = load_config(file)
     assert config.path == file
-    assert config.agent_options() == {
-        "tools": ["calculator"],
+    assert config.tools == ["calculator"]
+    assert config.settings_layer() == {
         "placement": "template",
         "temperature": 0.2,
         "approval": {"python": "allow", "*": "deny"},
         "max_steps": 7,
         "timeout": 60.0,
         "tool_settings": {"python": {"cpu_seconds": 3}},
-        "backend_options": {"n_ctx": 4096},
     }
+    assert config.backend_layer() == {"n_ctx": 4096}
     endpoint = config.endpoint("local")
     assert endpoint is not None and config.endpoint("http://127.0.0.1:8080/v1/") is endpoint
     assert config.endpoint("qwq-32b") is None
@@ -109,7 +109,8 @@ def test_an_endpoint_from_the_file_drives_the_server_backend(
         endpoint = config.endpoint("local")
         assert endpoint is not None
         backend = endpoint.open_backend()
-        agent = Agent(backend, workspace=tmp_path, **config.agent_options())
+        settings = AgentSettings.layered(file=config.settings_layer()).settings
+        agent = Agent(backend, settings=settings, workspace=tmp_path)
         result = agent.run("hi")
         agent.close()
         headers = server.requests[0].headers
