@@ -90,3 +90,19 @@ def test_config_show_names_the_layer_of_each_setting(tmp_path: Path) -> None:
     assert rows["max_repeated_calls"] == (DEFAULTS.max_repeated_calls, "default")
     assert rows["tool_output_chars"] == (DEFAULTS.tool_output_chars, "default")
     assert rows["placement"] == ("interleaved", "default")
+
+
+def test_a_task_plan_is_the_task_file_layer(tmp_path: Path) -> None:
+    from agent.tasks.planning import plan_tasks
+    from agent.tasks.taskfile import load_task_file
+
+    path = tmp_path / "tasks.yaml"
+    path.write_text(
+        "max_steps: 6\ntimeout_s: 30\ntasks:\n  - {id: a, prompt: p, placement: template}\n",
+        encoding="utf-8",
+    )
+    (plan,) = plan_tasks(load_task_file(path), cwd=tmp_path)
+    layered = AgentSettings.layered(task_file=plan.settings_layer())
+    s = layered.settings
+    assert (s.max_steps, s.timeout, s.placement, s.workspace) == (6, 30, "template", tmp_path)
+    assert layered.sources["max_steps"] == "task file" and layered.sources["seed"] == "default"

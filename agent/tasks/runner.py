@@ -38,6 +38,7 @@ from typing import Any, Protocol, runtime_checkable
 from agent.agent import Agent
 from agent.approval import Decision
 from agent.events import Event, RunResult, UsageEvent
+from agent.settings import AgentSettings
 from agent.tasks.expect import check
 from agent.tasks.progress import Reporter
 from agent.tasks.results import ResultsFile, TaskResult
@@ -359,21 +360,11 @@ class Runner:
         transcript: bool | Path = False
         if self.transcripts_dir is not None:
             transcript = self._transcript_path(plan.id)
-        return Agent(
-            backend,
-            tools=[*plan.tools, *mcp_tools],
-            placement=plan.placement,
-            approval=approval,
-            workspace=plan.workspace,
-            max_steps=plan.max_steps,
-            max_tokens=plan.max_tokens,
-            thinking_budget=plan.thinking_budget,
-            timeout=plan.timeout_s,
-            sampling=sampling,
-            tool_choice=plan.tool_choice,
-            system=plan.system,
-            transcript=transcript,
-        )
+        settings = AgentSettings.layered(
+            task_file=plan.settings_layer(),
+            arguments={"approval": approval, "sampling": sampling, "transcript": transcript},
+        ).settings
+        return Agent(backend, tools=[*plan.tools, *mcp_tools], settings=settings)
 
     def _transcript_path(self, task_id: str) -> Path:
         """``DIR/ID.jsonl``, or ``DIR/ID.N.jsonl`` when an earlier attempt left one."""

@@ -149,6 +149,21 @@ class TaskPlan:
         """Tasks with the same key share one loaded model."""
         return (self.model, self.n_ctx, self.n_gpu_layers)
 
+    def settings_layer(self) -> dict[str, Any]:
+        """The run settings of this task (the command line's, the task's, the file's or the
+        defaults, as planning merged them), by :class:`agent.settings.AgentSettings` name:
+        the task-file layer of :meth:`agent.settings.AgentSettings.layered`."""
+        return {
+            "placement": self.placement,
+            "tool_choice": self.tool_choice,
+            "workspace": self.workspace,
+            "max_steps": self.max_steps,
+            "max_tokens": self.max_tokens,
+            "thinking_budget": self.thinking_budget,
+            "timeout": self.timeout_s,
+            "system": self.system,
+        }
+
     def backend_options(self) -> BackendOptions:
         """The load options given for the model (for :func:`models.catalog.open_backend`)."""
         options = {"n_ctx": self.n_ctx, "n_gpu_layers": self.n_gpu_layers}
