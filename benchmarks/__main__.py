@@ -78,6 +78,7 @@ def run(model: str | None, quick: bool, n_ctx: int, threads: int | None = None) 
         from benchmarks import llama
         from models.catalog import model_path, parse_spec
         from models.llama.backend import LlamaCppBackend
+        from models.llama.options import LlamaOptions
 
         spec = parse_spec(model)
         if spec.kind not in ("catalog", "path"):
@@ -86,9 +87,8 @@ def run(model: str | None, quick: bool, n_ctx: int, threads: int | None = None) 
                 "(qwq-agent models) or the path of a .gguf file"
             )
         gguf = model_path(model) if spec.kind == "catalog" else Path(spec.value)
-        backend = LlamaCppBackend(
-            gguf, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, name=model
-        )
+        options = LlamaOptions(n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads)
+        backend = LlamaCppBackend(gguf, options, name=model)
         try:
             results.update(model_figures(backend, quick))
         finally:
