@@ -3,8 +3,12 @@
 - :mod:`models.base`: the :class:`~models.base.Backend` protocol every backend implements
   (generate from a context of segments, stop reasons, counters) and :mod:`models.errors`
   its exception tree.
-- :mod:`models.llama`: the embedded llama.cpp backend (the default), the shared model host.
-- :mod:`models.openai`: the OpenAI-compatible server backend.
+- :mod:`models.llama`: the embedded llama.cpp backend (the default), the shared model host;
+  :class:`~models.llama.options.LlamaOptions` how to load a GGUF.
+- :mod:`models.openai`: the OpenAI-compatible server backend;
+  :class:`~models.openai.options.ServerOptions` how to talk to a server.
+- :mod:`models.options`: :class:`~models.options.BackendOptions`, the options of every backend
+  in one value (what ``open_backend(spec, options)`` takes).
 - :mod:`models.scripted`: the fake that replays a script through the real parser and loop.
 - :mod:`models.qwq`: the QwQ format: tags, chat template, observations, grammar.
 - :mod:`models.catalog`: model names to backends (``qwq-32b``, a ``.gguf``, a URL,
@@ -42,6 +46,9 @@ from models.catalog import (
 )
 from models.control_tokens import Neutraliser, neutraliser
 from models.errors import BackendError, ContextOverflowError
+from models.llama.options import LlamaOptions
+from models.openai.options import ServerOptions
+from models.options import BackendOptions
 from models.progress import LoadProgress, ProgressCallback
 from models.scripted import ScriptedBackend
 
@@ -49,15 +56,18 @@ __all__ = [
     "Backend",
     "BackendError",
     "BackendInfo",
+    "BackendOptions",
     "ContextOverflowError",
     "DownloadPlan",
     "GenerateOptions",
+    "LlamaOptions",
     "LoadProgress",
     "Neutraliser",
     "ProgressCallback",
     "Sampling",
     "ScriptedBackend",
     "Segment",
+    "ServerOptions",
     "StopReason",
     "Usage",
     "check_spec",
