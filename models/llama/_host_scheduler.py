@@ -543,7 +543,13 @@ class Scheduler:
             return lookup.draft(room)
 
         def cut(draft: list[int]) -> int:
-            tail = b"".join(map(piece, (job.target[-8:] + job.tokens[-8:])[-8:]))
+            longest = max((len(stop) for stop in job.stops), default=0)
+            tail = b""  # at least the last `longest` bytes of the context, however tokenized
+            for history in (job.tokens, job.target):
+                for token in reversed(history):
+                    if len(tail) >= longest:
+                        break
+                    tail = piece(token) + tail
             return cut_after_stops(draft, piece, tail, job.stops, self._is_end)
 
         return lookup.draft(room, cut)
