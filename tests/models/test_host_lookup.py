@@ -89,7 +89,9 @@ def test_closing_in_the_middle_of_an_accepted_draft_leaves_the_last_chunk_pendin
         assert decoder.kv[0] == session.context_tokens[:-1]  # the last token is pending
         more = [Segment(PROMPT, "template"), Segment(text, "model"), Segment("!", "template")]
         before = session.usage
-        drain(session.generate(more, GenerateOptions(sampling=GREEDY, max_tokens=1)))
+        drain(
+            session.generate(more, GenerateOptions(sampling=Sampling(temperature=0), max_tokens=1))
+        )
         assert session.usage.since(before).prompt_tokens_evaluated == 2  # pending and "!"
 
 
@@ -114,7 +116,7 @@ def test_no_draft_runs_past_a_tool_call_or_a_stop_string() -> None:
     decoder = FakeDecoder(ScriptModel({"A": [COPY]}))
     with inline_host(decoder) as h:
         session = h.session(lookup=Lookup(EAGER))
-        stop_options = GenerateOptions(sampling=GREEDY, stop=["brown"])
+        stop_options = GenerateOptions(sampling=Sampling(temperature=0), stop=("brown",))
         copy_prompt = f"Q A: copy this: {COPY}<think>\n"
         out, reason = drain(session.generate([Segment(copy_prompt, "template")], stop_options))
         assert (out, reason) == ("the quick brown", "stopped")
