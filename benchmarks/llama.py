@@ -120,7 +120,7 @@ def tool_episode(backend: LlamaCppBackend, k: int, observation_tokens: int = 200
         + "\n</tool_call>"
         for i in range(k)
     ] + ["I have all the facts.\n</think>\n\nDone."]
-    backend._reset()  # a cold context: the episode starts from nothing
+    backend.reset()  # a cold context: the episode starts from nothing
     forced = ForcedBackend(backend, turns)
     agent = Agent(
         forced, tools=[lookup], transcript=False, max_steps=k + 2, system="You are terse."
@@ -225,7 +225,7 @@ def decode_overhead(backend: LlamaCppBackend, tokens: int = 128, rounds: int = 3
     prompt = "Write a long story about a lighthouse keeper and a storm. Go on for many paragraphs."
     agent_rates, raw_rates, counts = [], [], []
     for _ in range(rounds):
-        backend._reset()
+        backend.reset()
         agent = Agent(Capture(), transcript=False, sampling=GREEDY, max_tokens=tokens)  # type: ignore[arg-type]
         first = None
         n_events = 0
@@ -256,7 +256,7 @@ def _raw_decode(backend: LlamaCppBackend, prompt: str, n: int) -> float:
     from llama_cpp._internals import LlamaSampler
 
     llm = backend._llm
-    backend._reset()
+    backend.reset()
     tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
     llm.eval(tokens)
     sampler = LlamaSampler()  # type: ignore[no-untyped-call]
@@ -274,7 +274,7 @@ def _raw_decode(backend: LlamaCppBackend, prompt: str, n: int) -> float:
     finally:
         sampler.close()  # type: ignore[no-untyped-call]
     end = time.perf_counter()
-    backend._reset()
+    backend.reset()
     return (produced - 1) / (end - (first or end)) if produced > 1 else 0.0
 
 
@@ -311,7 +311,7 @@ def resume_latency(
     for size in sizes:
         if size + 100 > backend.info.context_size:
             continue
-        backend._reset()
+        backend.reset()
         text = filler
         while len(backend.tokenize(Segment(text, "template"))) < size:
             text += " " + filler
@@ -335,7 +335,7 @@ def resume_latency(
             evaluated[str(size)] = backend.usage.prompt_tokens_evaluated - before
             gen.close()
         latencies[str(size)] = round(best, 4)
-        backend._reset()  # now everything again, as without a cache
+        backend.reset()  # now everything again, as without a cache
         gen = backend.generate([*context, *observation], options)
         started = time.perf_counter()
         for _chunk in gen:

@@ -135,7 +135,7 @@ def lookup_off(backend: LlamaCppBackend) -> Iterator[None]:
 def _generate(
     backend: LlamaCppBackend, context: list[Segment], tokens: int, sampling: Sampling
 ) -> Usage:
-    backend._reset()
+    backend.reset()
     before = backend.usage
     "".join(backend.generate(context, GenerateOptions(sampling=sampling, max_tokens=tokens)))
     return backend.usage.since(before)

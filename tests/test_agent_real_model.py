@@ -134,17 +134,16 @@ def test_timeout_and_cancel_stop_a_long_prompt_evaluation(
     monkeypatch.setattr(agent.loop, "time", clock)
     monkeypatch.setattr(agent.step, "time", clock)  # the generation's interrupt is there
     run = Agent(backend, transcript=False, timeout=HANG_BOUND if limit == "timeout" else None)
-    original = backend._eval
+    original = backend._decoder.decode
 
-    def limit_after_the_first_batch(tokens: Sequence[int], interrupt: Any = None) -> None:
-        original(tokens[:SMALL_BATCH])  # one batch, then the limit strikes
+    def limit_after_the_first_batch(entries: Sequence[Any]) -> None:
+        original(entries)  # one batch, then the limit strikes
         if limit == "cancel":
             run.cancel()
         else:
             clock.skew += 2 * HANG_BOUND
-        original(tokens[SMALL_BATCH:], interrupt)
 
-    monkeypatch.setattr(backend, "_eval", limit_after_the_first_batch)
+    monkeypatch.setattr(backend._decoder, "decode", limit_after_the_first_batch)
     before = backend.usage.prompt_tokens_evaluated
     result = run.run(LONG_PROMPT)
     assert result.finish_reason == ("timeout" if limit == "timeout" else "cancelled")

@@ -101,7 +101,8 @@ class Decoder(Protocol):
 
 
 class LlamaDecoder:
-    """A :class:`Decoder` over a second llama.cpp context on ``llm``'s weights.
+    """A :class:`Decoder` over a second llama.cpp context on ``llm``'s weights (or over
+    ``llm``'s own context: :meth:`on_context`).
 
     Args:
         llm: a loaded model; it must outlive this decoder (the host keeps it).
@@ -118,7 +119,6 @@ class LlamaDecoder:
     def __init__(self, llm: Llama, *, n_ctx: int, n_seq_max: int, n_batch: int) -> None:
         import llama_cpp
 
-        self._llm = llm
         params = llama_cpp.llama_context_params()
         ctypes.pointer(params)[0] = llm.context_params  # a copy: threads, rope, KV types
         params.n_ctx = n_ctx
@@ -132,7 +132,24 @@ class LlamaDecoder:
                 f"llama.cpp could not create a host context of {n_ctx} tokens for {n_seq_max} "
                 "sequences: not enough memory; lower the host's n_ctx or its n_seq_max"
             )
+        self._setup(llm, ctx, owned=True)
+
+    @classmethod
+    def on_context(cls, llm: Llama) -> LlamaDecoder:
+        """A decoder on ``llm``'s own context (its sequences, ``n_ctx`` and ``n_batch``),
+        which stays ``llm``'s: :meth:`close` frees only the decoder's batch. For a
+        single-conversation host (:class:`~models.llama.backend.LlamaCppBackend`), so
+        that code holding the ``Llama`` (a benchmark's raw loop) sees the same cache."""
+        decoder = cls.__new__(cls)
+        decoder._setup(llm, llm.ctx, owned=False)
+        return decoder
+
+    def _setup(self, llm: Llama, ctx: Any, *, owned: bool) -> None:
+        import llama_cpp
+
+        self._llm = llm
         self._ctx: Any = ctx
+        self._owned = owned
         self._memory = llama_cpp.llama_get_memory(ctx)
         self.n_ctx = int(llama_cpp.llama_n_ctx(ctx))
         self.n_seq_max = int(llama_cpp.llama_n_seq_max(ctx))
@@ -164,11 +181,10 @@ class LlamaDecoder:
         return int(llama_cpp.llama_sampler_sample(sampler.sampler, self._ctx, index))
 
     def make_sampler(self, options: GenerateOptions, context: Sequence[int]) -> Any:
-        from models.llama._tokens import make_sampler
-        from models.llama.backend import _prime_penalties
+        from models.llama._tokens import make_sampler, prime_penalties
 
         sampler = make_sampler(self._llm, options)
-        _prime_penalties(sampler, options, list(context))
+        prime_penalties(sampler, options, context)
         return sampler
 
     def remove(self, seq: int, start: int) -> bool:
@@ -207,4 +223,5 @@ class LlamaDecoder:
             return
         self._closed = True
         llama_cpp.llama_batch_free(self._batch)
-        llama_cpp.llama_free(self._ctx)
+        if self._owned:
+            llama_cpp.llama_free(self._ctx)

@@ -5,14 +5,15 @@ bytes (control tokens included, so that the text of what was generated says exac
 model produced) and says whether a token ends the turn. :func:`make_sampler` builds the one
 llama.cpp sampler chain a generation uses from start to end: penalties, the grammar, then
 greedy or top-k / top-p / min-p / temperature / seeded draw, every setting explicit.
-:func:`verify_draft` runs one prompt-lookup verify step (see :mod:`models.llama._lookup`).
+:func:`prime_penalties` shows a chain's penalties the context before a generation, and
+:func:`common_prefix` measures how much of a token history another one keeps.
 """
 
 from __future__ import annotations
 
 import ctypes
 import re
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
 from models.base import GenerateOptions
@@ -136,54 +137,6 @@ def supports_lookup(llm: Llama) -> bool:
     return not llama_cpp.llama_model_is_recurrent(model) and not (hybrid and hybrid(model))
 
 
-def verify_draft(
-    llm: Llama,
-    sampler: LlamaSampler,
-    last: int,
-    draft: Sequence[int],
-    is_end: Callable[[int], bool],
-) -> list[int]:
-    """Evaluate ``[last] + draft`` in one batch after the KV cache's ``llm.n_tokens`` tokens,
-    with logits at every position, and sample each position in order with ``sampler`` until
-    a sample differs from the draft (or ends the generation). Returns the sampled tokens:
-    ``draft[:a]`` then one more, ``a`` drafted tokens accepted.
-
-    On return the KV cache holds ``last`` and the ``a`` accepted draft tokens (the rejected
-    tail is removed by position) and ``llm.n_tokens`` says so. The sampler has seen exactly the
-    returned tokens: llama.cpp's ``llama_sampler_sample`` accepts the token it returns, so a
-    grammar or penalty advances only on tokens that become the generation's.
-
-    Raises:
-        RuntimeError: llama.cpp failed to evaluate the batch or to drop the rejected tail
-            (the KV cache is then unknown).
-    """
-    batch = [last, *draft]
-    if len(batch) > llm.n_batch:
-        raise ValueError(f"a draft of {len(draft)} tokens exceeds n_batch={llm.n_batch!r}")
-    n_past = llm.n_tokens
-    ctx = llm._ctx
-    ctx.kv_cache_seq_rm(-1, n_past, -1)
-    llm._batch.set_batch(batch=batch, n_past=n_past, logits_all=True)
-    ctx.decode(llm._batch)
-    llm.input_ids[n_past : n_past + len(batch)] = batch
-    llm.n_tokens = n_past + len(batch)
-    sampled: list[int] = []
-    for i in range(len(batch)):
-        token = sampler.sample(ctx, i)
-        sampled.append(token)
-        if i == len(draft) or token != draft[i] or is_end(token):
-            break
-    keep = n_past + len(sampled)  # last + the accepted draft tokens
-    if keep < llm.n_tokens:
-        if not ctx.kv_cache_seq_rm(-1, keep, -1):
-            raise RuntimeError(
-                f"llama.cpp could not drop a rejected draft (positions {keep} and on) from the "
-                "KV cache of this model; open it with lookup=False (--no-lookup)"
-            )
-        llm.n_tokens = keep
-    return sampled
-
-
 def make_sampler(llm: Llama, options: GenerateOptions) -> LlamaSampler:
     """A fresh sampler chain for one generation with ``options``.
 
@@ -226,6 +179,33 @@ def make_sampler(llm: Llama, options: GenerateOptions) -> LlamaSampler:
     chain.add_temp(s.temperature)
     chain.add_dist(llama_cpp.LLAMA_DEFAULT_SEED if s.seed is None else s.seed & 0xFFFFFFFF)
     return chain
+
+
+def prime_penalties(sampler: Any, options: GenerateOptions, context: Sequence[int]) -> None:
+    """Show the penalty sampler of ``sampler`` (first in the chain when a penalty is set, see
+    :func:`make_sampler`) the last ``PENALTY_LAST_N`` tokens of ``context``, so that penalties
+    cover what was written just before this generation too: a generation restarted with a
+    presence penalty because the thinking repeats itself (:mod:`agent.step`) penalises the
+    repeated text at once."""
+    s = options.sampling
+    if s.repeat_penalty == 1.0 and s.presence_penalty == 0.0 and s.frequency_penalty == 0.0:
+        return
+    import llama_cpp
+
+    penalties = llama_cpp.llama_sampler_chain_get(sampler.sampler, 0)
+    for token in context[-PENALTY_LAST_N:]:
+        llama_cpp.llama_sampler_accept(penalties, token)
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading tokens ``a`` and ``b`` share."""
+    n = min(len(a), len(b))
+    if list(a[:n]) == list(b[:n]):  # the usual case (a continuation), at C speed
+        return n
+    for i, (x, y) in enumerate(zip(a, b, strict=False)):
+        if x != y:
+            return i
+    return n
 
 
 class StopMatcher:

@@ -28,6 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from models.base import BackendError, GenerateOptions, Sampling, Segment, StopReason
+from models.llama._tokens import common_prefix
 from models.llama.host import HostedLlamaBackend, LlamaHost
 
 MAX_BODY = 16 << 20
@@ -94,7 +95,7 @@ class HostServer:
             best: HostedLlamaBackend | None = None
             best_n = 0
             for session in self._idle:
-                n = _common_prefix(session.context_tokens, tokens)
+                n = common_prefix(session.context_tokens, tokens)
                 if best is None or n > best_n:
                     best, best_n = session, n
             if best is None or best_n < MIN_SHARE * len(best.context_tokens):
@@ -219,15 +220,6 @@ def _options(body: dict[str, Any]) -> GenerateOptions:
 
 def _sampling_dict(sampling: Sampling) -> dict[str, Any]:
     return {name: getattr(sampling, name) for name in Sampling.__slots__}  # type: ignore[attr-defined]
-
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def _handler(server: HostServer) -> type[BaseHTTPRequestHandler]:

@@ -2,7 +2,7 @@
 
 Both use one file format (:func:`write_state` / :func:`read_state`): a header (what the state
 depends on), the tokens it holds, and llama.cpp's state of one sequence
-(``llama_state_seq_get_data``), written to a temporary name and renamed, so a crash never
+(``llama_state_seq_get_data``, through :class:`models.llama._batch.Decoder`), written to a temporary name and renamed, so a crash never
 leaves half a state behind, and read back only when the header matches and the sizes agree.
 
 **Warm start** (:class:`PrefixStateStore`):
@@ -31,7 +31,6 @@ conversation, or torn, is ignored with a note saying why. A backend takes part t
 from __future__ import annotations
 
 import array
-import ctypes
 import hashlib
 import json
 import os
@@ -42,8 +41,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from models.base import Segment
 
 if TYPE_CHECKING:
-    from llama_cpp import Llama
-
+    from models.llama._batch import Decoder
     from models.llama._load import LoadSettings
 
 SYSTEM_TURN_START = "<|im_start|>system"
@@ -109,35 +107,30 @@ class PrefixStateStore:
         digest.update(array.array("q", tokens).tobytes())
         return self.directory / f"{digest.hexdigest()[:32]}.kvstate"
 
-    def load(self, llm: Llama, tokens: Sequence[int]) -> bool:
-        """Load the state of ``tokens`` into sequence 0 of ``llm``'s empty KV cache.
+    def load(self, decoder: Decoder, seq: int, tokens: Sequence[int]) -> bool:
+        """Load the state of ``tokens`` into the empty sequence ``seq`` of ``decoder``.
 
-        Returns whether it was loaded; on ``False`` the KV cache is empty again and a bad
+        Returns whether it was loaded; on ``False`` the sequence is empty again and a bad
         file has been deleted.
         """
         path = self.path_for(tokens)
         if not path.is_file():
             return False
-        wanted = list(tokens)
         saved = read_state(path, self._header())
-        if isinstance(saved, str) or saved[0] != wanted or not set_seq_state(llm.ctx, 0, saved[1]):
-            llm._ctx.kv_cache_seq_rm(0, 0, -1)
-            llm.n_tokens = 0
+        if isinstance(saved, str) or saved[0] != list(tokens) or not decoder.restore(seq, saved[1]):
+            decoder.remove(seq, 0)
             path.unlink(missing_ok=True)
             return False
-        llm.input_ids[: len(wanted)] = wanted
-        llm.n_tokens = len(wanted)
         os.utime(path)  # most recently used
         return True
 
-    def save(self, llm: Llama, tokens: Sequence[int]) -> bool:
-        """Save sequence 0 of ``llm``, which must hold exactly ``tokens``. Errors are ignored
-        (a warm start is an optimisation); returns whether a file was written."""
+    def save(self, decoder: Decoder, seq: int, tokens: Sequence[int]) -> bool:
+        """Save sequence ``seq`` of ``decoder``, which must hold exactly ``tokens``. Errors
+        are ignored (a warm start is an optimisation); returns whether a file was written."""
         path = self.path_for(tokens)
         if path.is_file():
             return False
-        data = seq_state(llm.ctx, 0)
-        if write_state(path, self._header(), tokens, data) is not None:
+        if write_state(path, self._header(), tokens, decoder.save(seq)) is not None:
             return False
         self._prune()
         return True
@@ -155,25 +148,6 @@ class PrefixStateStore:
 
 MAGIC = b"QWQ-KV-STATE 1\n"
 """The first bytes of a state file; then a JSON header line, the tokens (int32), the state."""
-
-
-def seq_state(ctx: Any, seq: int) -> bytes:
-    """llama.cpp's state of sequence ``seq`` of the context ``ctx`` (a ``llama_context_p``)."""
-    import llama_cpp
-
-    size = int(llama_cpp.llama_state_seq_get_size(ctx, seq))
-    buffer = (ctypes.c_uint8 * size)()
-    written = int(llama_cpp.llama_state_seq_get_data(ctx, buffer, size, seq))
-    return ctypes.string_at(buffer, written)
-
-
-def set_seq_state(ctx: Any, seq: int, data: bytes) -> bool:
-    """Put a state made by :func:`seq_state` into the empty sequence ``seq``; whether it
-    worked (llama.cpp refuses a state of another model or shape)."""
-    import llama_cpp
-
-    source = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
-    return int(llama_cpp.llama_state_seq_set_data(ctx, source, len(data), seq)) > 0
 
 
 def write_state(

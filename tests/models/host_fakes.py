@@ -29,6 +29,8 @@ GENERATION_STARTS = (b"<think>\n", b"</tool_response>\n")
 class ByteVocab:
     """Tokens are bytes; ``<|im_end|>`` is one special token."""
 
+    turn_end: int | None = END
+
     def tokenize(
         self, text: str, *, special: bool, first: bool = False, protect: Collection[str] = ()
     ) -> list[int]:

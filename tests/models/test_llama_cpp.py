@@ -25,6 +25,7 @@ from models.base import (
     StopReason,
 )
 from models.catalog import default_sampling
+from models.llama._batch import Entry
 from models.llama.backend import LlamaCppBackend
 from models.llama.options import LlamaOptions
 from models.qwq import chat_template as ct
@@ -321,26 +322,48 @@ def test_a_full_window_ends_the_generation(gguf: Path) -> None:
 def test_a_failed_or_interrupted_evaluation_leaves_a_usable_backend(
     backend: LlamaCppBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A batch llama.cpp fails leaves a record of what the KV cache still holds (no token of
+    the failed batch); Ctrl-C while decoding, in the prompt or after some tokens, leaves a
+    backend that gives the same output again."""
     context = [prompt(backend, "Say hello, again.")]
     expected, _ = drain(backend.generate(context, opts(4)))
+    decode = backend._decoder.decode
 
-    def fail(tokens: Sequence[int], interrupt: object = None) -> None:
+    def fail(entries: Sequence[Entry]) -> None:
         raise RuntimeError("llama_decode returned 1")
 
-    monkeypatch.setattr(backend, "_eval", fail)
+    monkeypatch.setattr(backend._decoder, "decode", fail)
+    other = [prompt(backend, "Something else.")]
     with pytest.raises(BackendError, match="llama_decode returned 1"):
-        drain(backend.generate([prompt(backend, "Something else.")], opts(4)))
-    assert backend.context_tokens == []
+        drain(backend.generate(other, opts(4)))
+    kept = backend.context_tokens
+    assert kept == backend._session.kv_tokens
+    assert kept == n_tokens_of(backend, other)[: len(kept)]  # the common prefix, no more
 
-    def interrupt(tokens: Sequence[int], interrupt: object = None) -> None:
-        raise KeyboardInterrupt
+    for calls_before_interrupt in (0, 2):  # in the prompt, then after two tokens
+        calls: list[int] = []
 
-    monkeypatch.setattr(backend, "_eval", interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        drain(backend.generate(context, opts(4)))
-    monkeypatch.undo()
-    again, _ = drain(backend.generate(context, opts(4)))
-    assert again == expected
+        def interrupt(
+            entries: Sequence[Entry], calls: list[int] = calls, n: int = calls_before_interrupt
+        ) -> None:
+            calls.append(1)
+            if len(calls) > n:
+                raise KeyboardInterrupt
+            decode(entries)
+
+        monkeypatch.setattr(backend._decoder, "decode", interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            drain(backend.generate(context, opts(4)))
+        monkeypatch.undo()
+        assert backend.context_tokens[: len(backend._session.kv_tokens)] == (
+            backend._session.kv_tokens
+        )
+        again, _ = drain(backend.generate(context, opts(4)))
+        assert again == expected
+
+
+def n_tokens_of(b: LlamaCppBackend, segments: Sequence[Segment]) -> list[int]:
+    return b.tokenize(Segment("".join(s.text for s in segments), "template"), first=True)
 
 
 def test_closed_backend_refuses_work(gguf: Path) -> None:
@@ -441,6 +464,7 @@ def test_string_arguments_under_the_grammar_are_valid_json(backend: LlamaCppBack
     grammar = tool_call_grammar([calculator.spec()], allow_thinking=False)
     assert 'char ::= [^"\\\\\\x7F\\x00-\\x1F]' in grammar
     system = ct.declare_tools("You are a helpful assistant.", [calculator.spec()])
+    assert backend.info.chat_template is not None
     text = ct.render(
         backend.info.chat_template,
         [{"role": "system", "content": system}, {"role": "user", "content": "What is 17 * 23?"}],

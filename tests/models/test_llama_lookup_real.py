@@ -176,15 +176,13 @@ def test_a_closed_generator_leaves_no_unyielded_token_in_the_kv_cache(
     chunks: list[str] = []
     for chunk in gen:
         chunks.append(chunk)
-        if eager._llm.n_tokens > len(eager.context_tokens):  # accepted, not yielded yet
+        if len(eager._session.kv_tokens) > len(eager.context_tokens):  # not yielded yet
             break
     else:
         pytest.fail("no draft was accepted ahead of the yielded text")
     gen.close()
     tokens = eager.context_tokens
-    llm = eager._llm
-    assert llm.n_tokens == len(tokens) - 1  # the KV cache holds the record, the last pending
-    assert list(llm.input_ids[: llm.n_tokens]) == tokens[:-1]
+    assert eager._session.kv_tokens == tokens[:-1]  # the KV cache: the record, the last pending
     prompt_bytes = "".join(s.text for s in context).encode()
     assert eager.detokenize(tokens) == prompt_bytes + "".join(chunks).encode()
 
@@ -220,7 +218,7 @@ def test_nothing_follows_a_tool_call_in_the_context(eager: LlamaCppBackend) -> N
     assert text.endswith("</tool_call>") or "</tool_call>" in text[-12:]
     prompt_bytes = "".join(s.text for s in context).encode()
     assert eager.detokenize(eager.context_tokens) == prompt_bytes + text.encode()
-    assert eager._llm.n_tokens == len(eager.context_tokens) - 1
+    assert eager._session.kv_tokens == eager.context_tokens[:-1]
     assert usage.draft_tokens_accepted > 0
 
 
@@ -260,19 +258,17 @@ def test_a_kv_cache_that_cannot_drop_a_draft_is_an_error_not_a_corrupt_context(
 ) -> None:
     """Should llama.cpp refuse to drop a rejected draft, the generation fails with a next
     step instead of going on over a KV cache that holds tokens the record does not."""
-    from llama_cpp._internals import LlamaContext
+    original = eager._decoder.remove
 
-    original = LlamaContext.kv_cache_seq_rm
-
-    def refuse(self: LlamaContext, seq_id: int, p0: int, p1: int) -> bool:
-        original(self, seq_id, p0, p1)
+    def refuse(seq: int, start: int) -> bool:
+        original(seq, start)
         return False
 
     eager.reset()
     context = copy_prompt(eager)
     gen = eager.generate(context, GenerateOptions(sampling=GREEDY, max_tokens=200))
     next(gen)
-    monkeypatch.setattr(LlamaContext, "kv_cache_seq_rm", refuse)
+    monkeypatch.setattr(eager._decoder, "remove", refuse)
     with pytest.raises(BackendError, match="lookup=False"):
         for _ in gen:
             pass
