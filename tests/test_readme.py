@@ -56,3 +56,15 @@ def test_readme_task_file_example_is_valid(tmp_path: Path) -> None:
     path.write_text(block.group(1), encoding="utf-8")
     spec = load_task_file(path)
     assert spec.ids() == ["add"]
+
+
+def test_the_settings_example_builds_the_agent_it_describes() -> None:
+    """The README's settings example runs as written (nothing is loaded until a run), and
+    the argument it says overrides the settings does."""
+    block = next(b for b in python_blocks() if "AgentSettings(" in b)
+    scope: dict[str, object] = {"__name__": "readme"}
+    exec(compile(block, "README.md", "exec"), scope)
+    agent = scope["agent"]
+    settings = agent.settings  # type: ignore[attr-defined]
+    assert (settings.max_steps, settings.temperature, settings.max_tokens) == (8, 0.2, 256)
+    assert agent.backend_options.llama.n_ctx == 4096  # type: ignore[attr-defined]
