@@ -8,8 +8,10 @@
 - :mod:`models.llama.gguf_file`: reading a GGUF's metadata without loading it.
 - :mod:`models.llama.kv_state`: saving and restoring a session's KV state.
 - :mod:`models.llama.host`: one model shared by several sessions (sequences of one context;
-  ``_host_scheduler`` decides who runs), and :mod:`models.llama.host_server` serving it as
-  an OpenAI-compatible ``/v1/completions`` on loopback.
+  ``_host_scheduler`` decides who runs, with ``_host_jobs`` (its data), ``_host_swap``
+  (where KV states live), ``_host_batching`` (a step's batch) and ``_host_drafts`` (prompt
+  lookup in a batch)), and :mod:`models.llama.host_server` serving it as an
+  OpenAI-compatible ``/v1/completions`` on loopback.
 
 Importing this package loads nothing; ``llama_cpp`` is imported by the modules that use it.
 """

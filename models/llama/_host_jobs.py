@@ -1,7 +1,9 @@
 """The model host's bookkeeping: its limits, a conversation's sequence, one generation.
 
-Plain data for :mod:`models.llama._host_scheduler`, which changes these fields under its lock
-(the fields a session reads say so).
+Plain data for :mod:`models.llama._host_scheduler`, which changes these fields under its lock,
+itself or through the modules of its step (:mod:`~models.llama._host_swap`,
+:mod:`~models.llama._host_batching`, :mod:`~models.llama._host_drafts`); the fields a session
+reads say so.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class HostLimits:
-    """The host's limits; each breaks cleanly (see :mod:`models.llama._host_scheduler`)."""
+    """The host's limits; each breaks cleanly (see :mod:`models.llama._host_scheduler` and
+    :mod:`models.llama._host_swap`)."""
 
     max_sessions: int = 64
     """Conversations open at once (parked ones included); one more is refused."""
@@ -80,7 +83,8 @@ class Job:
     """``"waiting"`` (for a slot), ``"prefill"``, ``"decode"``, ``"done"``."""
     prefilled: int = 0
     started: bool = False
-    """Whether its prompt's cells are reserved (see :meth:`Scheduler._plan`)."""
+    """Whether its prompt's cells are reserved (see :meth:`Batcher.plan
+    <models.llama._host_batching.Batcher.plan>`)."""
     tokens: list[int] = field(default_factory=list)
     """Sampled tokens, end-of-turn excluded, in order."""
     drafted: list[bool] = field(default_factory=list)
