@@ -24,9 +24,8 @@ that it depends on nothing else: model loading progress and download plans, sess
 and the text cleaners for what a model or a tool wrote.
 
 What lives in the package: the core of a run (``agent.py`` the :class:`Agent`; ``loop.py``
-one run as named steps, ``step.py`` one generation step, ``generation.py`` one generation's
-stream read through the parser, ``calls.py`` a step's tool calls, ``state.py`` a run's limits
-and state; ``parser.py``, ``call_json.py``, ``call_formats.py``
+one run as named steps, ``step.py`` one generation step, ``calls.py`` a step's tool calls,
+``state.py`` a run's limits and state; ``parser.py``, ``call_json.py``, ``call_formats.py``
 reading the model's stream; ``executor.py`` and ``approval.py`` running tool calls;
 ``events.py`` the typed events; ``transcript.py``; ``compaction.py``, ``repetition.py``,
 ``thinking_budget.py`` the run's guards; ``settings.py`` the run settings and their

@@ -21,7 +21,7 @@ before it ends the run with ``context_overflow``.
 
 Following one run
 -----------------
-The control flow of a run is in six files of ``agent/``, then the backend; in order:
+The control flow of a run is in five files of ``agent/``, then the backend; in order:
 
 1. ``agent/agent.py``: :meth:`agent.Agent.stream` builds a :class:`~agent.state.RunState`
    (backend, tools, executor, limits, approval policy; data only, in ``agent/state.py``) and
@@ -37,15 +37,12 @@ The control flow of a run is in six files of ``agent/``, then the backend; in or
    turn (:func:`_tool_turn`). Each step returns an :data:`Outcome`: :class:`Next` (the run
    goes on) or an :class:`~agent.state.Ending` (what its ``Finished`` event says).
 3. ``agent/step.py``: :func:`~agent.step.generate_step` runs the generations of one step
-   (thinking budget, repetition, compaction) and returns a :class:`~agent.step.StepResult`.
-4. ``agent/generation.py``: :func:`~agent.generation.stream_generation` reads one
-   generation's stream with the streaming parser (:mod:`agent.parser`), yields its events,
-   and stops it where the step must act (a call inside the thinking, a repetition, cancel
-   or timeout).
-5. ``agent/calls.py``: :func:`~agent.calls.run_calls` judges the calls of a step (parse
+   (thinking budget, repetition, compaction), reads them with the streaming parser
+   (:mod:`agent.parser`) and returns a :class:`~agent.step.StepResult`.
+4. ``agent/calls.py``: :func:`~agent.calls.run_calls` judges the calls of a step (parse
    errors, repeats, the per-step cap, the approval of :mod:`agent.approval`) and has the
    executor run the approved ones.
-6. ``agent/executor.py``: :class:`~agent.executor.ToolExecutor` validates the calls
+5. ``agent/executor.py``: :class:`~agent.executor.ToolExecutor` validates the calls
    (``prepare``) and runs them concurrently (``run``), with their timeouts.
 
 The backend (:class:`models.Backend`, its contract in :mod:`models.base`) is where ``step.py``

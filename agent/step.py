@@ -31,10 +31,18 @@ import time
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field, replace
 
+import prompts
 from agent.compaction import Compactor
-from agent.events import Compacted, Event, Thinking, ThinkingClosed
-from agent.generation import Generation, repetition_event, stream_generation
-from agent.parser import CallError, ParsedCall, StreamParser, ThinkingText
+from agent.events import Compacted, Event, Repetition, Text, Thinking, ThinkingClosed
+from agent.parser import (
+    AnswerText,
+    CallError,
+    InventedResponse,
+    ParsedCall,
+    StreamParser,
+    ThinkingEnded,
+    ThinkingText,
+)
 from agent.repetition import Repeat, RepetitionDetector
 from agent.state import RunState
 from agent.thinking_budget import closing_text
@@ -97,7 +105,7 @@ class _Draft:
         self.thoughts.append(thought)
         self.text += segment.text
 
-    def absorb(self, out: Generation, *, thought: bool) -> None:
+    def absorb(self, out: _Generation, *, thought: bool) -> None:
         """Take in one generation: its text (a model segment) and what the parser found in it."""
         if out.text:
             self.add(Segment(out.text, "model"), thought=thought)
@@ -131,6 +139,21 @@ class _Draft:
             invented_at=self.invented_at,
             repeat=repeat,
         )
+
+
+@dataclass
+class _Generation:
+    """What one generation produced (:func:`_stream`); offsets are in the step's text."""
+
+    reason: StopReason | str = "end_of_turn"
+    text: str = ""
+    thinking_chars: int | None = None
+    """Characters of ``text`` before the thinking ended (``None``: it did not end)."""
+    repeat: Repeat | None = None
+    answer: list[str] = field(default_factory=list)
+    items: list[ParsedCall | CallError] = field(default_factory=list)
+    thinking_call: ParsedCall | CallError | None = None
+    invented_at: int | None = None
 
 
 def generate_step(
@@ -179,7 +202,7 @@ def generate_step(
         before = backend.usage.completion_tokens
         try:  # a server says the context does not fit once asked (the first next())
             gen = backend.generate([*context, *draft.segments], options)
-            out = yield from stream_generation(
+            out = yield from _stream(
                 state,
                 gen,
                 draft.parser,
@@ -201,12 +224,12 @@ def generate_step(
         draft.absorb(out, thought=thinking)
         if out.repeat is not None:
             if penalised or not restartable:
-                yield repetition_event(out.repeat, "stopped", sampling)
+                yield _repetition_event(out.repeat, "stopped", sampling)
                 return draft.result("repetition", out.repeat)
             sampling = _penalised(sampling)
             penalised = True
             detector.reset()
-            yield repetition_event(out.repeat, "presence_penalty", sampling)
+            yield _repetition_event(out.repeat, "presence_penalty", sampling)
             continue
         if draft.thinking_call is not None or draft.invented_at is not None:
             return draft.result(out.reason)
@@ -251,6 +274,89 @@ def _options(
         sampling=sampling, max_tokens=remaining, grammar=constraint, interrupt=interrupt
     )
     return options, capped
+
+
+def _stream(
+    state: RunState,
+    gen: Generator[str, None, StopReason],
+    parser: StreamParser,
+    *,
+    base: int,
+    start: int,
+    detector: RepetitionDetector,
+    deadline: float | None,
+    stop_on_repeat: bool,
+) -> Generator[Event, None, _Generation]:
+    """Stream one generation through ``parser``, yielding its events; return what it produced
+    (its text cut where a call made inside the thinking or an invented response ends it).
+
+    ``base`` is where the text ``parser`` reads begins in the step's text, ``start`` where this
+    generation's text begins (the offsets of what it returns are in the step's text). A
+    backend that refuses the context raises before its first chunk.
+    """
+    out = _Generation()
+    fed: list[str] = []
+    n_fed = 0
+    reported = False  # a repetition reported without stopping (a chat-only backend)
+    try:
+        while True:
+            try:
+                chunk = next(gen)
+            except StopIteration as stop:
+                out.reason = stop.value
+                if out.reason == "interrupted":
+                    out.reason = "cancelled" if state.cancel.is_set() else "timeout"
+                break
+            fed.append(chunk)
+            n_fed += len(chunk)
+            for item in parser.feed(chunk):
+                if isinstance(item, ThinkingText):
+                    yield Thinking(item.text)
+                    if out.repeat is None and (found := detector.feed(item.text)) is not None:
+                        if stop_on_repeat or reported:
+                            out.repeat = found
+                        else:  # cannot restart: say so, go on, and stop if it goes on
+                            reported = True
+                            detector.reset()
+                            yield _repetition_event(found, "presence_penalty", state.sampling)
+                elif isinstance(item, AnswerText):
+                    out.answer.append(item.text)
+                    yield Text(item.text)
+                elif isinstance(item, ThinkingEnded):
+                    if out.thinking_chars is None:
+                        out.thinking_chars = n_fed
+                elif isinstance(item, InventedResponse):
+                    out.invented_at = base + item.at  # its text is dropped
+                    if parser.in_thinking and state.placement == "interleaved":
+                        out.thinking_call = _no_call_made(base + item.at)
+                    break
+                elif item.placement == "thinking" and state.placement == "interleaved":
+                    out.thinking_call = replace(item, end=base + item.end)
+                    break
+                else:
+                    out.items.append(item)
+            if out.thinking_call is not None or out.invented_at is not None:
+                break
+            if out.repeat is not None:
+                out.reason = "repetition"
+                break
+            if state.cancel.is_set():
+                out.reason = "cancelled"
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                out.reason = "timeout"
+                break
+    finally:
+        gen.close()
+    text = "".join(fed)
+    if out.thinking_call is not None:
+        text = text[: out.thinking_call.end - start]
+    elif out.invented_at is not None:
+        text = text[: out.invented_at - start]
+    out.text = text
+    if out.thinking_chars is not None:
+        out.thinking_chars = min(out.thinking_chars, len(text))
+    return out
 
 
 def _close_thinking(state: RunState, draft: _Draft) -> Generator[Event, None, None]:
@@ -317,4 +423,21 @@ def _compact(
 def _penalised(sampling: Sampling) -> Sampling:
     return replace(
         sampling, presence_penalty=max(sampling.presence_penalty, REPETITION_PRESENCE_PENALTY)
+    )
+
+
+def _repetition_event(repeat: Repeat, action: str, sampling: Sampling) -> Repetition:
+    return Repetition(
+        period=repeat.period,
+        repeats=round(repeat.repeats, 1),
+        action="stopped" if action == "stopped" else "presence_penalty",
+        presence_penalty=sampling.presence_penalty,
+        unit=repeat.unit[:200],
+    )
+
+
+def _no_call_made(at: int) -> CallError:
+    """The result of a ``<tool_response>`` the model opened with no call before it."""
+    return CallError(
+        prompts.render("invented_response"), "thinking", "", True, at, kind="invented_response"
     )
