@@ -182,6 +182,7 @@ class HostedLlamaBackend:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         chunks: list[str] = []
         produced = covered = 0  # tokens read / of them, fully yielded as text
+        covered_chars = chars = 0  # characters yielded: for the first `covered` tokens / all
         stop_strings = StopMatcher(options.stop)
         failed = False
         try:
@@ -198,15 +199,23 @@ class HostedLlamaBackend:
                 text = decoder.decode(piece(token))
                 if decoder.getstate()[0] == b"":
                     covered = produced
+                    covered_chars = chars + len(text)
                 if not text:
                     continue
                 chunks.append(text)
+                chars += len(text)
                 yield text
                 if stop_strings.seen(text):
                     return "stopped"
         finally:
             scheduler.finish(job, covered)
-            self._record_generation(segments, ends, target + job.tokens[:covered], chunks, failed)
+            tokens = target + job.tokens[:covered]
+            # text yielded past the covered tokens: the start of a token that also began a
+            # character it never finished (b" \xe2"); the loop's context has that text
+            rest = "".join(chunks)[covered_chars:]
+            if rest and not failed:
+                tokens += self.tokenize(Segment(rest, "model"))
+            self._record_generation(segments, ends, tokens, chunks, failed)
             self._active = None
 
     def _record_generation(
