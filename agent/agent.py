@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Unpack
 
 from agent.approval import ApprovalCallback, ApprovalPolicy
+from agent.errors import InputError
 from agent.events import Event, RunResult
 from agent.executor import ToolExecutor
 from agent.loop import RunState, run_loop
@@ -71,8 +72,8 @@ class Agent:
             names (:data:`models.options.FLAT_NAMES`): for llama.cpp ``n_ctx``,
             ``n_gpu_layers``, ``flash_attn``, ``type_k``/``type_v``, ``chat_template``,
             ``warm_start``…; for a server ``api_mode`` (``"completions"`` or ``"chat"``),
-            ``model_name``, ``api_key_env``, ``headers``, ``api_strict``. Ignored when
-            ``model`` is a backend.
+            ``model_name``, ``api_key_env``, ``headers``, ``api_strict``. Checked, but unused,
+            when ``model`` is a backend.
         mcp_servers: Model Context Protocol servers whose tools join ``tools``: commands
             (``"npx server-x --flag"``), ``http(s)://`` URLs, or ``tools.mcp.McpServerSpec``.
             They are started here and stopped by :meth:`close`; their tools are dangerous
@@ -82,9 +83,12 @@ class Agent:
             ``settings``.
 
     Raises:
-        TypeError: an unknown keyword argument.
-        ValueError: an unknown setting value, a limit that could never be met, unknown
-            ``backend_options``, or ``tool_settings`` a built-in tool does not know.
+        TypeError: an unknown keyword argument, a setting of the wrong type, or ``settings``
+            that is not an :class:`agent.settings.AgentSettings`.
+        ValueError: unknown ``backend_options`` (checked even when ``model`` is a backend).
+        agent.errors.InputError: an unknown setting value, a limit that could never be met,
+            or ``tool_settings`` a built-in tool does not know (an ``InputError`` is a
+            ``ValueError``).
         models.errors.BackendError: a backend option no model could take (a thread count
             of 0, an unknown server mode).
         tools.mcp.McpError: an MCP server in ``mcp_servers`` could not be started or listed.
@@ -101,6 +105,11 @@ class Agent:
         settings: AgentSettings | None = None,
         **arguments: Unpack[SettingArguments],
     ) -> None:
+        if settings is not None and not isinstance(settings, AgentSettings):
+            raise TypeError(
+                f"settings must be an AgentSettings, got {settings!r}; make one with "
+                "AgentSettings(...), or pass the settings as keyword arguments"
+            )
         self.settings = (settings or DEFAULTS).replace(**arguments)
         """How this agent runs (see :mod:`agent.settings`)."""
         chosen = self.settings
@@ -110,7 +119,7 @@ class Agent:
         """How :meth:`load` opens the model (unused when it was given as a backend)."""
         if isinstance(backend_options, BackendOptions):
             self.backend_options = backend_options
-        elif backend_options and self._backend is None:
+        elif backend_options:  # checked even when unused (a backend given): a typo is an error
             self.backend_options = BackendOptions.from_mapping(backend_options)
         self._mcp: list[Any] = []
         mcp_tools: list[ToolSpec] = []
@@ -136,7 +145,7 @@ class Agent:
             check_tool_settings(self.tool_settings, self.registry.names())
         except ToolError as exc:
             self._close_mcp()
-            raise ValueError(f"tool_settings: {exc}") from None
+            raise InputError(f"tool_settings: {exc}") from None
         self.history: list[dict[str, Any]] = []
         """The conversation so far, as OpenAI-style messages (reasoning included)."""
         self._cancel = threading.Event()

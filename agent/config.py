@@ -79,18 +79,21 @@ class LimitsConfig(_Section):
     max_tokens: int | None = Field(default=None, ge=1)
     thinking_budget: int | None = Field(default=None, ge=0)
     """Thinking tokens per run; then the thinking is closed and the model answers."""
-    timeout: float | None = Field(default=None, gt=0)
+    timeout: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     """Wall-clock seconds per run."""
     max_repeated_calls: int | None = Field(default=None, ge=1)
     tool_output_chars: int | None = Field(default=None, ge=100)
 
 
 class EndpointConfig(_Section):
-    """``[endpoints.NAME]``: an OpenAI-compatible server (see :mod:`models.openai.backend`)."""
+    """``[endpoints.NAME]``: an OpenAI-compatible server (see :mod:`models.openai.backend`).
+
+    A key left out (``None``) is :class:`models.openai.options.ServerOptions`' default (and
+    ``max_retries`` :class:`models.openai._http.RetryPolicy`'s), written there once."""
 
     base_url: str = Field(pattern=r"^https?://")
     model_name: str | None = None
-    mode: Literal["completions", "chat"] = "completions"
+    mode: Literal["completions", "chat"] | None = None
     strict: bool = False
     """Send only the request fields OpenAI defines (see :data:`models.openai.backend.EXTENDED_FIELDS`);
     without it the backend turns strict by itself when the server refuses one by name."""
@@ -98,10 +101,10 @@ class EndpointConfig(_Section):
     headers: dict[str, str] = Field(default_factory=dict)
     opens_thinking: bool | None = None
     context_size: int | None = Field(default=None, ge=1)
-    connect_timeout: float = Field(default=10.0, gt=0)
-    read_timeout: float = Field(default=300.0, gt=0)
-    max_retries: int = Field(default=3, ge=0, le=10)
-    trust_env: bool = True
+    connect_timeout: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    read_timeout: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    max_retries: int | None = Field(default=None, ge=0, le=10)
+    trust_env: bool | None = None
 
     def resolved_headers(self) -> dict[str, str]:
         """The headers with ``${VAR}`` replaced from the environment.
@@ -121,18 +124,21 @@ class EndpointConfig(_Section):
         from models.openai.backend import RetryPolicy
         from models.openai.options import ServerOptions
 
+        given = {
+            name: getattr(self, name)
+            for name in ("mode", "connect_timeout", "read_timeout", "trust_env")
+            if getattr(self, name) is not None
+        }
+        if self.max_retries is not None:
+            given["retry"] = RetryPolicy(max_retries=self.max_retries)
         return ServerOptions(
             model_name=self.model_name,
-            mode=self.mode,
             strict=self.strict or strict,
             api_key_env=self.api_key_env,
             headers=self.resolved_headers(),
             opens_thinking=self.opens_thinking,
             context_size=self.context_size,
-            connect_timeout=self.connect_timeout,
-            read_timeout=self.read_timeout,
-            retry=RetryPolicy(max_retries=self.max_retries),
-            trust_env=self.trust_env,
+            **given,
         )
 
     def open_backend(self, *, strict: bool = False) -> OpenAIBackend:
@@ -194,7 +200,7 @@ class Config(_Section):
     tools: list[str] | None = None
     placement: Literal["interleaved", "template"] | None = None
     tool_choice: Literal["auto", "required"] | None = None
-    temperature: float | None = Field(default=None, ge=0)
+    temperature: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     seed: int | None = None
     workspace: str | None = None
     system: str | None = None

@@ -22,14 +22,18 @@ model and tools are here too (:data:`DEFAULT_MODEL`, :data:`DEFAULT_TOOLS`).
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypedDict
 
-from agent.approval import ApprovalSetting
+from agent.approval import ApprovalPolicy, ApprovalSetting
+from agent.errors import InputError
 from agent.state import Limits
 from models import Sampling
+from tools.output import DEFAULT_OUTPUT_CHARS
 
 Placement = Literal["interleaved", "template"]
 ToolChoice = Literal["auto", "required"]
@@ -39,8 +43,9 @@ DEFAULT_MODEL = "qwq-32b"
 DEFAULT_TOOLS: tuple[str, ...] = ("calculator",)
 """The tools of the command line and of task files when none are named (an embedding
 ``Agent`` has none unless given)."""
-DEFAULT_TOOL_OUTPUT_CHARS = 20_000
-"""Cap on each tool result placed in the context (the security model's table)."""
+DEFAULT_TOOL_OUTPUT_CHARS = DEFAULT_OUTPUT_CHARS
+"""Cap on each tool result placed in the context (the security model's table; the tools'
+own default, :data:`tools.output.DEFAULT_OUTPUT_CHARS`)."""
 
 _LIMITS = Limits()
 """The limits' defaults, as :class:`agent.state.Limits` defines them."""
@@ -83,9 +88,13 @@ class AgentSettings:
             :data:`models.llama.kv_state.DEFAULT_SESSION_BYTES`, or a bound in bytes.
 
     Raises:
-        ValueError: from the constructor, for a value no run could use (an unknown
-            placement or tool choice, a negative temperature, a limit that could never be
-            met, a ``session_kv`` bound below 1); the message names the setting and value.
+        agent.errors.InputError: from the constructor, for a value no run could use (an
+            unknown placement, tool choice or approval word, a temperature that is negative
+            or not finite, a limit that could never be met or is infinite, a
+            ``tool_output_chars`` or ``session_kv`` bound below 1); the message names the
+            setting and the value. (``InputError`` is a ``ValueError``.)
+        TypeError: from the constructor, for a value of the wrong type (``max_steps="5"``,
+            ``max_steps=2.5``, ``max_tokens=True``); the message names the setting.
     """
 
     placement: Placement = "interleaved"
@@ -109,19 +118,13 @@ class AgentSettings:
     session_kv: bool | int = False
 
     def __post_init__(self) -> None:
-        if self.placement not in ("interleaved", "template"):
-            raise ValueError(
-                f"placement must be 'interleaved' or 'template', got {self.placement!r}"
-            )
-        if self.tool_choice not in ("auto", "required"):
-            raise ValueError(f"tool_choice must be 'auto' or 'required', got {self.tool_choice!r}")
-        self.limits  # noqa: B018 -- raises ValueError for a limit that could never be met
-        if self.temperature is not None and self.temperature < 0:
-            raise ValueError(f"temperature must be 0 or more, got {self.temperature!r}")
-        if self.session_kv is not True and self.session_kv is not False and self.session_kv < 1:
-            raise ValueError(
-                f"session_kv must be True, False or a size in bytes, got {self.session_kv!r}"
-            )
+        _check_types(self)
+        try:
+            _check_values(self)
+        except InputError:
+            raise
+        except ValueError as exc:  # from Limits or ApprovalPolicy: the same message, as input
+            raise InputError(str(exc)) from None
 
     @property
     def limits(self) -> Limits:
@@ -139,8 +142,8 @@ class AgentSettings:
         """A copy with ``changes`` (setting names) applied and checked.
 
         Raises:
-            TypeError: a name that is not a setting.
-            ValueError: a value no run could use.
+            TypeError: a name that is not a setting, or a value of the wrong type.
+            agent.errors.InputError: a value no run could use.
         """
         unknown = sorted(set(changes) - set(SETTING_NAMES))
         if unknown:
@@ -161,8 +164,8 @@ class AgentSettings:
         the default.
 
         Raises:
-            TypeError: a name that is not a setting.
-            ValueError: a value no run could use.
+            TypeError: a name that is not a setting, or a value of the wrong type.
+            agent.errors.InputError: a value no run could use.
         """
         values: dict[str, Any] = {}
         sources: dict[str, SettingSource] = dict.fromkeys(SETTING_NAMES, "default")
@@ -177,6 +180,96 @@ class AgentSettings:
                 values[name] = value
                 sources[name] = source
         return LayeredSettings(cls().replace(**values), sources)
+
+
+_INTS = ("max_steps", "max_repeated_calls", "max_calls_per_step", "tool_output_chars")
+_OPTIONAL_INTS = ("max_tokens", "thinking_budget", "seed")
+_OPTIONAL_NUMBERS = ("timeout", "temperature")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_types(settings: AgentSettings) -> None:
+    """Refuse a value of the wrong type, naming the setting (a ``"5"`` from a caller's own
+    parsing must not surface as a comparison error deep in a run).
+
+    Raises:
+        TypeError: the first setting whose value has the wrong type.
+    """
+    for name in _INTS:
+        value = getattr(settings, name)
+        if not _is_int(value):
+            raise TypeError(f"{name} must be an int, got {value!r}")
+    for name in _OPTIONAL_INTS:
+        value = getattr(settings, name)
+        if value is not None and not _is_int(value):
+            raise TypeError(f"{name} must be an int or None, got {value!r}")
+    for name in _OPTIONAL_NUMBERS:
+        value = getattr(settings, name)
+        if value is not None and not (_is_int(value) or isinstance(value, float)):
+            raise TypeError(f"{name} must be a number or None, got {value!r}")
+    if not isinstance(settings.workspace, str | os.PathLike):
+        raise TypeError(f"workspace must be a folder (str or Path), got {settings.workspace!r}")
+    if settings.sessions_dir is not None and not isinstance(
+        settings.sessions_dir, str | os.PathLike
+    ):
+        raise TypeError(
+            f"sessions_dir must be a folder (str or Path) or None, got {settings.sessions_dir!r}"
+        )
+    if not isinstance(settings.transcript, bool | str | os.PathLike):
+        raise TypeError(f"transcript must be True, False or a file, got {settings.transcript!r}")
+    if not isinstance(settings.session_kv, bool | int):
+        raise TypeError(
+            f"session_kv must be True, False or a size in bytes, got {settings.session_kv!r}"
+        )
+    if settings.system is not None and not isinstance(settings.system, str):
+        raise TypeError(f"system must be a str or None, got {settings.system!r}")
+    if settings.sampling is not None and not isinstance(settings.sampling, Sampling):
+        raise TypeError(f"sampling must be a models.Sampling or None, got {settings.sampling!r}")
+    if not isinstance(settings.tool_settings, Mapping) or not all(
+        isinstance(v, Mapping) for v in settings.tool_settings.values()
+    ):
+        raise TypeError(
+            f"tool_settings must map tool names to mappings, got {settings.tool_settings!r}"
+        )
+
+
+def _check_values(settings: AgentSettings) -> None:
+    """Refuse a value no run could use (its type already checked).
+
+    Raises:
+        ValueError: naming the setting and the value (:class:`InputError` or the
+            ``ValueError`` of :class:`agent.state.Limits` or :class:`agent.approval.ApprovalPolicy`).
+    """
+    if settings.placement not in ("interleaved", "template"):
+        raise InputError(
+            f"placement must be 'interleaved' or 'template', got {settings.placement!r}"
+        )
+    if settings.tool_choice not in ("auto", "required"):
+        raise InputError(f"tool_choice must be 'auto' or 'required', got {settings.tool_choice!r}")
+    settings.limits  # noqa: B018 -- raises ValueError for a limit that could never be met
+    if settings.timeout is not None and math.isinf(settings.timeout):
+        raise InputError(
+            f"timeout must be a finite number of seconds (None: no limit), got {settings.timeout!r}"
+        )
+    temperature = settings.temperature
+    if temperature is not None and not (math.isfinite(temperature) and temperature >= 0):
+        raise InputError(f"temperature must be 0 or more (a finite number), got {temperature!r}")
+    if settings.tool_output_chars < 1:
+        raise InputError(
+            f"tool_output_chars must be at least 1, got {settings.tool_output_chars!r}"
+        )
+    if (
+        settings.session_kv is not True
+        and settings.session_kv is not False
+        and settings.session_kv < 1
+    ):
+        raise InputError(
+            f"session_kv must be True, False or a size in bytes, got {settings.session_kv!r}"
+        )
+    ApprovalPolicy(settings.approval)  # raises ValueError (or TypeError) for an unknown word
 
 
 SETTING_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(AgentSettings))

@@ -61,8 +61,7 @@ def add_agent_options(parser: argparse.ArgumentParser, *, file_defaults: bool = 
     g.add_argument(
         "--api-mode",
         choices=("completions", "chat"),
-        default="completions",
-        help="server API: completions (exact prompts, interleaved calls) or chat",
+        help="server API: completions (exact prompts, interleaved calls; the default) or chat",
     )
     g.add_argument("--api-key-env", help="environment variable holding the server's API key")
     g.add_argument(

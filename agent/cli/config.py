@@ -52,7 +52,10 @@ _ROWS = (
     "ctx",
     "n_gpu_layers",
     "max_repeated_calls",
+    "max_calls_per_step",
     "tool_output_chars",
+    "transcript",
+    "session_kv",
 )
 """The rows of ``config show`` before approvals, in order: the run settings among them come
 from :func:`agent.cli.build.layered_settings`, the others (model, tools, load options) from
