@@ -212,11 +212,14 @@ class Scheduler:
                 self.cond.wait(0.5)
 
     def close_seq(self, seq: SeqState) -> None:
-        """Free ``seq``'s cells and swapped state (its generation must be finished)."""
+        """Free ``seq``'s cells and swapped state (its generation must be finished); once
+        the host is closing, only forget them (its context is, or is about to be, freed)."""
         with self.cond:
             seq.closed = True
             if seq in self._seqs:
                 self._seqs.remove(seq)
+            if self._closing:
+                seq.slot = None
             self.slots.free_later(seq)
             self.cond.notify_all()
             if not self._threaded():
@@ -227,9 +230,15 @@ class Scheduler:
 
     def run_in_host(self, function: Callable[[], _T]) -> _T:
         """Run ``function`` where the steps run, between two batches (the decoder is not
-        thread-safe), and return its result or raise its exception."""
+        thread-safe), and return its result or raise its exception.
+
+        Raises:
+            RuntimeError: the host is closed (its decoder may be freed).
+        """
         call = HostCall(function)
         with self.cond:
+            if self._closing:
+                raise RuntimeError("the model host has been closed; open a new one")
             if not self._threaded():
                 call.run()
             else:

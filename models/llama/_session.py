@@ -112,7 +112,12 @@ class HostedLlamaBackend:
 
     def tokenize(self, segment: Segment, *, first: bool = False) -> list[int]:
         """The tokens of one segment in a context (``data`` without special tokens, and never
-        into a single-token tag such as ``<tool_call>``)."""
+        into a single-token tag such as ``<tool_call>``).
+
+        Raises:
+            BackendError: the session or its host is closed.
+        """
+        self._check_open()
         vocab = self._host.vocab
         if segment.role == "data":
             return vocab.tokenize(
@@ -242,6 +247,8 @@ class HostedLlamaBackend:
     def _check_open(self) -> None:
         if self._closed:
             raise BackendError("this session has been closed; open a new one on the host")
+        if self._host.closed:  # its context (and maybe its model) is freed: never touch it
+            raise BackendError("the model host has been closed; open a new one")
 
     # -- the KV state on disk (models.llama.kv_state.KVStateful) ----------------------------------
 
@@ -276,7 +283,11 @@ class HostedLlamaBackend:
 
     def reset(self) -> None:
         """Forget the conversation (its KV cells are freed, a drafter forgets its text);
-        counters are kept."""
+        counters are kept.
+
+        Raises:
+            BackendError: the session or its host is closed.
+        """
         self._check_open()
         if self._active is not None:
             self._active.close()
@@ -294,7 +305,8 @@ class HostedLlamaBackend:
         self._record = ContextRecord()
 
     def close(self) -> None:
-        """End this session: free its sequence (the host and its model stay). Idempotent.
+        """End this session: free its sequence (the host and its model stay). Idempotent;
+        after the host was closed it only marks the session closed.
 
         Raises:
             BackendError: a generation of this session runs in another thread right now.

@@ -192,9 +192,15 @@ class LlamaHost:
             raise BackendError("this model host has been closed; open a new one")
         return HostedLlamaBackend(self, lookup=lookup, store=store)
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called (its sessions then refuse work)."""
+        return self._closed
+
     def close(self) -> None:
         """Stop the scheduler and free the context (and the model, when the host loaded it).
-        Generations still running end with a :class:`BackendError`. Idempotent."""
+        Generations still running end with a :class:`BackendError`; the sessions' other
+        methods raise it too, and closing them is a no-op. Idempotent."""
         if self._closed:
             return
         self._closed = True
