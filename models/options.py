@@ -95,9 +95,15 @@ class BackendOptions:
         """These options with the flat keys of ``options`` (:data:`FLAT_NAMES`) laid over them.
 
         Raises:
-            ValueError: a key that is not an option (the message lists the known ones).
-            models.errors.BackendError: a value the option refuses.
+            ValueError: not a mapping, or a key that is not an option (the message lists the
+                known ones).
+            models.errors.BackendError: a value the option refuses (its type or range).
         """
+        if not isinstance(options, Mapping):
+            raise ValueError(
+                f"backend_options must be a mapping of option names to values, got {options!r}; "
+                f"known names: {', '.join(FLAT_NAMES)}"
+            )
         unknown = sorted(set(options) - set(FLAT_NAMES))
         if unknown:
             raise ValueError(f"unknown backend_options {unknown}; known: {', '.join(FLAT_NAMES)}")

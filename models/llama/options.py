@@ -19,6 +19,8 @@ from models.llama._lookup import LookupSettings
 
 DEFAULT_BATCH = 512
 """Prefill batch size (llama.cpp's own default)."""
+MIN_CONTEXT = 16
+"""The smallest context window a model is loaded with, in tokens."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,9 +29,11 @@ class LlamaOptions:
     by :func:`models.llama._load.resolve_settings` (fitted to the machine and the file).
 
     Validation happens here, when the options are made, so a bad value is refused before a
-    multi-gigabyte file is read: threads below 1 and unknown KV-cache types raise
-    :class:`~models.errors.BackendError`. What depends on the file (a context the model
-    cannot take, a quantized V cache without flash attention) is refused at load time.
+    multi-gigabyte file is read: a count that is not an int, a context below
+    :data:`MIN_CONTEXT`, ``n_gpu_layers`` below -1, a batch or thread count below 1 and
+    unknown KV-cache types raise :class:`~models.errors.BackendError`. What depends on the
+    file (a context the model cannot take, a quantized V cache without flash attention) is
+    refused at load time.
 
     Attributes:
         n_ctx: context window in tokens (default: the catalog's recommended context as far as
@@ -72,8 +76,27 @@ class LlamaOptions:
         """Refuse values that can never work.
 
         Raises:
-            BackendError: a thread count below 1, or an unknown KV-cache type.
+            BackendError: a count that is not an int, a context below
+                :data:`MIN_CONTEXT` tokens, ``n_gpu_layers`` below -1, a batch or thread
+                count below 1, or a KV-cache type that is not one llama.cpp knows.
         """
+        for name in ("n_ctx", "n_gpu_layers", "n_threads", "n_threads_batch", "n_batch"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+                kind = "an int" if name == "n_batch" else "an int or None"
+                raise BackendError(f"{name} must be {kind}, got {value!r}")
+        if self.n_ctx is not None and self.n_ctx < MIN_CONTEXT:
+            raise BackendError(
+                f"n_ctx must be at least {MIN_CONTEXT} tokens (or None: fitted to the machine), "
+                f"got {self.n_ctx!r}"
+            )
+        if self.n_gpu_layers is not None and self.n_gpu_layers < -1:
+            raise BackendError(
+                f"n_gpu_layers must be -1 (all), 0 or more (or None: as many as fit), "
+                f"got {self.n_gpu_layers!r}"
+            )
+        if self.n_batch < 1:
+            raise BackendError(f"n_batch must be at least 1, got {self.n_batch!r}")
         if self.n_threads is not None and self.n_threads < 1:
             raise BackendError(f"the thread count must be at least 1, not {self.n_threads!r}")
         if self.n_threads_batch is not None and self.n_threads_batch < 1:
@@ -82,6 +105,11 @@ class LlamaOptions:
             )
         for option in ("type_k", "type_v"):
             name = getattr(self, option)
+            if name is not None and not isinstance(name, str):
+                raise BackendError(
+                    f"{option} must be a KV-cache type name ({', '.join(KV_CACHE_TYPES)}), "
+                    f"got {name!r}"
+                )
             if name is not None and name.lower() not in KV_CACHE_TYPES:
                 raise BackendError(
                     f"unknown KV-cache type {name.lower()!r} for {option}; use one of "

@@ -8,6 +8,7 @@ nothing heavy (httpx is imported by the backend).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
@@ -27,9 +28,11 @@ MODES: tuple[Mode, ...] = ("completions", "chat")
 class ServerOptions:
     """The options of an OpenAI-compatible server backend (see :mod:`models.openai.backend`).
 
-    Validation happens here: an unknown mode or a timeout that is not positive raises
-    :class:`~models.errors.BackendError`. ``headers`` is copied, so the caller's mapping
-    may change afterwards.
+    Validation happens here: an unknown mode, a timeout that is not a finite positive
+    number, headers that are not text or hold a line break, a ``context_size`` below 1 or a
+    stop that is not a string raise :class:`~models.errors.BackendError`. ``headers`` is
+    copied, so the caller's mapping may change afterwards; a single string ``stop`` is one
+    stop.
 
     Attributes:
         model_name: the ``model`` sent with each request (default: the first model the
@@ -78,13 +81,54 @@ class ServerOptions:
         """Copy ``headers`` and ``stop``; refuse values that can never work.
 
         Raises:
-            BackendError: an unknown mode, or a timeout of 0 seconds or less.
+            BackendError: an unknown mode; a timeout that is not a finite number of seconds
+                above 0; headers that are not a mapping of text to text, or a name or value
+                with CR, LF or NUL (they would split the request); a ``context_size`` below
+                1; a stop that is not a string.
         """
         if self.mode not in MODES:
             raise BackendError(f"unknown server mode {self.mode!r}; use 'completions' or 'chat'")
         for name in ("connect_timeout", "read_timeout"):
             value = getattr(self, name)
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                raise BackendError(f"{name} must be a number of seconds, got {value!r}")
             if not value > 0:
                 raise BackendError(f"{name} must be more than 0 seconds, got {value!r}")
-        object.__setattr__(self, "headers", dict(self.headers))
-        object.__setattr__(self, "stop", tuple(self.stop))
+            if math.isinf(value):
+                raise BackendError(f"{name} must be a finite number of seconds, got {value!r}")
+        if self.context_size is not None and self.context_size < 1:
+            raise BackendError(
+                f"context_size must be at least 1 token (or None: the server's), "
+                f"got {self.context_size!r}"
+            )
+        object.__setattr__(self, "headers", _checked_headers(self.headers))
+        stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
+        if not all(isinstance(s, str) for s in stop):
+            raise BackendError(f"stop must be strings, got {self.stop!r}")
+        object.__setattr__(self, "stop", stop)
+
+
+_BREAKS = ("\r", "\n", "\0")
+
+
+def _checked_headers(headers: object) -> dict[str, str]:
+    """A copy of ``headers``, each name and value text without a line break.
+
+    Raises:
+        BackendError: not a mapping, a name or value that is not text, or one with CR, LF
+            or NUL; the message names the header, never its value (it may be secret).
+    """
+    if not isinstance(headers, Mapping):
+        raise BackendError(f"headers must be a mapping of names to values, got {headers!r}")
+    copy: dict[str, str] = {}
+    for name, value in headers.items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            wrong = value if isinstance(name, str) else name  # its type only: it may be secret
+            raise BackendError(f"header {name!r} must be text, got {type(wrong).__name__}")
+        if any(c in name or c in value for c in _BREAKS):
+            raise BackendError(
+                f"header {name!r}: a name or value with CR, LF or NUL would split the request; "
+                "remove the line break"
+            )
+        copy[name] = value
+    return copy
