@@ -35,7 +35,7 @@ from models.base import StopReason
 from models.llama._batch import Decoder, Entry
 from models.llama._host_drafts import Drafting
 from models.llama._host_jobs import HostLimits, Job
-from models.llama._host_swap import KvSlots
+from models.llama._host_swap import KvSlots, reserved_cells
 
 __all__ = ["Batcher", "Plan", "Results"]
 
@@ -82,7 +82,7 @@ class Batcher:
         room = decoder.n_batch
         plan: Plan = []
         prefills = [j for j in jobs if j.state == "prefill" and j.keep is None]
-        reserved = sum(len(j.target) - j.prefilled for j in prefills if j.started)
+        reserved = reserved_cells(prefills)
         free = decoder.n_ctx - self.slots.resident_cells() - reserved
         for job in jobs:
             if job.state != "decode" or job.keep is not None or job.end is not None:

@@ -8,7 +8,9 @@ thread-safe). Its contract, with :class:`~models.llama._host_jobs.HostLimits`:
   conversation without a generation running is *parked*. When a slot or cells are needed, the
   longest-idle parked sequence is swapped out: its KV state is copied to RAM
   (``llama_state_seq_get_data``) and its cells freed; it is swapped back in (``set_data``)
-  on its next generation, never evaluated again.
+  on its next generation, never evaluated again. The cache is unified, so a state (swapped
+  or warm-start) is restored only into free cells: parked sequences are swapped out for it,
+  and while running generations hold them it waits, as a prompt does.
 * Swapped states beyond ``swap_bytes`` are dropped, longest idle first; such a conversation is
   evaluated again on its next generation (counted in ``prompt_tokens_evaluated``).
 * Admission (:meth:`KvSlots.admit`): a generation waits, in arrival order, while every slot
@@ -32,7 +34,7 @@ from models.llama._batch import Decoder
 from models.llama._host_jobs import HostLimits, Job, SeqState
 from models.llama._tokens import common_prefix
 
-__all__ = ["KvSlots"]
+__all__ = ["KvSlots", "reserved_cells"]
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +86,12 @@ class KvSlots:
     def admit(self, jobs: Sequence[Job]) -> None:
         """Give waiting jobs a slot (swapping out parked sequences), in arrival order, and
         make each admitted one ready to prefill (see the module docstring)."""
+        reserved = reserved_cells(jobs)
         for job in jobs:
             if job.state != "waiting" or job.keep is not None:
                 continue
             seq = job.seq
-            slot = seq.slot if seq.slot is not None else self._take_slot(seq)
+            slot = seq.slot if seq.slot is not None else self._take_slot(seq, reserved)
             if slot is None:
                 return  # later jobs wait too: first come, first served
             keep = min(common_prefix(seq.kv, job.target), len(job.target) - 1)
@@ -101,6 +104,7 @@ class KvSlots:
                 warm is not None
                 and keep == 0
                 and 0 < warm.end < len(job.target)
+                and self._room(reserved, warm.end)  # a restore needs free cells
                 and warm.store.load(self.decoder, slot, job.target[: warm.end])
             ):
                 seq.kv = job.target[: warm.end]
@@ -171,9 +175,19 @@ class KvSlots:
         used.update(s.slot for s in self.to_free if s.slot is not None)
         return [slot for slot in range(self.decoder.n_seq_max) if slot not in used]
 
-    def _take_slot(self, seq: SeqState) -> int | None:
+    def _room(self, reserved: int, cells: int) -> bool:
+        """Whether ``cells`` are free in the cache after swapping out parked sequences
+        (``reserved``: cells promised to started prompts)."""
+        free = self.decoder.n_ctx - self.resident_cells() - reserved
+        return self.make_room(free, cells) >= cells
+
+    def _take_slot(self, seq: SeqState, reserved: int) -> int | None:
         """Give ``seq`` a slot (a free one, else a parked sequence's) and swap its state back
-        in; returns the slot (``None``: every slot is held by a running generation)."""
+        in, into free cells (parked sequences are swapped out for them: the cache is unified);
+        returns the slot (``None``: every slot, or the cells its state needs, are held by
+        running generations)."""
+        if seq.swapped is not None and not self._room(reserved, len(seq.kv)):
+            return None
         free = self._unused_slots()
         if free:
             slot = free[0]
@@ -215,3 +229,13 @@ class KvSlots:
             oldest = min(held, key=lambda s: s.last_used)
             log.info("model host: swap budget %d bytes reached; dropping a parked state", budget)
             oldest.swapped, oldest.kv = None, []
+
+
+def reserved_cells(jobs: Sequence[Job]) -> int:
+    """Cells promised to started prompts and not evaluated yet (see :meth:`Batcher.plan
+    <models.llama._host_batching.Batcher.plan>`)."""
+    return sum(
+        len(j.target) - j.prefilled
+        for j in jobs
+        if j.state == "prefill" and j.keep is None and j.started
+    )
