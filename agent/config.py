@@ -212,11 +212,17 @@ class Config(_Section):
     endpoints: dict[str, EndpointConfig] = Field(default_factory=dict)
     mcp: list[McpConfig] = Field(default_factory=list)
     _path: Path | None = PrivateAttr(default=None)
+    _places: dict[KeyPath, Place] = PrivateAttr(default_factory=dict)
 
     @property
     def path(self) -> Path | None:
         """The file this came from (``None``: no file, the defaults)."""
         return self._path
+
+    def place(self, key: KeyPath) -> Place | None:
+        """Line and column of ``key`` (``("limits", "max_steps")``), or of its nearest
+        written ancestor, in :attr:`path` (``None``: not written there, or no file)."""
+        return locate(self._places, key)
 
     def endpoint(self, model: str) -> EndpointConfig | None:
         """The endpoint ``model`` names (by endpoint name, or by its ``base_url``)."""
@@ -313,6 +319,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     except ValidationError as exc:
         raise ConfigError(_explain(file, exc, places)) from None
     config._path = file
+    config._places = places
     _check_meaning(config, file, places)
     return config
 

@@ -102,7 +102,9 @@ def test_a_task_plan_is_the_task_file_layer(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     (plan,) = plan_tasks(load_task_file(path), cwd=tmp_path)
-    layered = AgentSettings.layered(task_file=plan.settings_layer())
+    layered = plan.settings()
     s = layered.settings
     assert (s.max_steps, s.timeout, s.placement, s.workspace) == (6, 30, "template", tmp_path)
     assert layered.sources["max_steps"] == "task file" and layered.sources["seed"] == "default"
+    assert layered.sources["tool_choice"] == "default"  # filled in by planning, not the file
+    assert layered.sources["workspace"] == "default"  # resolved against cwd, still the default

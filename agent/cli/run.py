@@ -7,8 +7,17 @@ file that cannot be written or whose path holds something else: the task file, o
 that is not results); 130 interrupted by SIGINT or SIGTERM: the running task ends cleanly, is recorded as
 interrupted, and ``--resume`` picks the batch up from there (a second signal stops at once).
 
-Options given on the command line override the task file, tasks included; options not given
-leave the file's values (the ``run`` parser's defaults are ``None`` for that reason).
+Settings come in layers (:mod:`agent.tasks.planning`): options given on the command line
+override the task file, tasks included; the task file overrides the config file (``--config``,
+else ``qwq-agent config path``), which overrides the built-in defaults. Options not given leave
+the lower layers' values (the ``run`` parser's defaults are ``None`` for that reason). From the
+config file a batch takes what a task file can also set (``model``, ``tools``, ``placement``,
+``tool_choice``, ``temperature``, ``seed``, ``workspace``, ``system``, ``ctx``,
+``n_gpu_layers``, the ``[limits]``), the run settings only it has (``max_repeated_calls``,
+``tool_output_chars``, ``[tool_settings]``), its ``[endpoints]`` (model names) and its
+``[approvals]``: ``"allow"`` pre-approves a tool as a task's ``approve:`` does, ``"deny"``
+denies, ``"ask"`` denies (a batch has no person to ask); ``--yes`` allows everything. Its
+``[[mcp]]`` servers are not used: a task file names its own (``mcp:``).
 Progress goes to stderr (a bar on a terminal, plain lines otherwise), the summary to stdout,
 results to ``--out`` (default: ``TASKS.results.jsonl`` beside the task file) and transcripts
 to the folder beside it (``TASKS.results.transcripts/ID.jsonl``). With ``--resume``, lines
@@ -89,7 +98,7 @@ def run_tasks(
         config = _config(args)
         spec = read_task_file(args.file)
         plans = _select(
-            plan_tasks(spec, _overrides(args), endpoints=frozenset(config.endpoints)),
+            plan_tasks(spec, _overrides(args), config=config),
             args.only,
             spec.ids(),
         )
@@ -249,9 +258,13 @@ def _overrides(args: argparse.Namespace) -> Settings:
 
 
 def _config(args: argparse.Namespace) -> Config:
-    """The config file (``--config``, else the default place; none there: no settings).
-    A batch uses its endpoints, so that ``--model NAME`` and a task's ``model: NAME`` can
-    name one; everything else comes from the task file and the flags."""
+    """The config file (``--config``, else the default place; none there: no settings), the
+    layer of the batch between the built-in defaults and the task file (see the module
+    docstring), and its endpoints, which ``--model NAME`` and a task's ``model: NAME`` can name.
+
+    Raises:
+        BadInput: the file cannot be read or is invalid (the message names it).
+    """
     from agent.config import ConfigError, load_config
 
     try:

@@ -3,21 +3,26 @@ cannot: that models, tools, folders and files exist, that every ``approve:`` lis
 its ``tools:`` enables, and that prompts render.
 
 Each setting of a task comes from the first layer that sets it: the command line, the task,
-the file, then the built-in default (:data:`agent.settings.DEFAULT_MODEL` …). ``system`` and
-``system_file`` are one setting. Every problem of every task is collected, each located in
-the file (or naming the command-line option), and raised together as a
-:class:`agent.tasks.taskfile.TaskFileError` — before any task runs.
+the file, the config file (:class:`agent.config.Config`: what both it and a task file can set),
+then the built-in default (:data:`agent.settings.DEFAULT_MODEL` …). ``system`` and
+``system_file`` are one setting. Paths from the config file (``workspace``, a ``.gguf`` or
+``scripted:`` model) are relative to the current folder, as for every other command. Every
+problem of every task is collected, each located where its value was written (the task file,
+the config file's ``FILE:LINE:COL: key``, or the command-line option), and raised together as
+a :class:`agent.tasks.taskfile.TaskFileError` — before any task runs.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final, Literal
 
-from agent.settings import DEFAULT_MODEL, DEFAULT_TOOLS, DEFAULTS
+from agent.approval import Decision
+from agent.settings import DEFAULT_MODEL, DEFAULT_TOOLS, DEFAULTS, SettingSource
 from agent.tasks.problems import in_file_order
-from agent.tasks.safe_yaml import DocPath, YamlLoadError, dotted
+from agent.tasks.safe_yaml import DocPath, Location, YamlLoadError, dotted
 from agent.tasks.taskfile import (
+    PLAN_SETTINGS,
     SAMPLING_FIELDS,
     Settings,
     Task,
@@ -28,10 +33,29 @@ from agent.tasks.taskfile import (
 )
 
 if TYPE_CHECKING:
+    from agent.config import Config
     from agent.tasks.templates import BoundedEnvironment
 
-Origin = DocPath | None
-"""Where a setting came from: a path into the file, or ``None`` for the command line."""
+CONFIG: Final = "config"
+"""The origin of a setting taken from the config file."""
+Origin = DocPath | Literal["config"] | None
+"""Where a setting came from: a path into the task file, :data:`CONFIG`, or ``None`` for the
+command line."""
+
+_CONFIG_KEYS: dict[str, tuple[str, ...]] = {
+    "max_steps": ("limits", "max_steps"),
+    "max_tokens": ("limits", "max_tokens"),
+    "thinking_budget": ("limits", "thinking_budget"),
+    "timeout_s": ("limits", "timeout"),
+}
+"""Task-file settings whose config-file key is not their name."""
+_CONFIG_SHARED: tuple[str, ...] = ("model", "tools", "placement", "tool_choice", "temperature")
+_CONFIG_SHARED += ("seed", "workspace", "system", "ctx", "n_gpu_layers")
+"""Task-file settings that the config file sets under the same name."""
+_CONFIG_ONLY = ("max_repeated_calls", "tool_output_chars", "tool_settings")
+"""Run settings of the config file that a task file cannot set (passed to every task)."""
+_TASK_FIELDS = {"timeout": "timeout_s"}
+"""Run settings (:data:`agent.tasks.taskfile.PLAN_SETTINGS`) whose task-file name differs."""
 
 _OPTION_NAMES = {"timeout_s": "--timeout", "ctx": "--ctx"}
 
@@ -48,17 +72,21 @@ def plan_tasks(
     *,
     cwd: Path | None = None,
     endpoints: frozenset[str] = frozenset(),
+    config: Config | None = None,
 ) -> list[TaskPlan]:
-    """Merge the command line (``overrides``), each task and the file of ``spec`` into plans.
-    ``endpoints``: model names that the config file defines as servers.
+    """Merge the command line (``overrides``), each task, the file of ``spec`` and ``config``
+    (the config file; ``None``: none) into plans. ``endpoints``: model names that are servers
+    (the endpoints of ``config`` are added).
 
     Raises:
         TaskFileError: every problem found (the schema problems of
             :attr:`~agent.tasks.taskfile.TaskFileSpec.problems`, unknown model or tool,
             missing file or folder, a prompt that does not render, an expected tool that is
-            not enabled), each with its place in the file.
+            not enabled), each with its place in the file (the config file's, for a value
+            that only it sets).
     """
-    return Planner(spec, overrides or Settings(), cwd or Path.cwd(), endpoints).plan_all()
+    planner = Planner(spec, overrides or Settings(), cwd or Path.cwd(), endpoints, config)
+    return planner.plan_all()
 
 
 class Planner:
@@ -70,9 +98,21 @@ class Planner:
         overrides: Settings,
         cwd: Path,
         endpoints: frozenset[str] = frozenset(),
+        config: Config | None = None,
     ) -> None:
         self.spec = spec
         self.overrides = overrides
+        self.config = config
+        self.config_layer = _config_settings(config)
+        """What the config file sets that a task file can also set."""
+        self.file_settings: dict[str, Any] = {}
+        """The config file's run settings that a task file cannot set."""
+        self.approvals: dict[str, Decision] = {}
+        if config is not None:
+            endpoints = endpoints | frozenset(config.endpoints)
+            layer = config.settings_layer()
+            self.file_settings = {k: layer[k] for k in _CONFIG_ONLY if k in layer}
+            self.approvals = dict(config.approvals)
         self.endpoints = endpoints
         """Model names that are server endpoints of the config file (taken as they are)."""
         self.cwd = cwd.resolve()
@@ -92,16 +132,29 @@ class Planner:
         """
         self._check_approved()
         plans = [self._plan(i, task) for i, task in self.spec.numbered_tasks()]
-        if self.problems:
-            raise TaskFileError(sorted(self.problems, key=in_file_order))  # command line first
+        if self.problems:  # the command line first, then the config file, then the task file
+            raise TaskFileError(sorted(self.problems, key=self._problem_order))
         return [p for p in plans if p is not None]
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def _problem_order(self, problem: YamlLoadError) -> tuple[int, int, int]:
+        rank = 0 if problem.path == "command line" else 2 if problem.path == self._task_file else 1
+        return (rank, *in_file_order(problem))
+
+    @property
+    def _task_file(self) -> str:
+        return str(self.spec.path)
 
     def _problem(self, origin: Origin, name: str, message: str, item: int | None = None) -> None:
         if origin is None:
             option = _OPTION_NAMES.get(name, "--" + name.replace("_", "-"))
             problem = YamlLoadError("command line", f"{option}: {message}")
+        elif origin == CONFIG:
+            key = _CONFIG_KEYS.get(name, (name,))
+            at = self._config_place(key)
+            index = f"[{item}]" if item is not None else ""
+            problem = YamlLoadError(self._config_file(), f"{'.'.join(key)}{index}: {message}", at)
         else:
             path: DocPath = (*origin, name) if item is None else (*origin, name, item)
             where = self.spec.source.locate(path)
@@ -110,8 +163,22 @@ class Planner:
             self._seen.add(str(problem))
             self.problems.append(problem)
 
+    def _config_file(self) -> str:
+        path = self.config.path if self.config is not None else None
+        return str(path) if path is not None else "the config file"
+
+    def _config_place(self, key: tuple[str, ...]) -> Location | None:
+        place = self.config.place(key) if self.config is not None else None
+        return Location(*place) if place is not None else None
+
     def _base(self, origin: Origin) -> Path:
-        return self.cwd if origin is None else self.base
+        return self.cwd if origin is None or origin == CONFIG else self.base
+
+    @staticmethod
+    def _source(origin: Origin) -> SettingSource:
+        if origin is None:
+            return "command line"
+        return "file" if origin == CONFIG else "task file"
 
     def _pick(self, layers: list[tuple[Settings, Origin]], name: str) -> tuple[Any, Origin]:
         for settings, origin in layers:
@@ -127,6 +194,7 @@ class Planner:
             (self.overrides, None),
             (task, ("tasks", index)),
             (self.spec.data, ()),
+            (self.config_layer, CONFIG),
         ]
         before = len(self.problems)
         model = self._model(layers)
@@ -136,7 +204,7 @@ class Planner:
         approve = self._tool_names(layers, "approve", (), builtins_only=not mcp)
         self._check_expected_tools(index, task, layers, tools)
         workspace = self._workspace(layers)
-        system = self._system(layers)
+        system, system_origin = self._system(layers)
         prompt = self._prompt(index, task)
         if len(self.problems) > before or model is None or workspace is None or prompt is None:
             return None
@@ -145,6 +213,14 @@ class Planner:
             value, _ = self._pick(layers, name)
             if value is not None:
                 sampling[name] = value
+
+        sources: dict[str, SettingSource] = {}
+        for name in PLAN_SETTINGS:
+            value, origin = self._pick(layers, _TASK_FIELDS.get(name, name))
+            if value is not None and name != "system":
+                sources[name] = self._source(origin)
+        if system is not None:
+            sources["system"] = self._source(system_origin)
 
         def pick(name: str, default: Any) -> Any:
             value, _ = self._pick(layers, name)
@@ -171,18 +247,24 @@ class Planner:
             expect=task.expect,
             mcp=tuple(mcp or ()),
             load_options_at=self._load_options_at(layers),
+            sources=sources,
+            file_settings=self.file_settings,
+            approvals=self.approvals,
         )
 
     def _load_options_at(self, layers: list[tuple[Settings, Origin]]) -> dict[str, str]:
-        """``FILE:LINE:COL`` of each load option that the task file (not the command line)
-        sets for this task, by setting name."""
+        """``FILE:LINE:COL`` of each load option that the task file or the config file (not
+        the command line) sets for this task, by setting name."""
         where: dict[str, str] = {}
         for name in LOAD_OPTIONS:
             value, origin = self._pick(layers, name)
             if value is None or origin is None:
                 continue
-            at = self.spec.source.locate((*origin, name))
-            where[name] = str(self.spec.path) + (f":{at.line}:{at.column}" if at else "")
+            if origin == CONFIG:
+                file, at = self._config_file(), self._config_place((name,))
+            else:
+                file, at = self._task_file, self.spec.source.locate((*origin, name))
+            where[name] = file + (f":{at.line}:{at.column}" if at else "")
         return where
 
     def _model(self, layers: list[tuple[Settings, Origin]]) -> str | None:
@@ -234,16 +316,22 @@ class Planner:
         the list applies: a task's list in that task, the file's list in the tasks that do not
         set their own (at least one of them must enable the tool). Tools come from the task
         file only (its ``tools:``, or the default): narrowing them with ``--tools`` never
-        breaks a file. Unknown names are :meth:`_tool_names`' to report.
+        breaks a file, and a list that applies to a task whose tools come from the config
+        file is not checked (the user's config must not break a task file either). Unknown
+        names are :meth:`_tool_names`' to report.
         """
         file, tasks = self.spec.data, self.spec.numbered_tasks()
         if any(self._tools_dropped(index) for index, _ in tasks):
             return  # a wrong tools: was left out; what it enables is unknown (already reported)
-        inheriting = [[task, file] for _, task in tasks if task.approve is None]
-        if file.approve is not None and inheriting:
-            self._check_approve_list(file.approve, (), inheriting)
+
+        def from_config(task: Task) -> bool:  # its tools are the config file's
+            return task.tools is None and file.tools is None and self.config_layer.tools is not None
+
+        inheriting = [task for _, task in tasks if task.approve is None]
+        if file.approve is not None and inheriting and not any(map(from_config, inheriting)):
+            self._check_approve_list(file.approve, (), [[task, file] for task in inheriting])
         for index, task in tasks:
-            if task.approve is not None:
+            if task.approve is not None and not from_config(task):
                 self._check_approve_list(task.approve, ("tasks", index), [[task, file]])
 
     def _tools_dropped(self, index: int) -> bool:
@@ -273,6 +361,8 @@ class Planner:
             source = " (the default: tools: is not set)"
         elif origin is None:
             source = " (from --tools)"
+        elif origin == CONFIG:
+            source = f" (from the config file {self._config_file()})"
         from tools import BUILTINS
 
         enabled = (", ".join(t for t in tools if t in BUILTINS) or "none") + source
@@ -327,17 +417,18 @@ class Planner:
             return None
         return path
 
-    def _system(self, layers: list[tuple[Settings, Origin]]) -> str | None:
+    def _system(self, layers: list[tuple[Settings, Origin]]) -> tuple[str | None, Origin]:
+        """The system prompt and where it was set (``None``: nowhere, or unreadable)."""
         for settings, origin in layers:
             if settings.system is not None:
-                return settings.system
+                return settings.system, origin
             if settings.system_file is not None:
                 try:
-                    return read_text_file(self._base(origin), settings.system_file)
+                    return read_text_file(self._base(origin), settings.system_file), origin
                 except YamlLoadError as exc:
                     self._problem(origin, "system_file", str(exc))
-                    return None
-        return None
+                    return None, origin
+        return None, None
 
     def _prompt(self, index: int, task: Task) -> str | None:
         """The prompt (inline or read from ``prompt_file``), always rendered as a Jinja2
@@ -412,6 +503,17 @@ class Planner:
 
             self._jinja = BoundedEnvironment()
         return self._jinja
+
+
+def _config_settings(config: Config | None) -> Settings:
+    """What ``config`` sets that a task file can also set, as a layer of task-file settings
+    (built without re-validation: the config file's own schema has checked the values)."""
+    if config is None:
+        return Settings()
+    values: dict[str, Any] = {name: getattr(config, name) for name in _CONFIG_SHARED}
+    for name, (_, key) in _CONFIG_KEYS.items():
+        values[name] = getattr(config.limits, key)
+    return Settings.model_construct(**{k: v for k, v in values.items() if v is not None})
 
 
 def _first(layers: list[Settings], name: str) -> Any:

@@ -10,8 +10,10 @@ Contract:
   serves one task at a time. The default factory opens an embedded model as a model host
   (:mod:`models.llama.host`) when ``concurrency > 1``: the model is loaded once, each task
   gets a session of its own (closed when the task ends), and the tasks decode in one batch.
-* Headless approval: the tools of ``approve`` (every tool of the task with ``approve_all``)
-  run; any other call to a dangerous tool is denied and the model is told so.
+* Headless approval (:func:`batch_approval`): with ``approve_all`` (``--yes``) every tool of
+  the task runs; else the config file's ``[approvals]`` apply with ``"ask"`` read as
+  ``"deny"`` (a batch has no person to ask), the tools of the task's ``approve:`` run, and
+  any other call to a dangerous tool is denied; the model is told so.
 * Each result is written to the results file the moment its task ends, then reported.
 * :meth:`Runner.interrupt` (the CLI calls it on SIGINT/SIGTERM; safe from a signal handler)
   cancels the running tasks, which end cleanly and are recorded with ``interrupted: true``;
@@ -36,9 +38,8 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from agent.agent import Agent
-from agent.approval import Decision
+from agent.approval import ApprovalSetting, Decision
 from agent.events import Event, RunResult, UsageEvent
-from agent.settings import AgentSettings
 from agent.tasks.expect import check
 from agent.tasks.progress import Reporter
 from agent.tasks.results import ResultsFile, TaskResult
@@ -85,6 +86,25 @@ ModelKey = tuple[str, int | None, int | None]
 
 _LOAD_FLAGS = {"ctx": "--ctx", "n_gpu_layers": "--n-gpu-layers"}
 """Load options by task-file key, and the flag that the model loader's messages name."""
+
+
+def batch_approval(plan: TaskPlan, *, approve_all: bool = False) -> ApprovalSetting:
+    """The approval policy of ``plan`` in a batch, layered as every setting is: the default
+    ``"*": "deny"``, then the config file's ``[approvals]`` (:attr:`TaskPlan.approvals`: an
+    ``"allow"`` pre-approves as ``approve:`` does, ``"deny"`` denies, ``"ask"`` denies since
+    no person is there to ask), then the task file's ``approve:`` list (each ``"allow"``),
+    then ``--yes`` (``approve_all``: ``"*": "allow"``, which replaces the rest).
+
+    ``--yes`` is ``"allow"`` (as in ``ask``), not a list of every tool by name: a name given
+    ``"allow"`` is an explicit yes that lifts the private-data gate (:mod:`agent.approval`),
+    ``--yes`` is not.
+    """
+    if approve_all:
+        return {"*": "allow"}
+    approval: dict[str, Decision] = {"*": "deny"}
+    approval.update({k: "deny" if v == "ask" else v for k, v in plan.approvals.items()})
+    approval.update(dict.fromkeys(plan.approve, "allow"))
+    return approval
 
 
 def explain_load_error(plan: TaskPlan, message: str) -> str:
@@ -351,18 +371,13 @@ class Runner:
 
     def _agent(self, plan: TaskPlan, backend: Backend) -> Agent:
         mcp_tools = self._mcp_tools(plan.mcp)
-        # --yes is "allow" (as in `ask`), not a list of every tool by name: a name in the
-        # allowlist is an explicit yes that lifts the private-data gate, --yes is not.
-        approval: dict[str, Decision] = {"*": "allow" if self.approve_all else "deny"}
-        if not self.approve_all:
-            approval.update(dict.fromkeys(plan.approve, "allow"))
+        approval = batch_approval(plan, approve_all=self.approve_all)
         sampling: Sampling = dataclasses.replace(backend.info.default_sampling, **plan.sampling)
         transcript: bool | Path = False
         if self.transcripts_dir is not None:
             transcript = self._transcript_path(plan.id)
-        settings = AgentSettings.layered(
-            task_file=plan.settings_layer(),
-            arguments={"approval": approval, "sampling": sampling, "transcript": transcript},
+        settings = plan.settings(
+            {"approval": approval, "sampling": sampling, "transcript": transcript}
         ).settings
         return Agent(backend, tools=[*plan.tools, *mcp_tools], settings=settings)
 

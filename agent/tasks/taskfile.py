@@ -26,7 +26,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
 
+from agent.approval import Decision
 from agent.errors import InputError
+from agent.settings import AgentSettings, LayeredSettings, SettingSource
 from agent.tasks.expect import Expect
 from agent.tasks.problems import in_file_order, salvage, schema_problems
 from agent.tasks.safe_yaml import (
@@ -43,6 +45,17 @@ from models.options import BackendOptions
 Placement = Literal["interleaved", "template"]
 ToolChoice = Literal["auto", "required"]
 
+PLAN_SETTINGS = (
+    "placement",
+    "tool_choice",
+    "workspace",
+    "max_steps",
+    "max_tokens",
+    "thinking_budget",
+    "timeout",
+    "system",
+)
+"""The run settings a plan carries (by :class:`agent.settings.AgentSettings` name)."""
 SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "min_p", "presence_penalty", "seed")
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 
@@ -143,17 +156,29 @@ class TaskPlan:
     here. Lets a model-loading error point into the file instead of at a flag."""
     thinking_budget: int | None = None
     """Thinking tokens per run (``None``: no budget), see :mod:`agent.thinking_budget`."""
+    sources: Mapping[str, SettingSource] = field(default_factory=dict)
+    """Where planning took each run setting of :data:`PLAN_SETTINGS` from, by
+    :class:`agent.settings.AgentSettings` name: ``"command line"``, ``"task file"`` (the task
+    or the file's defaults) or ``"file"`` (the config file). A setting not here is the
+    built-in default (its value above is that default, filled in by planning)."""
+    file_settings: Mapping[str, Any] = field(default_factory=dict)
+    """The config file's run settings that a task file cannot set (``max_repeated_calls``,
+    ``tool_output_chars``, ``tool_settings``), by :class:`agent.settings.AgentSettings` name."""
+    approvals: Mapping[str, Decision] = field(default_factory=dict)
+    """The config file's ``[approvals]`` (tool name, or ``"*"``, to its word); how a batch
+    reads them is :func:`agent.tasks.runner.batch_approval`."""
 
     @property
     def model_key(self) -> tuple[str, int | None, int | None]:
         """Tasks with the same key share one loaded model."""
         return (self.model, self.n_ctx, self.n_gpu_layers)
 
-    def settings_layer(self) -> dict[str, Any]:
-        """The run settings of this task (the command line's, the task's, the file's or the
-        defaults, as planning merged them), by :class:`agent.settings.AgentSettings` name:
-        the task-file layer of :meth:`agent.settings.AgentSettings.layered`."""
-        return {
+    def settings_layers(self) -> dict[SettingSource, dict[str, Any]]:
+        """The run settings of this task by the layer that set them (``"file"``: the config
+        file, ``"task file"``, ``"command line"``), each by
+        :class:`agent.settings.AgentSettings` name; a setting no layer set is in none (the
+        built-in default applies). The config's :attr:`file_settings` are in ``"file"``."""
+        values = {
             "placement": self.placement,
             "tool_choice": self.tool_choice,
             "workspace": self.workspace,
@@ -163,6 +188,34 @@ class TaskPlan:
             "timeout": self.timeout_s,
             "system": self.system,
         }
+        layers: dict[SettingSource, dict[str, Any]] = {
+            "file": dict(self.file_settings),
+            "task file": {},
+            "command line": {},
+        }
+        for name, source in self.sources.items():
+            layers[source][name] = values[name]
+        return layers
+
+    def settings(self, arguments: Mapping[str, Any] | None = None) -> LayeredSettings:
+        """The :class:`agent.settings.AgentSettings` of this task, with where each came from:
+        :meth:`settings_layers` laid over the defaults, ``arguments`` over all. The workspace
+        is always :attr:`workspace` (planning resolves the default ``"."`` against the folder
+        it planned in); its source stays ``"default"`` when no layer set it.
+
+        Raises:
+            TypeError, agent.errors.InputError: from :meth:`AgentSettings.layered`.
+        """
+        layers = self.settings_layers()
+        layered = AgentSettings.layered(
+            file=layers["file"],
+            task_file=layers["task file"],
+            command_line=layers["command line"],
+            arguments=arguments,
+        )
+        if "workspace" in self.sources or "workspace" in (arguments or {}):
+            return layered
+        return LayeredSettings(layered.settings.replace(workspace=self.workspace), layered.sources)
 
     def backend_options(self) -> BackendOptions:
         """The load options given for the model (for :func:`models.catalog.open_backend`)."""
