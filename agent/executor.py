@@ -28,6 +28,7 @@ from tools import (
     UnknownToolError,
     cap,
 )
+from tools.output import DEFAULT_OUTPUT_CHARS
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +65,7 @@ class ToolExecutor:
         registry: ToolRegistry,
         context: ToolContext,
         *,
-        output_chars: int = 20_000,
+        output_chars: int = DEFAULT_OUTPUT_CHARS,
         default_timeout: float | None = None,
         max_workers: int = 8,
     ) -> None:
