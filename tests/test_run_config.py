@@ -282,3 +282,11 @@ def test_run_without_a_config_file_is_unchanged(
     assert given == {"workspace": "task file"}
     code, (a,) = run(tmp_path)
     assert code == 0 and a.tool_calls[0]["approved"] is False  # denied, as before
+
+
+def test_run_help_says_where_settings_come_from(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "else the config file (--config" in text and "ask deny" in text
+    assert "(default: the task file's, else the config file's)" in text

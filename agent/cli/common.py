@@ -37,7 +37,7 @@ def add_agent_options(parser: argparse.ArgumentParser, *, file_defaults: bool = 
 
     def note(key: str) -> str:
         if file_defaults:
-            return " (default: from the task file)"
+            return " (default: the task file's, else the config file's)"
         return f" (default: {DEFAULTS[key]})"
 
     g = parser.add_argument_group("model")

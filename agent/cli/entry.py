@@ -54,7 +54,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_agent_options(web)
 
-    run = sub.add_parser("run", help="run the tasks of a YAML file; results as JSONL")
+    run = sub.add_parser(
+        "run",
+        help="run the tasks of a YAML file; results as JSONL",
+        description="Each setting of a task comes from the command line, else the task, else "
+        "the task file's top level, else the config file (--config; `qwq-agent config path`), "
+        "else the built-in default. The config's [approvals] apply to the batch: allow "
+        "pre-approves a tool as a task's approve: does, deny and ask deny (a batch has no one "
+        "to ask); --yes allows every tool of the task. Its [[mcp]] servers are not used "
+        "(tasks name theirs with mcp:).",
+    )
     run.add_argument("file", help="the task file (see examples/tasks/)")
     run.add_argument(
         "--out", default=None, help="results file (JSONL; default: FILE.results.jsonl)"

@@ -111,9 +111,10 @@ def explain_load_error(plan: TaskPlan, message: str) -> str:
     """``message``, from loading the model of ``plan``, told in the task file's terms.
 
     The loader names its options as command-line flags (``use --ctx 8192 or less``). Each
-    flag it mentions whose value came from the task file (``plan.load_options_at``) becomes
-    the file's key (``use ctx: 8192 or less``), and the message is prefixed with where the
-    file sets the first of them (``FILE:LINE:COL: ctx: ``). Other messages are unchanged.
+    flag it mentions whose value came from the task file or the config file
+    (``plan.load_options_at``) becomes the file's key (``use ctx: 8192 or less``), and the
+    message is prefixed with where that file sets the first of them
+    (``FILE:LINE:COL: ctx: ``). Other messages are unchanged.
     """
     where = ""
     for name, flag in _LOAD_FLAGS.items():
