@@ -25,6 +25,16 @@ def _sessions_dir(
     yield folder
 
 
+@pytest.fixture(autouse=True)
+def _no_user_config(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No test reads the user's own config file: ``$QWQ_AGENT_CONFIG`` is unset and the
+    config folder is an empty temporary one (a test that wants a file sets either)."""
+    monkeypatch.delenv("QWQ_AGENT_CONFIG", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config-home")))
+
+
 @tool
 def add(a: int, b: int) -> int:
     """Add two integers.
