@@ -10,8 +10,12 @@ In the order a run goes through them:
   :class:`~agent.tasks.taskfile.TaskPlan`, one task ready to run.
 - :mod:`agent.tasks.expect`: the ``expect:`` checks of a task's result.
 - :mod:`agent.tasks.planning`: :func:`~agent.tasks.planning.plan_tasks` merges the command
-  line, each task and the file into plans, checking models, tools, files and prompts
-  (rendered in the bounded sandbox of :mod:`agent.tasks.templates`).
+  line, each task, the file and the config file into plans, checking models and workspaces,
+  with :mod:`agent.tasks.layers` (the layers a setting comes from, the config file as one),
+  :mod:`agent.tasks.tool_checks` (``tools:``, ``approve:``, ``expect: tool_called:``),
+  :mod:`agent.tasks.task_prompts` (the system prompt; the prompt, rendered in the bounded
+  sandbox of :mod:`agent.tasks.templates`) and :mod:`agent.tasks.plan_problems` (every
+  problem, located where its value was written).
 - :mod:`agent.tasks.runner`: runs the plans (models shared between tasks, in parallel where
   asked); :mod:`agent.tasks.results` writes and resumes the JSONL results;
   :mod:`agent.tasks.progress` shows progress and the summary.
