@@ -53,7 +53,7 @@ from models.llama._batch import Decoder, Entry
 from models.llama._host_batching import Batcher, Plan
 from models.llama._host_drafts import Drafting
 from models.llama._host_jobs import HostCall, HostLimits, Job, SeqState, WarmStart
-from models.llama._host_swap import KvSlots
+from models.llama._host_swap import KvSlots, reserved_cells
 from models.llama._tokens import common_prefix
 
 __all__ = ["HostLimits", "Job", "Scheduler", "SeqState", "WarmStart"]
@@ -277,8 +277,9 @@ class Scheduler:
 
     def import_seq(self, seq: SeqState, tokens: list[int], data: bytes) -> bool:
         """Make ``tokens`` with the state ``data`` the KV of ``seq`` (host thread; no job
-        running); see :meth:`KvSlots.load <models.llama._host_swap.KvSlots.load>`."""
-        return self.slots.load(seq, tokens, data)
+        running); returns whether ``seq`` holds it, see :meth:`KvSlots.load
+        <models.llama._host_swap.KvSlots.load>`."""
+        return self.slots.load(seq, tokens, data, reserved_cells(self._jobs))
 
     def resident_cells(self) -> int:
         """KV cells held by sequences in the cache."""

@@ -8,9 +8,11 @@ thread-safe). Its contract, with :class:`~models.llama._host_jobs.HostLimits`:
   conversation without a generation running is *parked*. When a slot or cells are needed, the
   longest-idle parked sequence is swapped out: its KV state is copied to RAM
   (``llama_state_seq_get_data``) and its cells freed; it is swapped back in (``set_data``)
-  on its next generation, never evaluated again. The cache is unified, so a state (swapped
-  or warm-start) is restored only into free cells: parked sequences are swapped out for it,
-  and while running generations hold them it waits, as a prompt does.
+  on its next generation, never evaluated again. The cache is unified, so a state (swapped,
+  warm-start or imported) is restored only into free cells: parked sequences are swapped out
+  for it, and while running generations hold them it waits, as a prompt does. An imported
+  state (:meth:`KvSlots.load`, a saved session's) comes in at once as a swapped one comes
+  back, or else waits swapped out.
 * Swapped states beyond ``swap_bytes`` are dropped, longest idle first; such a conversation is
   evaluated again on its next generation (counted in ``prompt_tokens_evaluated``).
 * Admission (:meth:`KvSlots.admit`): a generation waits, in arrival order, while every slot
@@ -149,25 +151,26 @@ class KvSlots:
             return list(seq.kv), seq.swapped
         return None
 
-    def load(self, seq: SeqState, tokens: list[int], data: bytes) -> bool:
-        """Make ``tokens`` with the state ``data`` the KV of ``seq`` (no job running). Into a
-        free slot at once: ``False`` when llama.cpp refuses the state (the sequence is then
-        empty); with no free slot, as if swapped out: it is restored on the next generation
-        (evaluated again there if it does not load)."""
+    def load(self, seq: SeqState, tokens: list[int], data: bytes, reserved: int) -> bool:
+        """Make ``tokens`` with the state ``data`` the KV of ``seq`` (no job running), as a
+        swapped state comes back (:meth:`_take_slot`): into a free slot, else a parked
+        sequence's, and into free cells, parked sequences being swapped out for them
+        (``reserved``: cells promised to started prompts, see :func:`reserved_cells`).
+
+        Returns whether ``seq`` holds the state: ``False``, with ``seq`` empty, when llama.cpp
+        refuses it, or when running generations hold every slot or the cells it needs, so that
+        it waits swapped out for its next generation (loaded, or evaluated again, there), and
+        the swap budget drops it at once (a state larger than ``swap_bytes``: the imported one
+        is the most recently used)."""
         if seq.slot is not None:
             self.decoder.remove(seq.slot, 0)
             seq.slot = None
-        seq.kv, seq.swapped = [], None
-        free = self._unused_slots()
-        if not free:
-            seq.kv, seq.swapped = list(tokens), data
+        seq.kv, seq.swapped = list(tokens), data
+        slot = self._take_slot(seq, reserved, counted=False)
+        if slot is None:
             self._keep_swap_budget()
-            return True
-        if not self.decoder.restore(free[0], data):
-            self.decoder.remove(free[0], 0)
-            return False
-        seq.slot, seq.kv = free[0], list(tokens)
-        return True
+            return seq.swapped is not None
+        return bool(seq.kv)
 
     def _unused_slots(self) -> list[int]:
         """Slots no sequence holds (closed ones not freed yet hold theirs)."""
@@ -181,11 +184,12 @@ class KvSlots:
         free = self.decoder.n_ctx - self.resident_cells() - reserved
         return self.make_room(free, cells) >= cells
 
-    def _take_slot(self, seq: SeqState, reserved: int) -> int | None:
+    def _take_slot(self, seq: SeqState, reserved: int, *, counted: bool = True) -> int | None:
         """Give ``seq`` a slot (a free one, else a parked sequence's) and swap its state back
         in, into free cells (parked sequences are swapped out for them: the cache is unified);
         returns the slot (``None``: every slot, or the cells its state needs, are held by
-        running generations)."""
+        running generations). A state that does not load leaves ``seq`` empty in its slot;
+        ``counted``: one that loads counts in :attr:`swaps_in` (not for an import)."""
         if seq.swapped is not None and not self._room(reserved, len(seq.kv)):
             return None
         free = self._unused_slots()
@@ -201,12 +205,12 @@ class KvSlots:
         seq.slot = slot
         if seq.swapped is not None:
             data, seq.swapped = seq.swapped, None
-            if self.decoder.restore(slot, data):
-                self.swaps_in += 1
-            else:
-                log.warning("model host: a swapped state did not load; re-evaluating")
+            if not self.decoder.restore(slot, data):
+                log.warning("model host: a KV state did not load; its tokens are evaluated again")
                 self.decoder.remove(slot, 0)
                 seq.kv = []
+            elif counted:
+                self.swaps_in += 1
         return slot
 
     def _parked_victim(self) -> SeqState | None:

@@ -269,9 +269,13 @@ class HostedLlamaBackend:
 
     def import_kv(self, tokens: list[int], data: bytes) -> bool:
         """Replace the context by ``tokens`` with their saved state (a bare record, reused by
-        common prefix). Loaded at once when the host has a free slot (``False``, with an
-        empty context, when llama.cpp refuses it); else on the next generation (a state that
-        does not load then is evaluated again)."""
+        common prefix). Loaded at once, parked sequences being swapped out for its slot and
+        cells; while running generations hold them, it waits swapped out and is loaded on
+        the next generation (a state that does not load then is evaluated again).
+
+        Returns ``False``, with an empty context, when the state is not held: llama.cpp
+        refused it, it is as long as the context, or, waiting, it is larger than the host's
+        swap budget (``HostLimits.swap_bytes``)."""
         self.reset()
         if len(tokens) >= self._host.info.context_size:
             return False

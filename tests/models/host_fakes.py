@@ -2,8 +2,9 @@
 
 :class:`FakeDecoder` keeps each sequence's KV cache as a list of tokens and checks what a
 real llama.cpp context would need: every entry continues its sequence at the next position,
-the cells in use never exceed ``n_ctx``, a state is restored only into an empty sequence, and
-only entries with logits are sampled. Its "model" is a pure function of a sequence's history
+the cells in use never exceed ``n_ctx``, a state is restored only into an empty sequence (and
+refused, as llama.cpp refuses it, when the free cells cannot hold it), and only entries with
+logits are sampled. Its "model" is a pure function of a sequence's history
 (so swaps and batch shapes cannot change what it answers): :class:`ScriptModel` replays, for
 the latest key in the conversation, the scripted turn number ``k`` (``k`` = the tool
 responses since that key) one byte per token, then the end of turn.
@@ -131,7 +132,10 @@ class FakeDecoder:
 
     def restore(self, seq: int, data: bytes) -> bool:
         assert not self.kv.get(seq), f"restore into a sequence {seq} that is not empty"
-        self.kv[seq] = json.loads(data)
+        state: list[int] = json.loads(data)
+        if sum(map(len, self.kv.values())) + len(state) > self.n_ctx:
+            return False  # no free cells for it: the cache is unified
+        self.kv[seq] = state
         return True
 
     def close(self) -> None:
