@@ -242,7 +242,8 @@ class LlamaCppBackend:
 
     def import_kv(self, tokens: list[int], data: bytes) -> bool:
         """Replace the context by ``tokens`` with their saved state (a bare record, reused by
-        common prefix); ``False``, with an empty context, when llama.cpp refuses it."""
+        common prefix); ``False``, with an empty context, when the state is not kept (llama.cpp
+        refuses it, or it alone exceeds the host's swap budget)."""
         self.reset()
         return self._session.import_kv(tokens, data)
 

@@ -274,7 +274,10 @@ class SessionKV:
             return f"the saved KV state was ignored: {saved}; the conversation is evaluated again"
         tokens, data = saved
         if not backend.import_kv(tokens, data):
-            return "the saved KV state was ignored: llama.cpp did not load it"
+            return (
+                "the saved KV state was ignored: it did not load (llama.cpp refused it, or it "
+                "exceeds the model host's swap budget); the conversation is evaluated again"
+            )
         return f"restored the KV state of {len(tokens)} tokens from {self.path.name}"
 
     @classmethod

@@ -4,7 +4,8 @@ The cache is unified: every slot's cells come from one pool of ``n_ctx``. A sequ
 out to make room comes back (``llama_state_seq_set_data``) only into free cells; before the
 fix it was restored into a free *slot* whose cells other parked sequences still held, which
 llama.cpp refuses, so the conversation was evaluated again (what the swap is there to avoid).
-The fake decoder does not count cells on restore, so this runs on the tiny real model.
+This runs on the tiny real model, whose llama.cpp refuses a restore into cells it lacks (the
+fake decoder has done so too since the import fix, tests/models/test_host_review_import.py).
 """
 
 from __future__ import annotations
