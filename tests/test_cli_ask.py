@@ -44,9 +44,9 @@ def test_json_output(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--max-tokens", "0"], "max_tokens must be at least 1"),
-        (["--timeout", "-1"], "timeout must be more than 0"),
-        (["--temperature", "-5"], "temperature must be 0 or more"),
+        (["--max-tokens", "0"], "--max-tokens: must be at least 1"),
+        (["--timeout", "-1"], "--timeout: must be more than 0"),
+        (["--temperature", "-5"], "--temperature: must be 0 or more"),
         (["--workspace", "no-such-folder"], "the workspace folder 'no-such-folder' does not exist"),
     ],
 )

@@ -95,8 +95,16 @@ def test_a_task_that_errors_exits_1(tmp_path: Path) -> None:
         (b"\xff\xfe", [], "not valid UTF-8"),
         (b"", [], "the file is empty"),
         (b"tasks: [{id: a, prompt: p}]\n", ["--only", "zz"], "--only: no task with the id 'zz'"),
-        (b"tasks: [{id: a, prompt: p}]\n", ["--max-steps", "0"], "--max-steps: Input should be"),
-        (b"tasks: [{id: a, prompt: p}]\n", ["--concurrency", "0"], "--concurrency must be"),
+        (
+            b"tasks: [{id: a, prompt: p}]\n",
+            ["--max-steps", "0"],
+            "--max-steps: must be at least 1, got 0",
+        ),
+        (
+            b"tasks: [{id: a, prompt: p}]\n",
+            ["--concurrency", "0"],
+            "--concurrency: must be at least 1",
+        ),
         (b"tasks: [{id: a, prompt: p}]\n", ["--tools", "shell"], "--tools: unknown tool 'shell'"),
         (b"tasks: [{id: a, prompt: p}]\n", ["--model", "nope"], "--model: unknown model 'nope'"),
         (

@@ -38,8 +38,8 @@ def _nothing_is_served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[
         (["--model", "scripted:missing.yaml"], "no script at"),
         (["--model", "qwq-32b:Q9_X"], "has no quantization 'Q9_X'"),
         (["--tools", "calculator,nope"], "nope"),
-        (["--max-steps", "0"], "max_steps"),
-        (["--port", "70000"], "--port must be 0-65535"),
+        (["--max-steps", "0"], "--max-steps: must be at least 1, got 0"),
+        (["--port", "70000"], "--port: must be 0-65535"),
         (["--config", "missing.toml"], "no config file at"),
     ],
 )

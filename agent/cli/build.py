@@ -38,9 +38,24 @@ def _headers(values: list[str]) -> dict[str, str]:
     for value in values:
         name, sep, content = value.partition(":")
         if not sep or not name.strip():
-            raise OptionError(f"--header must look like NAME:VALUE, got {value!r}")
+            raise OptionError(
+                f"--header: must look like NAME:VALUE (e.g. --header 'X-Team: blue'), got {value!r}"
+            )
         headers[name.strip()] = content.strip()
     return headers
+
+
+_SERVER_FLAGS = {
+    "model_name": "model_name",
+    "api_mode": "api_mode",
+    "api_key_env": "api_key_env",
+    "header": "headers",
+    "api_strict": "api_strict",
+}
+"""The server options of :func:`agent.cli.common.add_agent_options`: argparse destination ->
+flat backend option (:data:`models.options.FLAT_NAMES`)."""
+_LOAD_FLAGS = {"ctx": "n_ctx", "n_gpu_layers": "n_gpu_layers"}
+"""The load options that take a value: argparse destination -> flat backend option."""
 
 
 def server_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -51,13 +66,17 @@ def server_options(args: argparse.Namespace) -> dict[str, Any]:
     Raises:
         OptionError: a ``--header`` that is not ``NAME:VALUE``.
     """
-    options = {
-        "model_name": getattr(args, "model_name", None),
-        "api_mode": getattr(args, "api_mode", None),
-        "api_key_env": getattr(args, "api_key_env", None),
-        "headers": _headers(getattr(args, "header", None) or []) or None,
-        "api_strict": getattr(args, "api_strict", None),
-    }
+    options = {option: getattr(args, dest, None) for dest, option in _SERVER_FLAGS.items()}
+    options["headers"] = _headers(options["headers"] or []) or None
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def load_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The load options given (``--ctx``, ``--n-gpu-layers``, ``--no-lookup``), as flat
+    backend options; the ones not given are left out."""
+    options = {option: getattr(args, dest, None) for dest, option in _LOAD_FLAGS.items()}
+    if getattr(args, "no_lookup", False):
+        options["lookup"] = False
     return {k: v for k, v in options.items() if v is not None}
 
 
@@ -91,6 +110,49 @@ def command_line_layer(args: argparse.Namespace) -> dict[str, Any]:
     return layer
 
 
+def check_flags(args: argparse.Namespace) -> None:
+    """Refuse a flag whose value no run could use, naming the flag as typed: each setting,
+    load and server option the user gave is checked on its own, by the same checks as
+    :class:`agent.settings.AgentSettings` and :class:`models.options.BackendOptions`, and
+    their message is kept with the setting's name replaced by the flag (``n_ctx must be at
+    least 16 …, got 5`` from ``--ctx 5`` says ``--ctx: must be at least 16 …, got 5``).
+    Flags come from :func:`agent.cli.common.agent_option_flags`, so a renamed option is
+    named right. Options not given are not checked: a bad config file names its own keys.
+
+    Raises:
+        OptionError: the first flag with a value no run could use.
+    """
+    from agent.cli.common import agent_option_flags
+    from models import BackendError
+    from models.options import BackendOptions
+
+    flags = agent_option_flags()
+    for dest in _SETTING_FLAGS:
+        value = getattr(args, dest, None)
+        if value is not None:
+            try:
+                AgentSettings().replace(**{dest: value})
+            except (TypeError, ValueError) as exc:
+                raise OptionError(_flag_message(flags[dest], dest, exc)) from None
+    given = {**load_options(args), **server_options(args)}
+    for dest, option in {**_LOAD_FLAGS, **_SERVER_FLAGS}.items():
+        if option in given:
+            try:
+                BackendOptions.from_mapping({option: given[option]})
+            except (ValueError, BackendError) as exc:
+                raise OptionError(_flag_message(flags[dest], option, exc)) from None
+
+
+def _flag_message(flag: str, name: str, error: Exception) -> str:
+    """``error``'s message about the setting ``name``, as about ``flag``: the name replaced
+    by the flag, and where it says what ``None`` means, leaving the flag out (``None`` is
+    what a setting is when its flag is not given)."""
+    message = str(error).removeprefix(f"{name} ")
+    for none, instead in (("(or None", "(or leave {} out"), ("(None: ", "(leave {} out: ")):
+        message = message.replace(none, instead.format(flag))
+    return f"{flag}: {message}"
+
+
 def layered_settings(
     args: argparse.Namespace, config: Config, arguments: Mapping[str, Any] | None = None
 ) -> LayeredSettings:
@@ -111,12 +173,14 @@ def agent_from_args(args: argparse.Namespace, **overrides: Any) -> Agent:
     on top of the layers).
 
     Raises:
-        OptionError: a bad ``--header``, config file or MCP server.
+        OptionError: a flag with a value no run could use (:func:`check_flags`), a bad
+            config file or MCP server.
         tools.registry.UnknownToolError: a tool name that does not exist.
         models.base.BackendError: an endpoint that cannot be set up.
     """
     from agent.config import ConfigError, load_config
 
+    check_flags(args)
     try:
         config = load_config(getattr(args, "config", None))
         mcp: list[Any] = [*config.mcp_specs(), *getattr(args, "mcp", [])]
@@ -132,13 +196,7 @@ def agent_from_args(args: argparse.Namespace, **overrides: Any) -> Agent:
         tools = [t.strip() for t in tools_value.split(",") if t.strip()]
     else:
         tools = list(tools_value)
-    backend_options: dict[str, Any] = config.backend_layer()
-    if getattr(args, "ctx", None) is not None:
-        backend_options["n_ctx"] = args.ctx
-    if getattr(args, "n_gpu_layers", None) is not None:
-        backend_options["n_gpu_layers"] = args.n_gpu_layers
-    if getattr(args, "no_lookup", False):
-        backend_options["lookup"] = False
+    backend_options: dict[str, Any] = {**config.backend_layer(), **load_options(args)}
     model_spec = str(getattr(args, "model", None) or config.model or DEFAULT_MODEL)
     model: Any = model_spec
     endpoint = config.endpoint(model_spec)

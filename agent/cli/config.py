@@ -4,7 +4,9 @@
 where it comes from: ``command line`` (a flag given to ``config show``), ``file`` (the config
 file), or ``default`` (built in). The first line says which config file counts and why
 (``--config``, ``$QWQ_AGENT_CONFIG``, or the default place). Header values and credentials are
-blanked (:func:`models.redact.blank_settings`).
+blanked (:func:`models.redact.blank_settings`): ``--header`` shows the header names only.
+A flag with a value no run could use is refused, naming the flag
+(:func:`agent.cli.build.check_flags`), with exit code 2 as ``ask`` would.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ _BUILT_IN = {
     "system": "the built-in prompt",
     "ctx": "fitted to the machine",
     "n_gpu_layers": "fitted to the machine",
+    "model_name": "the server's first model",
+    "api_key_env": "none",
+    "headers": "none",
 }
 """What a setting left at ``None`` means, in words (the defaults themselves are in
 :mod:`agent.settings` and :data:`agent.cli.common.DEFAULTS`)."""
@@ -57,9 +62,13 @@ _ROWS = (
     "transcript",
     "session_kv",
 )
-"""The rows of ``config show`` before approvals, in order: the run settings among them come
-from :func:`agent.cli.build.layered_settings`, the others (model, tools, load options) from
-the flag, the file or :data:`agent.cli.common.DEFAULTS`."""
+"""The rows of ``config show`` before the backend options, in order: the run settings among
+them come from :func:`agent.cli.build.layered_settings`, the others (model, tools, load
+options) from the flag, the file or :data:`agent.cli.common.DEFAULTS`."""
+
+_BACKEND_ROWS = ("lookup", "model_name", "api_mode", "api_key_env", "headers", "api_strict")
+"""The rows of the backend options only flags set (``--no-lookup`` and the server options),
+by their :data:`models.options.FLAT_NAMES`, shown after :data:`_ROWS`."""
 
 
 def run_config(args: argparse.Namespace) -> int:
@@ -71,14 +80,14 @@ def run_config(args: argparse.Namespace) -> int:
         return EXIT_OK
     try:
         config = load_config(args.config)
-    except ConfigError as exc:
+        rows = settings_in_effect(args, config)
+    except (ConfigError, TypeError, ValueError) as exc:
         print(f"qwq-agent: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     print(f"config file: {_which_file(args, config)}")
-    rows = settings_in_effect(args, config)
     width = max(len(name) for name, _, _ in rows)
     for name, value, source in rows:
-        print(f"{name:<{width}}  {_show(value)}  ({source})")
+        print(f"{name:<{width}}  {_show(value, name)}  ({source})")
     return EXIT_OK
 
 
@@ -99,9 +108,16 @@ def _which_file(args: argparse.Namespace, config: Config) -> str:
 def settings_in_effect(args: argparse.Namespace, config: Config) -> list[Row]:
     """Every setting with the value in effect and its source (see the module docstring): the
     run settings as :func:`agent.cli.build.layered_settings` lays them, the model, tools and
-    load options as :func:`agent.cli.build.agent_from_args` picks them."""
-    from agent.cli.build import layered_settings
+    load options as :func:`agent.cli.build.agent_from_args` picks them, the server options as
+    the flags give them (``headers``: blanked when shown).
 
+    Raises:
+        agent.cli.build.OptionError: a flag with a value no run could use.
+        ValueError: settings no run could use.
+    """
+    from agent.cli.build import check_flags, layered_settings
+
+    check_flags(args)
     layered = layered_settings(args, config)
     settings, sources = layered.settings, layered.sources
     rows: list[Row] = []
@@ -123,6 +139,7 @@ def settings_in_effect(args: argparse.Namespace, config: Config) -> list[Row]:
             rows.append((name, in_file, "file"))
         else:
             rows.append((name, DEFAULTS.get(name, _BUILT_IN.get(name)), "default"))
+    rows.extend(_backend_rows(args))
     if getattr(args, "yes", False):
         rows.append(("approvals", {"*": "allow"}, "command line (--yes)"))
     elif config.approvals:
@@ -145,14 +162,36 @@ def settings_in_effect(args: argparse.Namespace, config: Config) -> list[Row]:
     return rows
 
 
+def _backend_rows(args: argparse.Namespace) -> list[Row]:
+    """The rows of :data:`_BACKEND_ROWS`: the flag's value, else the option's default."""
+    from agent.cli.build import load_options, server_options
+    from models.llama.options import LlamaOptions
+    from models.openai.options import ServerOptions
+
+    given = {**load_options(args), **server_options(args)}
+    server = ServerOptions()
+    defaults = {
+        "lookup": LlamaOptions().lookup,
+        "api_mode": server.mode,
+        "api_strict": server.strict,
+        **_BUILT_IN,
+    }
+    return [
+        (name, given[name], "command line") if name in given else (name, defaults[name], "default")
+        for name in _BACKEND_ROWS
+    ]
+
+
 def _optional(name: str, value: Any) -> Row:
     return (name, value, "file") if value else (name, "none", "default")
 
 
-def _show(value: Any) -> str:
+def _show(value: Any, name: str) -> str:
+    """``value`` as ``config show`` prints it; the values of a ``headers`` row (and of any
+    ``headers`` table in it) and credentials blanked."""
     from models.redact import blank_settings
 
-    shown = blank_settings(value)
+    shown = blank_settings(value, name)
     if isinstance(shown, list) and all(isinstance(v, str) for v in shown):
         return ", ".join(shown) or "none"
     if isinstance(shown, dict | list):

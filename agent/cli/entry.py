@@ -187,7 +187,7 @@ def _web_problem(args: argparse.Namespace) -> str | None:
     workspace, model spec), or ``None``. Each tab's chat process would hit the same problem
     only after the page is served, leaving the tab blank."""
     if not 0 <= args.port <= 65535:
-        return f"--port must be 0-65535 (0: any free port), got {args.port}"
+        return f"--port: must be 0-65535 (0: any free port), got {args.port!r}"
     from agent.cli.build import options_problem
 
     return options_problem(args)

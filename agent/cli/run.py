@@ -85,6 +85,7 @@ def run_tasks(
     from rich.console import Console
     from rich.text import Text
 
+    from agent.cli.build import OptionError, check_flags
     from agent.tasks.planning import plan_tasks
     from agent.tasks.progress import make_reporter
     from agent.tasks.results import ResultsFile
@@ -95,6 +96,7 @@ def run_tasks(
     out = stdout or Console(highlight=False)
     err = stderr or Console(stderr=True, highlight=False)
     try:
+        check_flags(args)
         config = _config(args)
         spec = read_task_file(args.file)
         plans = _select(
@@ -103,7 +105,7 @@ def run_tasks(
             spec.ids(),
         )
         if args.concurrency < 1:
-            raise BadInput(f"--concurrency must be at least 1, got {args.concurrency}")
+            raise BadInput(f"--concurrency: must be at least 1, got {args.concurrency!r}")
         out_path = Path(args.out) if args.out else _default_out(Path(args.file))
         _check_out(out_path, Path(args.file), resume=args.resume)
         results = ResultsFile(out_path, resume=args.resume)
@@ -111,7 +113,7 @@ def run_tasks(
         for problem in exc.problems:
             err.print(Text(f"qwq-agent: {problem}", style="bold red"), soft_wrap=True)
         return EXIT_BAD_INPUT
-    except (BadInput, OSError) as exc:
+    except (BadInput, OptionError, OSError) as exc:
         err.print(Text(f"qwq-agent: {exc}", style="bold red"), soft_wrap=True)
         return EXIT_BAD_INPUT
 
