@@ -18,13 +18,14 @@ Our exception hierarchy::
     └── tools.ToolError ─ a tool failed (see :mod:`tools.errors`)
 
 A command line maps :class:`InputError` to exit code 2 (bad input). ``InputError`` is a
-:class:`ValueError`, so code that catches ``ValueError`` keeps working. This module imports
-nothing.
+:class:`ValueError`, so code that catches ``ValueError`` keeps working. It is defined in
+:mod:`models.errors` (which ``models`` may import, and ``agent`` may too) so that the models
+package raises the same class (an unknown ``backend_options`` name); this module imports
+only that.
 """
 
 from __future__ import annotations
 
+from models.errors import InputError
 
-class InputError(ValueError):
-    """Input from a person (a file, an option, a command) that cannot be used; ``str()`` is
-    the message to show, naming the place and what to do."""
+__all__ = ["InputError"]

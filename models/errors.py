@@ -10,15 +10,26 @@ Our exception hierarchy::
     ├── models.llama.gguf_file.GGUFError ─ a file that is not a readable GGUF
     ├── models.qwq.chat_template.TemplateError ─ a chat template failed to render
     └── ValueError
+        ├── InputError ─ what a person wrote is wrong (an unknown backend option…)
         ├── models.qwq.grammar.GrammarError ─ tools that no call grammar can describe
         ├── models.openai._chat.ChatFormatError ─ a context that chat mode cannot send
         └── models.openai.sse.SseError ─ a server's event stream broke its format
 
 Callers that drive a backend catch :class:`BackendError`; one that can compact the context
-catches :class:`ContextOverflowError` first. This module imports nothing.
+catches :class:`ContextOverflowError` first. :class:`InputError` is defined here, the lowest
+package, so that ``models`` can raise the very class :mod:`agent.errors` exports (as
+``agent.InputError``) and every package below the command line reports bad input alike.
+This module imports nothing.
 """
 
 from __future__ import annotations
+
+
+class InputError(ValueError):
+    """Input from a person (a file, an option, a command, an option name) that cannot be
+    used; ``str()`` is the message to show, naming the place and what to do. The same class
+    as ``agent.InputError`` (:mod:`agent.errors` re-exports it); a command line maps it to
+    exit code 2."""
 
 
 class BackendError(Exception):

@@ -16,16 +16,24 @@ them and each backend gets its own part:
 (``n_ctx``, ``api_mode``, ``api_strict``…, see :data:`FLAT_NAMES`); :meth:`~BackendOptions.merged`
 lays more of them over a value, which is how the config file, a task file and the command
 line each add theirs.
+
+The rule for what they raise: a name that is not an option (or options that are not a
+mapping) is the caller's input, an :class:`~models.errors.InputError` (``agent.InputError``,
+a ``ValueError``) whose message lists the known names and suggests the closest; a value an
+option refuses is a :class:`~models.errors.BackendError`, raised by the option's own check
+in :class:`~models.llama.options.LlamaOptions` or :class:`~models.openai.options.ServerOptions`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from models.errors import InputError
 from models.llama.options import LlamaOptions
 from models.openai.options import ServerOptions
 
@@ -86,7 +94,8 @@ class BackendOptions:
         """The options named by flat keys (:data:`FLAT_NAMES`); the others keep their defaults.
 
         Raises:
-            ValueError: a key that is not an option (the message lists the known ones).
+            models.errors.InputError: not a mapping, or a key that is not an option (the
+                message lists the known ones and suggests the closest); a ``ValueError``.
             models.errors.BackendError: a value the option refuses (a thread count of 0…).
         """
         return cls().merged(options)
@@ -95,18 +104,21 @@ class BackendOptions:
         """These options with the flat keys of ``options`` (:data:`FLAT_NAMES`) laid over them.
 
         Raises:
-            ValueError: not a mapping, or a key that is not an option (the message lists the
-                known ones).
+            models.errors.InputError: not a mapping, or a key that is not an option (the
+                message lists the known ones and suggests the closest); a ``ValueError``.
             models.errors.BackendError: a value the option refuses (its type or range).
         """
         if not isinstance(options, Mapping):
-            raise ValueError(
+            raise InputError(
                 f"backend_options must be a mapping of option names to values, got {options!r}; "
                 f"known names: {', '.join(FLAT_NAMES)}"
             )
-        unknown = sorted(set(options) - set(FLAT_NAMES))
+        unknown = sorted(set(options) - set(FLAT_NAMES), key=str)
         if unknown:
-            raise ValueError(f"unknown backend_options {unknown}; known: {', '.join(FLAT_NAMES)}")
+            raise InputError(
+                f"unknown backend_options {unknown}; known: {', '.join(FLAT_NAMES)}"
+                + _did_you_mean(unknown)
+            )
         llama: dict[str, Any] = {k: v for k, v in options.items() if k in _LLAMA}
         server: dict[str, Any] = {_SERVER[k]: v for k, v in options.items() if k in _SERVER}
         for key, (llama_name, server_name) in _BOTH.items():
@@ -125,3 +137,18 @@ class BackendOptions:
         """The keyword arguments of :func:`models.catalog.model_path` (``download``,
         ``cache_dir``, ``endpoint``)."""
         return {"download": self.download, "cache_dir": self.cache_dir, "endpoint": self.endpoint}
+
+
+def _did_you_mean(unknown: list[str]) -> str:
+    """``"; did you mean 'n_ctx'?"`` for the unknown names that are close to a known one
+    (a typo), else ``""``."""
+    close = {
+        name: match[0]
+        for name in unknown
+        if isinstance(name, str) and (match := difflib.get_close_matches(name, FLAT_NAMES, 1))
+    }
+    if not close:
+        return ""
+    if len(unknown) == 1:
+        return f"; did you mean {next(iter(close.values()))!r}?"
+    return "; did you mean " + ", ".join(f"{m!r} for {n!r}" for n, m in close.items()) + "?"

@@ -135,3 +135,31 @@ def test_config_show_lists_the_server_and_lookup_flags_with_their_source(
     assert plain["headers"] == ("none", "default")
     assert plain["model_name"] == ("the server's first model", "default")
     assert plain["api_strict"] == ("False", "default")
+
+
+def test_an_unknown_backend_option_is_an_input_error_with_the_closest_name() -> None:
+    import models.errors
+    from agent import InputError
+    from models.options import BackendOptions
+
+    assert InputError is models.errors.InputError and issubclass(InputError, ValueError)
+    with pytest.raises(InputError, match=r"unknown backend_options \['n_ctxx'\]; known: .*n_ctx"):
+        BackendOptions.from_mapping({"n_ctxx": 1})
+    with pytest.raises(InputError, match=r"did you mean 'n_ctx'\?$"):
+        BackendOptions().merged({"n_ctxx": 1})
+    with pytest.raises(InputError, match=r"did you mean 'api_mode' for 'api_mod'\?$"):
+        BackendOptions.from_mapping({"api_mod": "chat", "zzzzzz": 1})
+    with pytest.raises(InputError, match=r"\[1, 'n_ctxx'\]"):  # keys of any type
+        BackendOptions.from_mapping({1: 2, "n_ctxx": 1})  # type: ignore[dict-item]
+    with pytest.raises(InputError, match="must be a mapping"):
+        BackendOptions.from_mapping([("n_ctx", 1)])  # type: ignore[arg-type]
+
+
+def test_an_agent_refuses_an_unknown_backend_option_as_input_and_a_bad_value_as_backend() -> None:
+    from agent import Agent, BackendError, InputError
+    from models.scripted import ScriptedBackend
+
+    with pytest.raises(InputError, match=r"'n_ctxx'.*did you mean 'n_ctx'\?"):
+        Agent(ScriptedBackend([]), backend_options={"n_ctxx": 1}, transcript=False)
+    with pytest.raises(BackendError, match="n_ctx must be at least 16"):  # the documented rule
+        Agent(ScriptedBackend([]), backend_options={"n_ctx": 5}, transcript=False)
