@@ -85,7 +85,8 @@ class Agent:
     Raises:
         TypeError: an unknown keyword argument, a setting of the wrong type, or ``settings``
             that is not an :class:`agent.settings.AgentSettings`.
-        ValueError: unknown ``backend_options`` (checked even when ``model`` is a backend).
+        InputError: unknown ``backend_options`` names (checked even when ``model`` is a
+            backend; a ``ValueError``).
         agent.errors.InputError: an unknown setting value, a limit that could never be met,
             or ``tool_settings`` a built-in tool does not know (an ``InputError`` is a
             ``ValueError``).

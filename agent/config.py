@@ -53,6 +53,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from agent.errors import InputError
 from agent.toml_places import KeyPath, Place, key_places, locate
+from models.llama.options import MIN_CONTEXT
 from tools import McpServerSpec
 
 if TYPE_CHECKING:
@@ -204,7 +205,7 @@ class Config(_Section):
     seed: int | None = None
     workspace: str | None = None
     system: str | None = None
-    ctx: int | None = Field(default=None, ge=256)
+    ctx: int | None = Field(default=None, ge=MIN_CONTEXT)
     n_gpu_layers: int | None = Field(default=None, ge=-1)
     approvals: dict[str, Literal["allow", "deny", "ask"]] = Field(default_factory=dict)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)

@@ -84,3 +84,23 @@ def test_good_values_are_kept() -> None:
     assert (llama.n_ctx, llama.n_gpu_layers, llama.n_batch, llama.type_k) == (4096, -1, 1, "Q8_0")
     server = ServerOptions(headers={"X-Team": "blue"}, read_timeout=5, context_size=1)
     assert server.headers == {"X-Team": "blue"} and server.read_timeout == 5
+
+
+@pytest.mark.parametrize("where", ["config file", "task file", "options"])
+def test_every_layer_has_the_same_smallest_context(where: str) -> None:
+    """The config file, the task file and ``LlamaOptions`` accept the same smallest context
+    (:data:`models.llama.options.MIN_CONTEXT`, defined once): they were 256, 64 and 16."""
+    from pydantic import ValidationError
+
+    from agent.config import Config
+    from agent.tasks.taskfile import Settings
+    from models.llama.options import MIN_CONTEXT
+
+    make = {
+        "config file": lambda n: Config(ctx=n),
+        "task file": lambda n: Settings(ctx=n),
+        "options": lambda n: LlamaOptions(n_ctx=n),
+    }[where]
+    assert make(MIN_CONTEXT) is not None
+    with pytest.raises((ValidationError, BackendError)):
+        make(MIN_CONTEXT - 1)

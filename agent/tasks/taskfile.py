@@ -40,6 +40,7 @@ from agent.tasks.safe_yaml import (
     dotted,
     load_yaml,
 )
+from models.llama.options import MIN_CONTEXT
 from models.options import BackendOptions
 
 Placement = Literal["interleaved", "template"]
@@ -66,7 +67,7 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
     model: str | None = Field(default=None, min_length=1)
-    ctx: int | None = Field(default=None, ge=64)
+    ctx: int | None = Field(default=None, ge=MIN_CONTEXT)
     n_gpu_layers: int | None = Field(default=None, ge=-1)
     temperature: float | None = Field(default=None, ge=0, le=5)
     top_p: float | None = Field(default=None, gt=0, le=1)

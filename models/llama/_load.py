@@ -31,7 +31,7 @@ from models.base import BackendError
 from models.catalog import recommended_context
 from models.llama._fit import KV_CACHE_TYPES, METAL_SHARE, FitRequest, Machine, ModelShape, plan
 from models.llama.gguf_file import GGUFError, MetadataValue, context_length, read_metadata
-from models.llama.options import LlamaOptions
+from models.llama.options import MIN_CONTEXT, LlamaOptions
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -232,8 +232,8 @@ def resolve_settings(
     if n_ctx is None:
         n_ctx = min(DEFAULT_CTX, train_ctx) if train_ctx else DEFAULT_CTX
     recommended = recommended_context(path, metadata)
-    if n_ctx < 16:
-        raise BackendError(f"the context size must be at least 16 tokens, not {n_ctx}")
+    if n_ctx < MIN_CONTEXT:
+        raise BackendError(f"the context size must be at least {MIN_CONTEXT} tokens, not {n_ctx}")
     limit = YARN_ORIGINAL_CTX * YARN_FACTOR if qwq else train_ctx
     if limit and n_ctx > limit:
         raise BackendError(
