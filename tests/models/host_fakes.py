@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from models.base import BackendInfo, GenerateOptions
+from models.base import BackendInfo, GenerateOptions, StopReason
 from models.llama._batch import Entry
 from models.llama.host import LlamaHost
 
@@ -152,3 +152,13 @@ def fake_host(decoder: FakeDecoder, **limits: int) -> LlamaHost:
 
     info = BackendInfo(name="fake", chat_template=None, opens_thinking=True, context_size=0)
     return LlamaHost(decoder, ByteVocab(), info, limits=HostLimits(**limits))
+
+
+def drain(run: Iterator[str]) -> tuple[str, StopReason]:
+    """All the text of a generation and its stop reason."""
+    text = ""
+    while True:
+        try:
+            text += next(run)
+        except StopIteration as stop:
+            return text, stop.value

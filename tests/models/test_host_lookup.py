@@ -10,31 +10,22 @@ next position, a rejected draft leaves the cache, nothing is drafted past a stop
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-from models.base import GenerateOptions, Sampling, Segment, StopReason
+from models.base import GenerateOptions, Sampling, Segment
 from models.llama._batch import Entry
 from models.llama._host_jobs import HostLimits
 from models.llama._lookup import Lookup, LookupSettings
 from models.llama.host import LlamaHost
 from models.llama.kv_state import PrefixStateStore
-from tests.models.host_fakes import ByteVocab, FakeDecoder, ScriptModel, fake_host
+from tests.models.host_fakes import ByteVocab, FakeDecoder, ScriptModel, drain, fake_host
 
 GREEDY = GenerateOptions(sampling=Sampling(temperature=0))
 EAGER = LookupSettings(min_gain=0.0)
 """Drafts at every match, whatever the measured costs."""
 COPY = "the quick brown fox jumps over the lazy dog"
 PROMPT = f"Q A: copy this: {COPY}, please.<think>\n"
-
-
-def drain(run: Iterator[str]) -> tuple[str, StopReason]:
-    text = ""
-    while True:
-        try:
-            text += next(run)
-        except StopIteration as stop:
-            return text, stop.value
 
 
 def inline_host(decoder: FakeDecoder) -> LlamaHost:

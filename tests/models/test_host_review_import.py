@@ -11,28 +11,17 @@ dropped at once by the swap budget is ``False``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
-from models.base import GenerateOptions, Sampling, Segment, StopReason
+from models.base import GenerateOptions, Sampling, Segment
 from models.llama.backend import LlamaCppBackend
 from models.llama.host import HostLimits, LlamaHost
-from tests.models.host_fakes import FakeDecoder, ScriptModel, fake_host
+from tests.models.host_fakes import FakeDecoder, ScriptModel, drain, fake_host
 from tests.real_model import requires_tiny_model
 
 GREEDY = GenerateOptions(sampling=Sampling(temperature=0), max_tokens=3)
 LONG = GenerateOptions(sampling=Sampling(temperature=0), max_tokens=40)
 SCRIPTS = ScriptModel({"A": ["alphabet soup"], "B": ["beta"]})
-
-
-def drain(run: Iterator[str]) -> tuple[str, StopReason]:
-    text = ""
-    while True:
-        try:
-            text += next(run)
-        except StopIteration as stop:
-            return text, stop.value
 
 
 def prompt(key: str) -> list[Segment]:

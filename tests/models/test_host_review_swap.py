@@ -10,27 +10,17 @@ fake decoder has done so too since the import fix, tests/models/test_host_review
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
-from models.base import GenerateOptions, Sampling, Segment, StopReason
+from models.base import GenerateOptions, Sampling, Segment
 from models.llama.backend import LlamaCppBackend
 from models.llama.host import HostLimits, LlamaHost
+from tests.models.host_fakes import drain
 from tests.real_model import requires_tiny_model
 
 pytestmark = [pytest.mark.real_model, requires_tiny_model]
 
 GREEDY = GenerateOptions(sampling=Sampling(temperature=0), max_tokens=2)
-
-
-def drain(run: Iterator[str]) -> tuple[str, StopReason]:
-    text = ""
-    while True:
-        try:
-            text += next(run)
-        except StopIteration as stop:
-            return text, stop.value
 
 
 def test_a_swapped_sequence_comes_back_without_re_evaluation_when_parked_ones_fill_the_cache(

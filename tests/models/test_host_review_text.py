@@ -10,12 +10,12 @@ sees what the loop wrote.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
-from models.base import BackendInfo, GenerateOptions, Sampling, Segment, StopReason
+from models.base import BackendInfo, GenerateOptions, Sampling, Segment
 from models.llama._host_jobs import HostLimits
 from models.llama.host import LlamaHost
-from tests.models.host_fakes import END, ByteVocab, FakeDecoder
+from tests.models.host_fakes import END, ByteVocab, FakeDecoder, drain
 
 SPLIT = 300
 """A token that is a space and the first byte of an em dash."""
@@ -46,15 +46,6 @@ def inline_host(decoder: FakeDecoder) -> LlamaHost:
     info = BackendInfo(name="fake", chat_template=None, opens_thinking=True, context_size=0)
     limits = HostLimits(max_sessions=1, lookahead=1)
     return LlamaHost(decoder, SplitVocab(), info, limits=limits, inline=True)
-
-
-def drain(run: Iterator[str]) -> tuple[str, StopReason]:
-    text = ""
-    while True:
-        try:
-            text += next(run)
-        except StopIteration as stop:
-            return text, stop.value
 
 
 def text_of(vocab: SplitVocab, tokens: Sequence[int]) -> str:

@@ -26,7 +26,7 @@ from models.base import (
 from models.llama.host import HostedLlamaBackend, LlamaHost
 from models.scripted import call
 from tests.conftest import HANG_BOUND
-from tests.models.host_fakes import FakeDecoder, ScriptModel, fake_host
+from tests.models.host_fakes import FakeDecoder, ScriptModel, drain, fake_host
 
 GREEDY = GenerateOptions(sampling=Sampling(temperature=0))
 
@@ -34,15 +34,6 @@ GREEDY = GenerateOptions(sampling=Sampling(temperature=0))
 def echo(history: list[int] | tuple[int, ...]) -> int:
     """A model that counts: the next token is the last one plus 1 (mod 200)."""
     return (history[-1] + 1) % 200
-
-
-def drain(run: Iterator[str]) -> tuple[str, StopReason]:
-    text = ""
-    while True:
-        try:
-            text += next(run)
-        except StopIteration as stop:
-            return text, stop.value
 
 
 def prompt(text: str) -> list[Segment]:

@@ -12,21 +12,12 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from models.base import GenerateOptions, Sampling, Segment, StopReason
+from models.base import GenerateOptions, Sampling, Segment
 from models.llama.host_server import HostServer
 from models.openai.backend import OpenAIBackend, ServerOptions
-from tests.models.host_fakes import FakeDecoder, ScriptModel, fake_host
+from tests.models.host_fakes import FakeDecoder, ScriptModel, drain, fake_host
 
 GREEDY = GenerateOptions(sampling=Sampling(temperature=0))
-
-
-def drain(run: Iterator[str]) -> tuple[str, StopReason]:
-    text = ""
-    while True:
-        try:
-            text += next(run)
-        except StopIteration as stop:
-            return text, stop.value
 
 
 @pytest.fixture
