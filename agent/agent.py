@@ -28,6 +28,7 @@ from agent.settings import (
     SettingArguments,
     ToolChoice,
 )
+from agent.state import Limits
 from agent.transcript import TranscriptWriter, default_sessions_dir, load_transcript
 from models import Backend, ProgressCallback, Sampling, Usage
 from models.options import BackendOptions
@@ -130,17 +131,9 @@ class Agent:
             self._mcp, found = connect_mcp(mcp_servers)
             mcp_tools = list(found)
         self.registry = ToolRegistry([*tools, *mcp_tools])
-        self.placement: Placement = chosen.placement
         self.policy = ApprovalPolicy(chosen.approval)
         self.approval_callback = approval_callback
         self.workspace = Path(chosen.workspace).expanduser().resolve()
-        self.limits = chosen.limits
-        self._sampling_override = chosen.sampling
-        self._temperature = chosen.temperature
-        self._seed = chosen.seed
-        self.tool_choice: ToolChoice = chosen.tool_choice
-        self.system = chosen.system
-        self.tool_output_chars = chosen.tool_output_chars
         self.tool_settings: dict[str, Mapping[str, Any]] = dict(chosen.tool_settings)
         try:
             check_tool_settings(self.tool_settings, self.registry.names())
@@ -150,7 +143,6 @@ class Agent:
         self.history: list[dict[str, Any]] = []
         """The conversation so far, as OpenAI-style messages (reasoning included)."""
         self._cancel = threading.Event()
-        self._transcript_setting = chosen.transcript
         self._sessions_dir = Path(chosen.sessions_dir) if chosen.sessions_dir is not None else None
         self._writer: TranscriptWriter | None = None
         self.last_usage = Usage()
@@ -194,6 +186,38 @@ class Agent:
         self._backend = open_backend(self._model_spec, self.backend_options, progress=progress)
         return self._backend
 
+    # -- settings read from :attr:`settings`, the one place they are kept ---------------------
+
+    @property
+    def placement(self) -> Placement:
+        """Where tool calls are honoured (see :class:`agent.settings.AgentSettings`); setting
+        it (the TUI's ``/placement``) changes :attr:`settings` for the next run."""
+        return self.settings.placement
+
+    @placement.setter
+    def placement(self, value: Placement) -> None:
+        self.settings = self.settings.replace(placement=value)
+
+    @property
+    def limits(self) -> Limits:
+        """The numbers that bound a run (from :attr:`settings`)."""
+        return self.settings.limits
+
+    @property
+    def tool_choice(self) -> ToolChoice:
+        """``"auto"`` or ``"required"`` (from :attr:`settings`)."""
+        return self.settings.tool_choice
+
+    @property
+    def system(self) -> str | None:
+        """The system prompt given, or ``None`` for the built-in one (from :attr:`settings`)."""
+        return self.settings.system
+
+    @property
+    def tool_output_chars(self) -> int:
+        """The cap on each tool result placed in the context (from :attr:`settings`)."""
+        return self.settings.tool_output_chars
+
     @property
     def effective_placement(self) -> Placement:
         """The placement runs use: "template" when the backend cannot continue a turn after
@@ -205,11 +229,12 @@ class Agent:
     @property
     def sampling(self) -> Sampling:
         """The sampler settings of the next run: the model's defaults with any overrides."""
-        base = self._sampling_override or self.backend.info.default_sampling
-        if self._temperature is not None:
-            base = replace(base, temperature=self._temperature)
-        if self._seed is not None:
-            base = replace(base, seed=self._seed)
+        chosen = self.settings
+        base = chosen.sampling or self.backend.info.default_sampling
+        if chosen.temperature is not None:
+            base = replace(base, temperature=chosen.temperature)
+        if chosen.seed is not None:
+            base = replace(base, seed=chosen.seed)
         return base
 
     # -- running -------------------------------------------------------------------------
@@ -317,7 +342,7 @@ class Agent:
         saved = load_transcript(transcript)
         self._forget()
         self.history.extend(saved.history())
-        if self._transcript_setting is not False:
+        if self.settings.transcript is not False:
             self._writer = TranscriptWriter(saved.path)
         if self._session_kv is not None:
             from models.llama.kv_state import KVStateful, SessionKV
@@ -361,7 +386,7 @@ class Agent:
 
     @property
     def _fixed_transcript(self) -> bool:
-        return isinstance(self._transcript_setting, str | Path)
+        return isinstance(self.settings.transcript, str | Path)
 
     def close(self) -> None:
         """Free the model, the transcript file and the MCP server processes."""
@@ -392,11 +417,11 @@ class Agent:
         return self._writer.path if self._writer is not None else None
 
     def _transcript_writer(self) -> TranscriptWriter | None:
-        if self._transcript_setting is False:
+        if self.settings.transcript is False:
             return None
         if self._writer is None:
-            if isinstance(self._transcript_setting, str | Path):
-                path = Path(self._transcript_setting)
+            if isinstance(self.settings.transcript, str | Path):
+                path = Path(self.settings.transcript)
             else:
                 folder = self._sessions_dir or default_sessions_dir()
                 path = TranscriptWriter.new_path(folder)

@@ -108,3 +108,13 @@ def test_a_task_plan_is_the_task_file_layer(tmp_path: Path) -> None:
     assert layered.sources["max_steps"] == "task file" and layered.sources["seed"] == "default"
     assert layered.sources["tool_choice"] == "default"  # filled in by planning, not the file
     assert layered.sources["workspace"] == "default"  # resolved against cwd, still the default
+
+
+def test_the_agents_settings_stay_the_one_record_of_how_it_runs() -> None:
+    """The agent reads its settings from ``agent.settings`` (no copies to drift apart):
+    changing the placement, as the TUI's ``/placement`` does, shows in ``settings``."""
+    agent = Agent(ScriptedBackend([]), max_steps=4, tool_choice="required", transcript=False)
+    assert agent.limits == agent.settings.limits and agent.tool_choice == "required"
+    agent.placement = "template"
+    assert agent.settings.placement == "template" and agent.placement == "template"
+    assert agent.settings.max_steps == 4  # the other settings are kept
