@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent import Agent
+from agent.cli.common import agent_option_flags
 from agent.errors import InputError
 from agent.settings import (
     DEFAULT_MODEL,
@@ -24,6 +25,7 @@ from agent.settings import (
     AgentSettings,
     LayeredSettings,
 )
+from models import BackendError, BackendOptions
 
 if TYPE_CHECKING:
     from agent.config import Config
@@ -122,10 +124,6 @@ def check_flags(args: argparse.Namespace) -> None:
     Raises:
         OptionError: the first flag with a value no run could use.
     """
-    from agent.cli.common import agent_option_flags
-    from models import BackendError
-    from models.options import BackendOptions
-
     flags = agent_option_flags()
     for dest in _SETTING_FLAGS:
         value = getattr(args, dest, None)
