@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent import Agent
-from agent.cli.common import agent_option_flags
+from agent.cli.common import agent_option_flags, tool_names
 from agent.errors import InputError
 from agent.settings import (
     DEFAULT_MODEL,
@@ -191,7 +191,7 @@ def agent_from_args(args: argparse.Namespace, **overrides: Any) -> Agent:
     if tools_value is None:
         tools = list(DEFAULT_TOOLS)
     elif isinstance(tools_value, str):
-        tools = [t.strip() for t in tools_value.split(",") if t.strip()]
+        tools = tool_names(tools_value)
     else:
         tools = list(tools_value)
     backend_options: dict[str, Any] = {**config.backend_layer(), **load_options(args)}

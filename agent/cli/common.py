@@ -140,3 +140,8 @@ def agent_option_flags() -> dict[str, str]:
     (``"ctx"`` -> ``"--ctx"``), read from the parser that defines them, so that an error
     about a value can name the flag it came from."""
     return add_agent_options(argparse.ArgumentParser(add_help=False))
+
+
+def tool_names(value: str) -> list[str]:
+    """The tool names of a ``--tools`` value: comma-separated, blanks dropped (``""``: none)."""
+    return [name.strip() for name in value.split(",") if name.strip()]

@@ -17,7 +17,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from agent.cli.common import DEFAULTS, EXIT_BAD_INPUT, EXIT_OK
+from agent.cli.common import DEFAULTS, EXIT_BAD_INPUT, EXIT_OK, tool_names
 
 if TYPE_CHECKING:
     from agent.config import Config
@@ -131,9 +131,7 @@ def settings_in_effect(args: argparse.Namespace, config: Config) -> list[Row]:
             continue
         flag, in_file = getattr(args, name, None), getattr(config, name)
         if flag is not None:
-            value = (
-                [t.strip() for t in str(flag).split(",") if t.strip()] if name == "tools" else flag
-            )
+            value = tool_names(str(flag)) if name == "tools" else flag
             rows.append((name, value, "command line"))
         elif in_file is not None:
             rows.append((name, in_file, "file"))

@@ -36,7 +36,13 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from agent.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from agent.cli.common import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    tool_names,
+)
 from agent.errors import InputError
 
 if TYPE_CHECKING:
@@ -244,7 +250,7 @@ def _overrides(args: argparse.Namespace) -> Settings:
     }
     tools = getattr(args, "tools", None)
     if tools is not None:
-        values["tools"] = [t.strip() for t in tools.split(",") if t.strip()]
+        values["tools"] = tool_names(tools)
     if getattr(args, "mcp", None):
         values["mcp"] = list(args.mcp)  # replaces the file's mcp:, as every flag does
     try:
